@@ -1,0 +1,3 @@
+from lgvq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Atomic artifact writing.
+
+Every file the harness writes goes through these helpers: the bytes land in a temporary
+file in the destination directory and are renamed into place only when complete, so an
+interrupted job leaves either the previous file or nothing — never a truncated artifact
+that a later stage would silently accept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class ArtifactError(RuntimeError):
+    """An artifact could not be written or read; the message names the path."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    Use for writers that want a file name (np.save, torch.save, PIL, matplotlib).
+    `suffix` defaults to the destination's own suffix so format-by-extension writers work.
+    """
+    dest = Path(path)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=dest.parent, prefix=f".{dest.name}.", suffix=(dest.suffix if suffix is None else suffix) + ".tmp"
+        )
+    except OSError as e:
+        raise ArtifactError(f"cannot write {dest}: {e.strerror or e}") from e
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, dest)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        raise ArtifactError(f"cannot write {dest}: {e.strerror or e}") from e
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactError(f"missing file: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"corrupt JSON in {p}: {e}") from e
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars / arrays and paths show up in metric dicts; keep JSON writing total.
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
