@@ -1,0 +1,221 @@
+"""One training loop for every model in the harness (tokenizers, second stage, downstream heads).
+
+A model plugs in as a `TrainTask`: it owns its modules and optimisers and performs one
+optimisation step per batch. The loop owns everything that must be identical across models
+and that a crash must not lose:
+
+- seeding, and the data position (epoch, batch within epoch) so a resumed run sees exactly
+  the batches an uninterrupted run would;
+- checkpoints every `ckpt_every` steps, written atomically, holding modules, optimisers,
+  RNG states, the loss log and the config hash (a checkpoint from another config is refused);
+- exact resume: re-running the same command continues from the last checkpoint;
+- NaN/inf detection (`check_finite`), which names the step and the offending term;
+- a tqdm progress bar and a CSV loss log (`log.csv`: step + one column per term).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from lgvq.io import ArtifactError, atomic_path, atomic_write_text
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.csv"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or inf; the message names the step and the term."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint on disk was produced by a different config."""
+
+
+class TrainTask(Protocol):
+    def modules(self) -> Mapping[str, nn.Module]: ...
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]: ...
+    def train_step(self, batch: Any, step: int) -> Mapping[str, float]: ...
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_finite(terms: Mapping[str, Tensor], step: int) -> None:
+    """Raise before the backward pass if any loss term is NaN/inf, naming step and term."""
+    for name, value in terms.items():
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise NonFiniteLossError(f"non-finite loss at step {step}: term '{name}' = {value.detach().float().mean().item()}")
+
+
+@dataclass
+class LoopState:
+    step: int = 0           # optimisation steps completed
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    log: list[dict[str, float]] | None = None
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": list(random.getstate()[1]) + [random.getstate()[2] if random.getstate()[2] is not None else -1.0],
+        "python_version": random.getstate()[0],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_gauss": [int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    gauss = None if py[-1] == -1.0 else py[-1]
+    random.setstate((state["python_version"], tuple(int(v) for v in py[:-1]), gauss))
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_gauss"][0], state["numpy_gauss"][1]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, task: TrainTask, state: LoopState, config_hash: str) -> None:
+    payload = {
+        "config_hash": config_hash,
+        "step": state.step,
+        "epoch": state.epoch,
+        "batch_in_epoch": state.batch_in_epoch,
+        "log": state.log or [],
+        "modules": {k: m.state_dict() for k, m in task.modules().items()},
+        "optimizers": {k: o.state_dict() for k, o in task.optimizers().items()},
+        "rng": _rng_state(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, config_hash: str | None = None) -> dict[str, Any]:
+    """Load safely (weights_only) and refuse a checkpoint written for another config."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated/corrupt files
+        raise ArtifactError(f"corrupt or unreadable checkpoint {path}: {e}. Delete it to retrain from scratch.") from e
+    if config_hash is not None and payload.get("config_hash") != config_hash:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was written for config hash {payload.get('config_hash')}, "
+            f"but this run's config hash is {config_hash}; refusing to resume from another config. "
+            "Delete the directory or restore the original config."
+        )
+    return payload
+
+
+def write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    keys: list[str] = ["step"]
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def train_loop(
+    task: TrainTask,
+    epoch_batches: Callable[[int], Iterable[Any]],
+    *,
+    out_dir: str | Path,
+    max_steps: int,
+    seed: int,
+    config_hash: str,
+    ckpt_every: int = 100,
+    log_every: int = 10,
+    desc: str = "train",
+    on_log: Callable[[int, Mapping[str, float]], None] | None = None,
+    stop_after: int | None = None,
+) -> LoopState:
+    """Run `task` for `max_steps` optimisation steps, resuming from `out_dir/checkpoint.pt`.
+
+    `epoch_batches(epoch)` must return the batches of that epoch in a deterministic order
+    (shuffle seeded by the epoch), so skipping `batch_in_epoch` batches on resume lands on
+    the same data an uninterrupted run would see. `stop_after` ends the run early after that
+    many steps (with a checkpoint), used by tests to simulate an interruption.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT_NAME
+    seed_everything(seed)
+    state = LoopState(log=[])
+    if ckpt_path.exists():
+        payload = load_checkpoint(ckpt_path, config_hash)
+        for name, module in task.modules().items():
+            module.load_state_dict(payload["modules"][name])
+        for name, opt in task.optimizers().items():
+            opt.load_state_dict(payload["optimizers"][name])
+        state = LoopState(payload["step"], payload["epoch"], payload["batch_in_epoch"], list(payload["log"]))
+        _set_rng_state(payload["rng"])
+    if state.step >= max_steps:
+        return state
+
+    for module in task.modules().values():
+        module.train()
+    bar = tqdm(total=max_steps, initial=state.step, desc=desc, dynamic_ncols=True, mininterval=1.0)
+    last_saved = state.step
+    try:
+        while state.step < max_steps:
+            batches: Iterator[Any] = iter(epoch_batches(state.epoch))
+            for _ in range(state.batch_in_epoch):  # fast-forward to the resume position
+                next(batches)
+            exhausted = True
+            for batch in batches:
+                terms = dict(task.train_step(batch, state.step))
+                state.step += 1
+                state.batch_in_epoch += 1
+                if state.step % log_every == 0 or state.step == max_steps:
+                    row = {"step": state.step, **{k: float(v) for k, v in terms.items()}}
+                    state.log.append(row)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+                    if on_log is not None:
+                        on_log(state.step, terms)
+                bar.update(1)
+                done = state.step >= max_steps or (stop_after is not None and state.step >= stop_after)
+                if state.step % ckpt_every == 0 or done:
+                    save_checkpoint(ckpt_path, task, state, config_hash)
+                    write_log(out / LOG_NAME, state.log)
+                    last_saved = state.step
+                if done:
+                    exhausted = False
+                    break
+            if not exhausted:
+                break
+            if state.batch_in_epoch == 0:
+                raise ArtifactError("the training data yielded no batches (empty split or batch larger than the split)")
+            state.epoch += 1
+            state.batch_in_epoch = 0
+    finally:
+        bar.close()
+    if last_saved != state.step:
+        save_checkpoint(ckpt_path, task, state, config_hash)
+        write_log(out / LOG_NAME, state.log)
+    return state
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """Deterministic shuffled index order for one epoch (independent of the global RNG)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()

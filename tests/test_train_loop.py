@@ -1,0 +1,88 @@
+"""The shared training loop: exact resume, NaN detection, config-hash refusal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lgvq.train.loop import (
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    check_finite,
+    epoch_order,
+    train_loop,
+)
+
+DATA = torch.randn(24, 4, generator=torch.Generator().manual_seed(0))
+
+
+class ToyTask:
+    """A linear regressor with dropout, so the global RNG state matters for exactness."""
+
+    def __init__(self, poison_at: int | None = None) -> None:
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-2, betas=(0.5, 0.9))
+        self.poison_at = poison_at
+
+    def modules(self):
+        return {"net": self.net}
+
+    def optimizers(self):
+        return {"opt": self.opt}
+
+    def train_step(self, batch, step):
+        loss = (self.net(batch).squeeze(-1) - batch.sum(-1)).pow(2).mean()
+        if step == self.poison_at:
+            loss = loss * float("nan")
+        check_finite({"mse": loss}, step)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {"mse": loss.item()}
+
+
+def batches(epoch: int):
+    order = epoch_order(len(DATA), seed=3, epoch=epoch)
+    return [DATA[order[i : i + 5]] for i in range(0, len(order) - 4, 5)]  # 4 batches / epoch
+
+
+def run(tmp, **kw):
+    task = ToyTask()
+    train_loop(task, batches, out_dir=tmp, max_steps=11, seed=7, config_hash="abc", ckpt_every=3, log_every=1, **kw)
+    return task
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    reference = run(tmp_path / "ref")
+    run(tmp_path / "cut", stop_after=5)  # interrupted mid-epoch, between checkpoints
+    resumed = run(tmp_path / "cut")
+    for a, b in zip(reference.net.parameters(), resumed.net.parameters()):
+        assert torch.equal(a, b)
+    log = (tmp_path / "cut" / "log.csv").read_text().splitlines()
+    assert log[0] == "step,mse" and len(log) == 1 + 11
+
+
+def test_finished_run_is_not_retrained(tmp_path):
+    run(tmp_path)
+    mtime = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+    run(tmp_path)
+    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == mtime
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    run(tmp_path, stop_after=3)
+    with pytest.raises(CheckpointMismatchError, match="config hash"):
+        train_loop(ToyTask(), batches, out_dir=tmp_path, max_steps=11, seed=7, config_hash="other")
+
+
+def test_nan_loss_names_step_and_term(tmp_path):
+    task = ToyTask(poison_at=4)
+    with pytest.raises(NonFiniteLossError, match=r"step 4: term 'mse'"):
+        train_loop(task, batches, out_dir=tmp_path, max_steps=11, seed=7, config_hash="abc")
+
+
+def test_empty_training_data_is_an_error(tmp_path):
+    with pytest.raises(Exception, match="no batches"):
+        train_loop(ToyTask(), lambda e: [], out_dir=tmp_path, max_steps=2, seed=0, config_hash="x")
