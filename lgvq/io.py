@@ -25,13 +25,15 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
 
     Use for writers that want a file name (np.save, torch.save, PIL, matplotlib).
-    `suffix` defaults to the destination's own suffix so format-by-extension writers work.
+    The temporary name is hidden (leading dot) and keeps the destination's suffix, so
+    format-by-extension writers (np.save appends ".npy" otherwise, PIL picks the format)
+    behave as they would on the real name.
     """
     dest = Path(path)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            dir=dest.parent, prefix=f".{dest.name}.", suffix=(dest.suffix if suffix is None else suffix) + ".tmp"
+            dir=dest.parent, prefix=f".{dest.name}.tmp-", suffix=dest.suffix if suffix is None else suffix
         )
     except OSError as e:
         raise ArtifactError(f"cannot write {dest}: {e.strerror or e}") from e

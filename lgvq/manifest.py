@@ -84,7 +84,7 @@ class RunRecord:
         self.extra = dict(extra)
         self.started = time.time()
 
-    def write(self, out_dir: str | os.PathLike, **more: Any) -> Path:
+    def write(self, out_dir: str | os.PathLike, *, name: str = "manifest.json", **more: Any) -> Path:
         manifest = {
             "step": self.step,
             "config": self.config,
@@ -100,6 +100,6 @@ class RunRecord:
             **self.extra,
             **more,
         }
-        path = Path(out_dir) / "manifest.json"
+        path = Path(out_dir) / name
         atomic_write_json(path, manifest)
         return path

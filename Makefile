@@ -1,0 +1,43 @@
+# The two commands of the README: `make tables` and `make test`. Both set up .venv first.
+# `make setup` is idempotent: it reinstalls only when pyproject.toml changed (stamp file).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml Makefile scripts/install_wordnet.sh 2>/dev/null | sha1sum | cut -c1-12)
+CONFIG  ?= config/config.yaml
+CORES   ?= all
+export NLTK_DATA ?= $(CURDIR)/.nltk_data
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup tables table test test-fast lint clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null 2>&1 || { echo "Java not found: installing default-jre-headless (METEOR/PTB tokenizer need it)"; \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends default-jre-headless) >/dev/null; }
+	@test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch/torchvision pinned: this pair installs from local disk; others pull GBs or break torchvision.
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[test]'
+	bash scripts/install_wordnet.sh "$(NLTK_DATA)"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+tables: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) results/tables results/report.html
+
+# One table: make table T=ablation
+table: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) results/tables/$(T).md
+
+test: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --durations=15
+
+test-fast: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 -m "not slow"
+
+lint: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --configfile config/smoke.yaml

@@ -1,0 +1,152 @@
+"""Experiment config: load, validate against config/schema.yaml (filling defaults), and slice.
+
+The same schema is used by the Snakefile (snakemake's `validate`) and by every `lgvq` verb, so a
+bad value is reported the same way wherever it enters: a `ConfigError` naming the key path.
+Models never see this module: the pipeline slices the config into typed arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from lgvq.manifest import config_hash
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+# Which language-guided losses each variant switches on (Table 2's rows are configs, not code paths).
+VARIANT_TERMS: dict[str, tuple[str, ...]] = {
+    "base": (),
+    "gsa": ("gsa",),
+    "mtp": ("mtp",),
+    "mtp-ras": ("mtp", "ras"),
+    "mtp-gsa": ("mtp", "gsa"),
+    "lg": ("gsa", "mtp", "ras"),
+}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the offending key."""
+
+
+def _with_defaults(validator_class):
+    """A validator that fills `default` values in, as snakemake's validate(set_default=True) does."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(Draft202012Validator)
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_ref_defaults(cfg: dict[str, Any], schema: dict[str, Any]) -> None:
+    # `default` behind a $ref is not applied by the properties hook above; fill the one we use.
+    default_weights = schema["$defs"]["lg_weights"]["default"]
+    for entry in cfg.get("datasets", {}).values():
+        if isinstance(entry, dict):
+            entry.setdefault("lg_weights", dict(default_weights))
+            for k, v in default_weights.items():
+                if isinstance(entry["lg_weights"], dict):
+                    entry["lg_weights"].setdefault(k, v)
+
+
+def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate (and fill defaults in) a config dict; raise ConfigError naming the key."""
+    schema = load_schema()
+    cfg = copy.deepcopy(cfg)
+    _fill_ref_defaults(cfg, schema)
+    errors = sorted(_Validator(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors[:10]:
+            key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+            lines.append(f"  {key}: {err.message}")
+        raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines))
+    _check_cross_references(cfg, source)
+    return cfg
+
+
+def _check_cross_references(cfg: dict[str, Any], source: str) -> None:
+    abl = cfg.get("ablation", {})
+    if abl.get("tokenizer") and abl["tokenizer"] not in cfg["tokenizers"]:
+        raise ConfigError(
+            f"invalid config {source}:\n  ablation.tokenizer: '{abl['tokenizer']}' is not a key of `tokenizers` "
+            f"({', '.join(cfg['tokenizers'])})"
+        )
+    missing = [s for s in cfg["expensive_seeds"] if s not in cfg["seeds"]]
+    if missing:
+        raise ConfigError(f"invalid config {source}:\n  expensive_seeds: {missing} not in `seeds` {cfg['seeds']}")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot parse config {p}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {p} must be a mapping at the top level")
+    return validate_config(raw, source=str(p))
+
+
+def lg_weights_for(cfg: dict[str, Any], dataset: str, variant: str) -> dict[str, float]:
+    """The weights of the LG terms a variant switches on (others 0: a zero weight removes the term)."""
+    if variant not in VARIANT_TERMS:
+        raise ConfigError(f"unknown variant '{variant}' (known: {', '.join(VARIANT_TERMS)})")
+    weights = cfg["datasets"][dataset]["lg_weights"]
+    return {term: (float(weights[term]) if term in VARIANT_TERMS[variant] else 0.0) for term in ("gsa", "mtp", "ras")}
+
+
+def learning_rate(cfg: dict[str, Any], n_gpus: int = 1) -> float:
+    """The authors' rule: lr = accumulate x n_gpus x batch_size x base_lr, unless `train.lr` is set."""
+    train = cfg["train"]
+    if train["lr"] is not None:
+        return float(train["lr"])
+    return float(train["base_lr"]) * train["batch_size"] * max(1, n_gpus)
+
+
+def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> dict[str, Any]:
+    """Everything that determines a trained tokenizer; its hash names the checkpoint's config."""
+    require(cfg, dataset=dataset, tokenizer=tokenizer)
+    ds = cfg["datasets"][dataset]
+    return {
+        "dataset": {k: ds[k] for k in ("source", "root", "synth", "image_size", "resize_mode")},
+        "dataset_name": dataset,
+        "tokenizer": cfg["tokenizers"][tokenizer],
+        "tokenizer_name": tokenizer,
+        "variant": variant,
+        "lg_weights": lg_weights_for(cfg, dataset, variant),
+        "lg": cfg["lg"],
+        "text_encoder": cfg["text_encoder"],
+        "train": cfg["train"],
+        "seed": seed,
+    }
+
+
+def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:
+    if dataset is not None and dataset not in cfg["datasets"]:
+        raise ConfigError(f"datasets.{dataset}: not in the config (configured: {', '.join(cfg['datasets'])})")
+    if tokenizer is not None and tokenizer not in cfg["tokenizers"]:
+        raise ConfigError(f"tokenizers.{tokenizer}: not in the config (configured: {', '.join(cfg['tokenizers'])})")
+
+
+__all__ = ["ConfigError", "load_config", "validate_config", "lg_weights_for", "learning_rate",
+           "tokenizer_job_slice", "config_hash", "VARIANT_TERMS"]

@@ -1,0 +1,51 @@
+"""Glue shared by the pipeline verbs: config loading, threads/device, dataset access."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lgvq.config import ConfigError, load_config, require
+from lgvq.io import ArtifactError, read_json
+from lgvq.pipeline import paths
+
+
+def job_config(path: str | Path, *, dataset: str | None = None, tokenizer: str | None = None) -> dict[str, Any]:
+    cfg = load_config(path)
+    require(cfg, dataset=dataset, tokenizer=tokenizer)
+    return cfg
+
+
+def set_threads(n: int | None) -> None:
+    """Pin intra-op threads to the job's Snakemake `threads` (jobs run side by side)."""
+    import torch
+
+    if n:
+        torch.set_num_threads(int(n))
+        os.environ.setdefault("OMP_NUM_THREADS", str(n))
+
+
+def device(cfg: dict[str, Any]):
+    import torch
+
+    want = cfg.get("device", "auto")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available")
+    if want == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(want)
+
+
+def data_root(cfg: dict[str, Any], dataset: str) -> Path:
+    """The dataset root recorded by `lgvq data prepare` (generated data or a real root)."""
+    marker = paths.data_dir(cfg["results_dir"], dataset) / "prepared.json"
+    if not marker.is_file():
+        raise ArtifactError(f"{marker} is missing: run `lgvq data prepare --dataset {dataset}` (or the DAG) first")
+    return Path(read_json(marker)["root"])
+
+
+def dataset_source(cfg: dict[str, Any], dataset: str):
+    from lgvq.data.registry import get_source
+
+    return get_source(cfg["datasets"][dataset]["source"], data_root(cfg, dataset))

@@ -1,0 +1,104 @@
+"""The experiment matrix: which jobs a config implies and which metric files each table reads.
+
+Pure functions of the validated config (no torch), shared by the Snakefile (to build the DAG)
+and by `lgvq tables build` (to know which records a table is built from). A table is rebuilt
+from exactly the files listed here, so `results/tables/<id>.md` pulls in only what it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from lgvq.pipeline import paths
+
+TABLE_IDS = (
+    "dataset_stats", "reconstruction", "ablation", "masked_word", "word_code_similarity",
+    "text_to_image", "semantic_synthesis", "unconditional", "grounding", "vqa", "completion",
+    "captioning", "vqct_reconstruction", "vqct_lg", "codebook_usage",
+)
+
+STAGE2_TABLE_TASK = {
+    "text_to_image": ("t2i_diffusion", "t2i_ar"),
+    "semantic_synthesis": ("semantic",),
+    "unconditional": ("unconditional",),
+    "completion": ("completion",),
+}
+DOWNSTREAM_TABLE_TASK = {"captioning": "captioning", "vqa": "vqa", "grounding": "grounding"}
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    tokenizer: str
+    variant: str
+    seed: int
+
+
+def tokenizer_runs(cfg: dict[str, Any]) -> Iterator[Run]:
+    """Every trained tokenizer: configured variants for all, plus the ablation variants."""
+    seen: set[Run] = set()
+    abl = cfg["ablation"]
+    for ds in cfg["datasets"]:
+        for tok, entry in cfg["tokenizers"].items():
+            variants = list(entry["variants"])
+            if abl.get("tokenizer") == tok:
+                variants += ["base", *abl["variants"], "lg"]
+            for v in dict.fromkeys(variants):
+                for s in cfg["seeds"]:
+                    run = Run(ds, tok, v, s)
+                    if run not in seen:
+                        seen.add(run)
+                        yield run
+
+
+def main_runs(cfg: dict[str, Any], *, expensive: bool = False) -> list[Run]:
+    """base / +LG runs of every tokenizer (the rows of most tables)."""
+    seeds = cfg["expensive_seeds"] if expensive else cfg["seeds"]
+    return [Run(ds, tok, v, s) for ds in cfg["datasets"] for tok, e in cfg["tokenizers"].items()
+            for v in e["variants"] if v in ("base", "lg") for s in seeds]
+
+
+def _eval(cfg: dict[str, Any], kind: str, runs: list[Run]) -> list[Path]:
+    R = cfg["results_dir"]
+    return [paths.eval_dir(R, kind, r.dataset, r.tokenizer, r.variant, r.seed) / "metrics.json" for r in runs]
+
+
+def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
+    R = cfg["results_dir"]
+    if table == "dataset_stats":
+        return [paths.data_dir(R, ds) / "stats.json" for ds in cfg["datasets"]]
+    if table in ("reconstruction", "vqct_reconstruction"):
+        return _eval(cfg, "reconstruction", main_runs(cfg))
+    if table == "codebook_usage":
+        return _eval(cfg, "codebook", main_runs(cfg))
+    if table == "ablation":
+        tok = cfg["ablation"].get("tokenizer")
+        if not tok:
+            return []
+        variants = ["base", *cfg["ablation"]["variants"], "lg"]
+        runs = [Run(ds, tok, v, s) for ds in cfg["datasets"] for v in dict.fromkeys(variants) for s in cfg["seeds"]]
+        return _eval(cfg, "reconstruction", runs)
+    if table in ("masked_word", "word_code_similarity"):
+        return _eval(cfg, "text_alignment", main_runs(cfg))
+    if table == "vqct_lg":
+        files = _eval(cfg, "reconstruction", main_runs(cfg))
+        if cfg["downstream"]["enabled"] and "vqa" in cfg["downstream"]["tasks"]:
+            files += _eval(cfg, "vqa", main_runs(cfg, expensive=True))
+        return files
+    if table in STAGE2_TABLE_TASK:
+        if not cfg["stage2"]["enabled"]:
+            return []
+        tasks = [t for t in STAGE2_TABLE_TASK[table] if t in cfg["stage2"]["tasks"]]
+        return [f for t in tasks for f in _eval(cfg, f"stage2-{t}", main_runs(cfg, expensive=True))]
+    if table in DOWNSTREAM_TABLE_TASK:
+        task = DOWNSTREAM_TABLE_TASK[table]
+        if not cfg["downstream"]["enabled"] or task not in cfg["downstream"]["tasks"]:
+            return []
+        return _eval(cfg, task, main_runs(cfg, expensive=True))
+    raise KeyError(f"unknown table '{table}' (known: {', '.join(TABLE_IDS)})")
+
+
+def all_table_inputs(cfg: dict[str, Any]) -> list[Path]:
+    return sorted({f for t in TABLE_IDS for f in table_inputs(cfg, t)})

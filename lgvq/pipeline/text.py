@@ -1,0 +1,27 @@
+"""`lgvq text cache`: encode every caption of a dataset once with the frozen text encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lgvq.manifest import RunRecord
+from lgvq.pipeline.common import dataset_source
+
+
+def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
+    from lgvq.text.cache import build_text_cache
+    from lgvq.text.registry import get_text_encoder
+
+    tcfg = cfg["text_encoder"]
+    record = RunRecord("text/cache", {"dataset": cfg["datasets"][dataset], "text_encoder": tcfg})
+    source = dataset_source(cfg, dataset)
+    captions: dict[int, list[str]] = {}
+    for split in source.splits():
+        for rec in source.records(split):
+            captions[rec.image_id] = list(rec.captions)
+    encoder = get_text_encoder(tcfg["name"], path=tcfg["path"], max_length=tcfg["max_length"])
+    build_text_cache(captions, encoder, out)
+    record.write(out.parent, name=out.stem + ".manifest.json", text_encoder=tcfg["name"],
+                 text_model=getattr(encoder, "model_id", None), captions=sum(len(c) for c in captions.values()))
+    return out

@@ -1,0 +1,222 @@
+"""`lgvq tokenizer train|encode`: the first stage of the DAG.
+
+`model.pt` holds the trained tokenizer (and LG module) weights plus what is needed to rebuild
+them (registry name, params, config hash); every later stage loads tokenizers through
+`load_tokenizer`, never by re-reading training code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lgvq.config import learning_rate, lg_weights_for, tokenizer_job_slice
+from lgvq.io import ArtifactError, atomic_path
+from lgvq.manifest import RunRecord, config_hash
+from lgvq.pipeline import paths
+from lgvq.pipeline.common import dataset_source, device as pick_device
+
+
+def _text_cache(cfg: dict[str, Any], dataset: str):
+    from lgvq.text.cache import TextCache
+
+    return TextCache.load(paths.text_cache(cfg["results_dir"], dataset, cfg["text_encoder"]["name"]))
+
+
+def vqct_vocabulary_embeddings(cache, n_words: int) -> Callable[[], torch.Tensor]:
+    """VQCT's codebook is transferred from pretrained word embeddings of a vocabulary.
+
+    Vocabulary (documented simplification of VQCT's adjective/noun list): the whole-word,
+    alphabetic tokens of the text encoder's vocabulary that occur in the dataset's captions,
+    most frequent first, topped up with the encoder's other whole-word tokens in vocabulary
+    order until `n_words` rows exist. Rows are the frozen token embeddings.
+    """
+
+    def provide() -> torch.Tensor:
+        emb = torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32))
+        ids = np.asarray(cache.token_ids).reshape(-1)
+        valid = np.asarray(cache.valid).reshape(-1) & ~np.asarray(cache.special).reshape(-1)
+        counts = np.bincount(ids[valid], minlength=emb.shape[0])
+        order = [i for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
+        chosen = list(dict.fromkeys(order))[:n_words]
+        if len(chosen) < n_words:
+            extra = [i for i in range(emb.shape[0]) if counts[i] == 0]
+            rng = np.random.default_rng(0)
+            chosen += list(rng.choice(extra, size=n_words - len(chosen), replace=False))
+        return emb[torch.as_tensor(chosen)]
+
+    return provide
+
+
+def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, cache=None):
+    """Instantiate the tokenizer (by registry name) and, for LG variants, the LG module."""
+    from lgvq.tokenizers.registry import build_tokenizer
+
+    entry = cfg["tokenizers"][tokenizer]
+    image_size = cfg["datasets"][dataset]["image_size"]
+    params = dict(entry["params"])
+    words = None
+    if entry["class"] == "vqct":
+        cache = cache or _text_cache(cfg, dataset)
+        words = vqct_vocabulary_embeddings(cache, int(params.get("n_embed", 1024)))
+    model = build_tokenizer(entry["class"], params, image_size=image_size, word_embeddings=words)
+    weights = lg_weights_for(cfg, dataset, variant)
+    lg = None
+    if any(w > 0 for w in weights.values()):
+        from lgvq.lg.module import LanguageGuidance
+
+        cache = cache or _text_cache(cfg, dataset)
+        lg = LanguageGuidance(
+            code_dim=model.embed_dim,
+            text_width=cache.width,
+            token_embeddings=torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32)),
+            gsa=weights["gsa"], mtp=weights["mtp"], ras=weights["ras"],
+            layers=cfg["lg"]["layers"], heads=cfg["lg"]["heads"], dropout=cfg["lg"]["dropout"],
+            max_len=cfg["text_encoder"]["max_length"],
+        )
+    return model, lg, weights
+
+
+class TextBatcher:
+    """Collates image items and attaches the cached text features of each item's caption."""
+
+    def __init__(self, cache) -> None:
+        self.cache = cache
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = {"image": torch.stack([it["image"] for it in items]),
+                 "image_id": [it["image_id"] for it in items]}
+        if self.cache is not None:
+            rows = [self.cache.row(it["image_id"], it["caption"]) for it in items]
+            batch["text"] = self.cache.features(rows)
+        return batch
+
+
+def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
+    from lgvq.data.dataset import ImageTextDataset
+    from lgvq.train.loop import epoch_order, seed_everything, train_loop
+    from lgvq.train.tokenizer_task import TokenizerTask
+
+    job = tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed)
+    h = config_hash(job)
+    out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed)
+    record = RunRecord("tokenizer/train", job, seed=seed, config_hash_short=h)
+    seed_everything(seed)
+    cache = _text_cache(cfg, dataset)
+    model, lg, weights = build_models(cfg, dataset, tokenizer, variant, cache)
+    ds_cfg = cfg["datasets"][dataset]
+    source = dataset_source(cfg, dataset)
+    train_set = ImageTextDataset(source.records("train"), image_size=ds_cfg["image_size"], train=True,
+                                 resize_mode=ds_cfg["resize_mode"], seed=seed)
+    dev = pick_device(cfg)
+    tcfg = cfg["train"]
+    task = TokenizerTask(model, lg, lr=learning_rate(cfg), betas=tuple(tcfg["betas"]),
+                         micro_batch=tcfg["micro_batch"], device=dev)
+    collate = TextBatcher(cache if lg is not None else None)
+    bs = tcfg["batch_size"]
+
+    def epoch_batches(epoch: int):
+        train_set.set_epoch(epoch)
+        order = epoch_order(len(train_set), seed, epoch)
+        for i in range(0, len(order) - bs + 1, bs):  # drop the ragged last batch: fixed batch size
+            yield collate([train_set[j] for j in order[i : i + bs]])
+
+    state = train_loop(task, epoch_batches, out_dir=out, max_steps=tcfg["steps"], seed=seed, config_hash=h,
+                       ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
+                       desc=f"{tokenizer}/{variant}/seed{seed}")
+    _save_val_grid(cfg, dataset, model, out / "samples_val.png", dev)
+    model_path = out / "model.pt"
+    with atomic_path(model_path) as tmp:
+        torch.save({"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
+                    "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
+                    "lg_weights": weights, "steps": state.step}, tmp)
+    record.write(out, tokenizer_description=model.describe(), lg_weights=weights,
+                 text_encoder=cache.describe(), steps=state.step, lr=learning_rate(cfg))
+    return model_path
+
+
+def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int,
+                   *, with_lg: bool = False):
+    """Rebuild a trained tokenizer (and LG module) from its model.pt, refusing a stale config."""
+    entry = cfg["tokenizers"][tokenizer]
+    path = Path(entry["checkpoint"]) if entry.get("checkpoint") else \
+        paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed) / "model.pt"
+    if not path.is_file():
+        raise ArtifactError(f"trained tokenizer not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ArtifactError(f"corrupt tokenizer checkpoint {path}: {e}") from e
+    expected = config_hash(tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed))
+    if not entry.get("checkpoint") and payload.get("config_hash") != expected:
+        raise ArtifactError(f"{path} was trained with another config (hash {payload.get('config_hash')} != {expected}); "
+                            "re-run training")
+    model, lg, _ = build_models(cfg, dataset, tokenizer, variant)
+    state = payload["tokenizer"] if "tokenizer" in payload else payload
+    model.load_state_dict(state)
+    model.eval()
+    if lg is not None and payload.get("lg") is not None:
+        lg.load_state_dict(payload["lg"])
+        lg.eval()
+    return (model, lg) if with_lg else model
+
+
+@torch.no_grad()
+def _save_val_grid(cfg, dataset, model, path: Path, dev, n: int = 8) -> None:
+    """Originals (top row) above reconstructions (bottom row) of the first val images."""
+    from lgvq.data.dataset import ImageTextDataset
+    from torchvision.utils import save_image
+
+    ds_cfg = cfg["datasets"][dataset]
+    val = ImageTextDataset(dataset_source(cfg, dataset).records("val")[:n], image_size=ds_cfg["image_size"],
+                           train=False, resize_mode=ds_cfg["resize_mode"], seed=0)
+    x = torch.stack([val[i]["image"] for i in range(len(val))]).to(dev)
+    was_training = model.training
+    model.eval()
+    rec = model(x).x_rec.clamp(-1, 1)
+    model.train(was_training)
+    with atomic_path(path) as tmp:
+        save_image(torch.cat([x, rec]).cpu() * 0.5 + 0.5, tmp, nrow=len(x), format="png")
+
+
+@torch.no_grad()
+def encode(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int, batch_size: int = 64) -> None:
+    """Encode every split into code grids (codes/<split>.npy, with image_ids) + the codebook."""
+    from lgvq.data.dataset import ImageTextDataset
+
+    out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed) / "codes"
+    dev = pick_device(cfg)
+    model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
+    ds_cfg = cfg["datasets"][dataset]
+    source = dataset_source(cfg, dataset)
+    record = RunRecord("tokenizer/encode", tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed), seed=seed)
+    for split in ("train", "val", "test"):
+        data = ImageTextDataset(source.records(split), image_size=ds_cfg["image_size"], train=False,
+                                resize_mode=ds_cfg["resize_mode"], seed=0)
+        codes, ids = [], []
+        for i in range(0, len(data), batch_size):
+            items = [data[j] for j in range(i, min(i + batch_size, len(data)))]
+            x = torch.stack([it["image"] for it in items]).to(dev)
+            codes.append(model.encode_codes(x).cpu().numpy().astype(np.int32))
+            ids.extend(it["image_id"] for it in items)
+        with atomic_path(out / f"{split}.npy") as tmp:
+            np.save(tmp, np.concatenate(codes))
+        with atomic_path(out / f"{split}_image_ids.npy") as tmp:
+            np.save(tmp, np.asarray(ids, dtype=np.int64))
+    with atomic_path(out / "codebook.npy") as tmp:
+        np.save(tmp, model.codebook().detach().cpu().numpy().astype(np.float32))
+    record.write(out)
+
+
+def load_codes(path: Path) -> np.ndarray:
+    """Read a code file written by `encode`, with a clear error for a missing/corrupt one."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"corrupt or missing code file {path}: {e}; re-run `lgvq tokenizer encode`") from e
+    if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
+        raise ArtifactError(f"code file {path} has shape {arr.shape} / dtype {arr.dtype}; expected (N, h, w) integers")
+    return arr

@@ -1,0 +1,98 @@
+"""First-stage training step: tokenizer losses + optional language-guided losses.
+
+One generator step (tokenizer + LG module, one Adam as in the authors' code) and, for
+adversarial tokenizers, one discriminator step (a second Adam). Gradient accumulation splits
+the batch into micro-batches; the text encoder never trains (its features come from the cache).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from lgvq.text.base import TextFeatures
+from lgvq.tokenizers.base import Tokenizer, TokenizerOutput
+from lgvq.train.loop import check_finite
+
+
+class TokenizerTask:
+    def __init__(
+        self,
+        model: Tokenizer,
+        lg: nn.Module | None,
+        *,
+        lr: float,
+        betas: tuple[float, float],
+        micro_batch: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.model = model.to(device)
+        self.lg = lg.to(device) if lg is not None else None
+        self.device = torch.device(device)
+        self.micro_batch = micro_batch
+        gen_params = list(model.generator_parameters()) + (list(lg.parameters()) if lg is not None else [])
+        self.opt_g = torch.optim.Adam([p for p in gen_params if p.requires_grad], lr=lr, betas=betas)
+        disc = [p for p in model.discriminator_parameters() if p.requires_grad]
+        self.opt_d = torch.optim.Adam(disc, lr=lr, betas=betas) if disc else None
+
+    def modules(self) -> Mapping[str, nn.Module]:
+        mods: dict[str, nn.Module] = {"tokenizer": self.model}
+        if self.lg is not None:
+            mods["lg"] = self.lg
+        return mods
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        opts = {"generator": self.opt_g}
+        if self.opt_d is not None:
+            opts["discriminator"] = self.opt_d
+        return opts
+
+    def _chunks(self, batch: dict[str, Any]) -> list[tuple[Tensor, TextFeatures | None]]:
+        x = batch["image"].to(self.device)
+        text = batch.get("text")
+        if text is not None:
+            text = text.to(self.device)
+        size = self.micro_batch or x.shape[0]
+        return [(x[i : i + size], text[i : i + size] if text is not None else None) for i in range(0, x.shape[0], size)]
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+        chunks = self._chunks(batch)
+        n = batch["image"].shape[0]
+        logged: dict[str, float] = {}
+
+        self.opt_g.zero_grad(set_to_none=True)
+        outputs: list[tuple[Tensor, TokenizerOutput]] = []
+        for x, text in chunks:
+            out = self.model(x)
+            terms = dict(self.model.generator_losses(x, out, step))
+            if self.lg is not None:
+                if text is None:
+                    raise ValueError("language-guided training needs text features in the batch")
+                terms.update({f"lg_{k}": v for k, v in self.lg(out.z_q, text).items()})
+            check_finite(terms, step)
+            scale = x.shape[0] / n  # micro-batch losses are means: weight by share of the batch
+            (sum(terms.values()) * scale).backward()
+            for k, v in terms.items():
+                logged[k] = logged.get(k, 0.0) + float(v.detach()) * scale
+            outputs.append((x, out))
+        self.opt_g.step()
+
+        if self.opt_d is not None:
+            self.opt_d.zero_grad(set_to_none=True)
+            any_d = False
+            for x, out in outputs:
+                detached = TokenizerOutput(out.x_rec.detach(), out.quant)
+                d_terms = dict(self.model.discriminator_losses(x, detached, step))
+                if not d_terms:
+                    continue
+                any_d = True
+                check_finite(d_terms, step)
+                (sum(d_terms.values()) * (x.shape[0] / n)).backward()
+                for k, v in d_terms.items():
+                    logged[k] = logged.get(k, 0.0) + float(v.detach()) * (x.shape[0] / n)
+            if any_d:
+                self.opt_d.step()
+        logged["loss"] = sum(v for k, v in logged.items() if not k.startswith("disc"))
+        return logged

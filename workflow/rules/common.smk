@@ -1,0 +1,31 @@
+# Shared helpers for the rules: wildcard constraints and per-job config hashes.
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_\-]+",
+    tokenizer=r"[A-Za-z0-9_\-]+",
+    variant=r"base|lg|gsa|mtp|mtp-ras|mtp-gsa",
+    seed=r"\d+",
+    split=r"train|val|test",
+    table=r"[a-z_]+",
+    encoder=r"minilm|clip",
+    s2task=r"unconditional|completion|semantic|t2i_diffusion|t2i_ar",
+    dstask=r"captioning|vqa|grounding",
+
+
+def dataset_hash(wc):
+    return config_hash(config["datasets"][wc.dataset])
+
+
+def tokenizer_hash(wc):
+    from lgvq.config import tokenizer_job_slice
+
+    return config_hash(tokenizer_job_slice(config, wc.dataset, wc.tokenizer, wc.variant, int(wc.seed)))
+
+
+def eval_hash(wc):
+    return config_hash([tokenizer_hash(wc), config["eval"]])
+
+
+LGVQ = "lgvq"
+SELECT = "--config {CONFIG_JSON} --dataset {wildcards.dataset}"
+RUN_SELECT = SELECT + " --tokenizer {wildcards.tokenizer} --variant {wildcards.variant} --seed {wildcards.seed}"

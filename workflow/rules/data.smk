@@ -1,0 +1,49 @@
+# Data: generate the embedded dataset (or check a real root), its statistics, and the frozen
+# text features (once per dataset x text encoder).
+
+
+rule prepare_data:
+    output:
+        f"{R}/{{dataset}}/data/prepared.json",
+    params:
+        h=dataset_hash,
+    log:
+        f"{R}/logs/prepare_data/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        f"{LGVQ} data prepare {SELECT} > {{log}} 2>&1"
+
+
+rule dataset_stats:
+    input:
+        f"{R}/{{dataset}}/data/prepared.json",
+    output:
+        f"{R}/{{dataset}}/data/stats.json",
+    log:
+        f"{R}/logs/dataset_stats/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        f"{LGVQ} data stats {SELECT} --out {{output}} > {{log}} 2>&1"
+
+
+rule text_cache:
+    input:
+        f"{R}/{{dataset}}/data/prepared.json",
+    output:
+        f"{R}/{{dataset}}/text/{{encoder}}.npz",
+    params:
+        h=lambda wc: config_hash([dataset_hash(wc), config["text_encoder"]]),
+    log:
+        f"{R}/logs/text_cache/{{dataset}}-{{encoder}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        f"{LGVQ} text cache {SELECT} --out {{output}} > {{log}} 2>&1"

@@ -1,0 +1,43 @@
+# First stage: train each tokenizer (base, +LG, ablation variants) and encode every split.
+
+TEXT_CACHE = f"{R}/{{dataset}}/text/{config['text_encoder']['name']}.npz"
+TOKDIR = f"{R}/{{dataset}}/tokenizers/{{tokenizer}}/{{variant}}/seed{{seed}}"
+
+
+rule train_tokenizer:
+    input:
+        data=f"{R}/{{dataset}}/data/prepared.json",
+        text=TEXT_CACHE,
+    output:
+        f"{TOKDIR}/model.pt",
+    params:
+        h=tokenizer_hash,
+    log:
+        f"{R}/logs/train_tokenizer/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=600,
+        gpus=1,
+    shell:
+        f"{LGVQ} tokenizer train {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+
+
+rule encode_codes:
+    input:
+        f"{TOKDIR}/model.pt",
+    output:
+        train=f"{TOKDIR}/codes/train.npy",
+        val=f"{TOKDIR}/codes/val.npy",
+        test=f"{TOKDIR}/codes/test.npy",
+        codebook=f"{TOKDIR}/codes/codebook.npy",
+    params:
+        h=tokenizer_hash,
+    log:
+        f"{R}/logs/encode_codes/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        f"{LGVQ} tokenizer encode {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
