@@ -1,0 +1,84 @@
+"""Config validation: defaults are filled, bad values are refused with the key named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lgvq.config import ConfigError, learning_rate, lg_weights_for, load_config, validate_config
+from lgvq.pipeline import plan
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIMAL = {"datasets": {"shapes": {"source": "shapes"}}, "tokenizers": {"vqgan": {"class": "vqgan"}}}
+
+
+def write(tmp_path, cfg) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml"])
+def test_shipped_configs_validate(name):
+    if not (ROOT / "config" / name).exists():
+        pytest.fail(f"config/{name} is missing")
+    cfg = load_config(ROOT / "config" / name)
+    assert cfg["datasets"] and cfg["tokenizers"]
+
+
+def test_defaults_are_filled():
+    cfg = validate_config(MINIMAL)
+    assert cfg["train"]["betas"] == [0.5, 0.9]
+    assert cfg["datasets"]["shapes"]["lg_weights"] == {"gsa": 0.001, "mtp": 0.01, "ras": 0.0001}
+    assert cfg["tokenizers"]["vqgan"]["variants"] == ["base", "lg"]
+    assert cfg["text_encoder"]["max_length"] == 30
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"train": {"steps": 0}}, "train.steps"),
+        ({"train": {"stepz": 10}}, "train"),  # a typo is an error, not a silent default
+        ({"text_encoder": {"name": "bert"}}, "text_encoder.name"),
+        ({"seeds": ["a"]}, "seeds.0"),
+        ({"tokenizers": {"vqgan": {"class": "vqgan", "variants": ["lg+"]}}}, "tokenizers.vqgan.variants.0"),
+        ({"ablation": {"tokenizer": "nope"}}, "ablation.tokenizer"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, patch, key):
+    cfg = {**MINIMAL, **patch}
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, cfg))
+    assert key in str(err.value) and "c.yaml" in str(err.value)
+
+
+def test_variants_switch_exactly_their_terms():
+    cfg = validate_config(MINIMAL)
+    assert lg_weights_for(cfg, "shapes", "base") == {"gsa": 0.0, "mtp": 0.0, "ras": 0.0}
+    assert lg_weights_for(cfg, "shapes", "mtp-ras") == {"gsa": 0.0, "mtp": 0.01, "ras": 0.0001}
+    assert lg_weights_for(cfg, "shapes", "lg") == {"gsa": 0.001, "mtp": 0.01, "ras": 0.0001}
+
+
+def test_learning_rate_follows_the_authors_rule_unless_fixed():
+    cfg = validate_config({**MINIMAL, "train": {"batch_size": 8}})
+    assert learning_rate(cfg) == pytest.approx(3.6e-5)  # 4.5e-6 x 8, PAPER.md
+    cfg = validate_config({**MINIMAL, "train": {"lr": 1e-3}})
+    assert learning_rate(cfg) == 1e-3
+
+
+def test_ablation_table_reads_only_its_runs():
+    cfg = validate_config({**MINIMAL, "seeds": [0, 1], "ablation": {"tokenizer": "vqgan"}})
+    files = plan.table_inputs(cfg, "ablation")
+    variants = {f.parts[-3] for f in files}
+    assert variants == {"base", "gsa", "mtp", "mtp-ras", "mtp-gsa", "lg"}
+    assert len(files) == 6 * 2 and all("reconstruction" in f.parts for f in files)
+
+
+def test_every_table_has_a_plan():
+    cfg = validate_config(MINIMAL)
+    for table in plan.TABLE_IDS:
+        plan.table_inputs(cfg, table)  # raises for an unknown table
+    with pytest.raises(KeyError):
+        plan.table_inputs(cfg, "no_such_table")
