@@ -27,11 +27,11 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 tables: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) results/tables results/report.html
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake results/tables results/report.html --cores $(CORES) --configfile $(CONFIG)
 
 # One table: make table T=ablation
 table: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) results/tables/$(T).md
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake results/tables/$(T).md --cores $(CORES) --configfile $(CONFIG)
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --durations=15

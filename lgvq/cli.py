@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
 
 
 def _selectors(p: argparse.ArgumentParser, *, run: bool = True) -> None:
@@ -103,28 +102,6 @@ def _eval_text_alignment(a):
     text_alignment(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), *_run(a))
 
 
-def _stage2(verb: str) -> Callable:
-    def handler(a):
-        from lgvq.pipeline import stage2
-        from lgvq.pipeline.common import job_config, set_threads
-
-        set_threads(a.threads)
-        getattr(stage2, verb)(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), a.task, *_run(a))
-
-    return handler
-
-
-def _downstream(verb: str) -> Callable:
-    def handler(a):
-        from lgvq.pipeline import downstream
-        from lgvq.pipeline.common import job_config, set_threads
-
-        set_threads(a.threads)
-        getattr(downstream, verb)(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), a.task, *_run(a))
-
-    return handler
-
-
 def _tables_build(a):
     from lgvq.pipeline.tables import build_tables
 
@@ -187,17 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
         p = ev.add_parser(verb)
         _selectors(p)
         p.set_defaults(fn=fn)
-
-    for group, factory, tasks in (
-        ("stage2", _stage2, ["unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar"]),
-        ("downstream", _downstream, ["captioning", "vqa", "grounding"]),
-    ):
-        sub = groups.add_parser(group).add_subparsers(dest="verb", required=True)
-        for verb in ("train", "eval"):
-            p = sub.add_parser(verb)
-            p.add_argument("--task", required=True, choices=tasks)
-            _selectors(p)
-            p.set_defaults(fn=factory(verb))
 
     tab = groups.add_parser("tables", help="the paper's tables").add_subparsers(dest="verb", required=True)
     p = tab.add_parser("build")

@@ -1,0 +1,65 @@
+"""The three language-guided losses as pure functions of tensors (PAPER.md, authors' code).
+
+Shapes: B batch, L text length (30), N visual tokens, Dt text width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def gsa_loss(cls_token: Tensor, text_global: Tensor) -> Tensor:
+    """L_gsa: InfoNCE between image [CLS] (B, Dt) and caption global features (B, Dt).
+
+    Both L2-normalised, text side detached, no temperature (the authors' code):
+    loss_i = -log(exp(cos_ii) / (sum_j exp(cos_ij) + 1e-6)), mean over the batch.
+    """
+    v = F.normalize(cls_token, dim=-1)
+    t = F.normalize(text_global.detach(), dim=-1)
+    sim = v @ t.t()
+    return -(sim.diagonal().exp() / (sim.exp().sum(1) + 1e-6)).log().mean()
+
+
+def sample_mask(valid: Tensor, special: Tensor, generator: torch.Generator | None = None,
+                mean: float = 0.5, std: float = 0.1, lo: float = 0.1, hi: float = 0.3) -> Tensor:
+    """(B, L) bool mask for L_mtp: one ratio per batch from N(mean, std) truncated to [lo, hi]
+    (by rejection; as in the authors' code most draws land near `hi`), then every real,
+    non-special token is masked independently with that probability."""
+    device = valid.device
+    while True:
+        r = float(torch.randn((), generator=generator) * std + mean)
+        if lo <= r <= hi:
+            break
+    draw = torch.rand(valid.shape, generator=generator).to(device)
+    return (draw < r) & valid & ~special
+
+
+def mtp_loss(logits: Tensor, targets: Tensor, masked: Tensor, valid: Tensor, label_smoothing: float = 0.1) -> Tensor:
+    """L_mtp: label-smoothed CE over masked, non-pad positions. logits (B, L, V), targets (B, L).
+    Zero (not NaN) when nothing is masked."""
+    sel = masked & valid
+    if not bool(sel.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[sel], targets[sel], label_smoothing=label_smoothing)
+
+
+def ras_loss(vision_tokens: Tensor, projected_codes: Tensor, words: Tensor, valid: Tensor) -> Tensor:
+    """L_ras: word-word relations (Q) vs the relations of the codes aligned to those words (P).
+
+    vision_tokens (B, N, Dt) — visual tokens without [CLS]; projected_codes (B, N, Dt) — the
+    quantised features at the same grid positions, projected to the text width; words
+    (B, L, Dt); valid (B, L). Each word picks the visual token of maximal cosine; the projected
+    code there, scaled by that cosine and L2-normalised (pads zeroed), gives P = code-code
+    cosines; Q = word-word cosines (pads zeroed, detached); MSE over all B x L x L entries.
+    """
+    w = F.normalize(words, dim=-1) * valid[..., None]
+    v = F.normalize(vision_tokens, dim=-1)
+    sim = w @ v.transpose(1, 2)                      # (B, L, N)
+    best, pos = sim.max(dim=-1)                      # (B, L)
+    codes = torch.gather(projected_codes, 1, pos[..., None].expand(-1, -1, projected_codes.shape[-1]))
+    codes = F.normalize(codes * best[..., None], dim=-1) * valid[..., None]
+    p = codes @ codes.transpose(1, 2)
+    q = (w @ w.transpose(1, 2)).detach()
+    return F.mse_loss(p, q)

@@ -1,0 +1,202 @@
+"""`lgvq metrics train-extractor` and `lgvq eval reconstruction|text-alignment`.
+
+Every metric value is written with its label: FID names its extractor and image counts,
+PSNR/SSIM their convention, the text-alignment numbers the text encoder and protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lgvq.io import ArtifactError, atomic_path, atomic_write_json
+from lgvq.manifest import RunRecord, config_hash
+from lgvq.pipeline import paths
+from lgvq.pipeline.common import dataset_source, device as pick_device
+from lgvq.pipeline.tokenizer import load_codes, load_tokenizer
+
+
+def _eval_images(cfg: dict[str, Any], dataset: str, split: str = "test", limit: int | None = None):
+    from lgvq.data.dataset import ImageTextDataset
+
+    ds_cfg = cfg["datasets"][dataset]
+    records = dataset_source(cfg, dataset).records(split)
+    if limit is not None:
+        records = records[:limit]
+    return ImageTextDataset(records, image_size=ds_cfg["image_size"], train=False,
+                            resize_mode=ds_cfg["resize_mode"], seed=0), records
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] float (B,3,H,W) -> uint8 (B,H,W,3), rounded exactly as the saved PNGs are."""
+    from lgvq.metrics.image import to_uint8
+
+    return to_uint8(x)
+
+
+def _write_pngs(images: np.ndarray, names: list[str], folder: Path) -> None:
+    from PIL import Image
+
+    for img, name in zip(images, names):
+        with atomic_path(folder / f"{name}.png") as tmp:
+            Image.fromarray(img).save(tmp, format="PNG")
+
+
+def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
+    """The real test images (first `eval_images`) as PNGs, written once per dataset.
+
+    Several evaluation jobs may ask at once: each writes into its own temporary folder and
+    renames it into place; a job that loses the race uses the winner's (identical) folder.
+    """
+    n = cfg["datasets"][dataset]["eval_images"]
+    folder = paths.dataset_dir(cfg["results_dir"], dataset) / "eval" / f"reference_test_{n}"
+    if (folder / "DONE").is_file():
+        return folder
+    data, records = _eval_images(cfg, dataset, limit=n)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent if folder.parent.exists() else None, prefix=".ref-"))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.stack([data[i]["image"] for i in range(len(data))])
+    _write_pngs(_to_uint8(x), [f"{r.image_id:012d}" for r in records], tmp)
+    (tmp / "DONE").write_text(str(len(records)))
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "DONE").is_file():
+            raise ArtifactError(f"could not create the reference image folder {folder}")
+    return folder
+
+
+def _extractor(cfg: dict[str, Any], dataset: str):
+    from lgvq.metrics.extractors import InceptionExtractor, ShapesCNNExtractor
+
+    ev = cfg["eval"]
+    if ev["fid_extractor"] == "inception":
+        return InceptionExtractor(ev["inception_weights"])
+    return ShapesCNNExtractor.load(paths.shapes_cnn_dir(cfg["results_dir"], dataset) / "model.pt")
+
+
+def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
+    """Train the offline FID extractor on the train split's ground-truth attributes."""
+    from lgvq.data.attributes import ATTRIBUTE_NAMES, attribute_vector
+    from lgvq.metrics.extractors import train_shapes_cnn
+
+    out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
+    seed = cfg["eval"]["mask_eval_seed"]
+    record = RunRecord("metrics/train-extractor", {"dataset": cfg["datasets"][dataset], "eval": cfg["eval"]}, seed=seed)
+    data, records = _eval_images(cfg, dataset, split="train")
+    missing = [r.image_id for r in records if not r.attributes]
+    if missing:
+        raise ArtifactError(f"dataset '{dataset}' has no ground-truth attributes (e.g. image {missing[0]}): the "
+                            "shapes-cnn extractor needs the embedded data; set eval.fid_extractor: inception")
+    x = torch.stack([data[i]["image"] for i in range(len(data))])
+    y = torch.as_tensor(np.stack([attribute_vector(r.attributes["objects"]) for r in records]))
+    model, report = train_shapes_cnn(x, y, epochs=cfg["eval"]["shapes_cnn_epochs"], seed=seed)
+    model.save(out / "model.pt", attribute_names=list(ATTRIBUTE_NAMES), report=report)
+    record.write(out, heldout=report)
+    return out / "model.pt"
+
+
+@torch.no_grad()
+def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> None:
+    """Reconstruction FID/PSNR/SSIM on the first `eval_images` test images + codebook statistics
+    over the whole test split (usage counts codes used at least once over the split)."""
+    from lgvq.metrics.codebook import codebook_statistics
+    from lgvq.metrics.fid import compute_fid, fid_label
+    from lgvq.metrics.image import psnr_per_image, ssim_per_image
+
+    R = cfg["results_dir"]
+    out = paths.eval_dir(R, "reconstruction", dataset, tokenizer, variant, seed)
+    record = RunRecord("eval/reconstruction", {"run": [dataset, tokenizer, variant, seed], "eval": cfg["eval"]}, seed=seed)
+    dev = pick_device(cfg)
+    model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
+    ref = reference_folder(cfg, dataset)
+    data, records = _eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
+    real, rec = [], []
+    for i in range(0, len(data), 64):
+        x = torch.stack([data[j]["image"] for j in range(i, min(i + 64, len(data)))]).to(dev)
+        real.append(_to_uint8(x.cpu()))
+        rec.append(_to_uint8(model(x).x_rec.clamp(-1, 1).cpu()))
+    real_u8, rec_u8 = np.concatenate(real), np.concatenate(rec)
+    recon_dir = out / "reconstructions"
+    _write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records], recon_dir)
+    extractor = _extractor(cfg, dataset)
+    fid = compute_fid(str(recon_dir), str(ref), extractor=extractor,
+                      cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
+    label = fid_label(extractor.name)
+    psnr = psnr_per_image(real_u8, rec_u8)
+    ssim = ssim_per_image(real_u8, rec_u8)
+    common = {"dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
+              "labels": {"tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
+                         "text_encoder": cfg["text_encoder"]["name"], "perceptual": model.describe().get("perceptual")}}
+    atomic_write_json(out / "metrics.json", {
+        "kind": "reconstruction", **common,
+        "metrics": {label: fid.value, "PSNR": float(psnr.mean()), "SSIM": float(ssim.mean())},
+        "notes": {label: fid.description,
+                  "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(psnr)} test images",
+                  "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
+    })
+    codes = load_codes(paths.codes_file(R, dataset, tokenizer, variant, seed, "test"))
+    stats = codebook_statistics(codes, model.codebook_size)
+    cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
+    atomic_write_json(cb_dir / "metrics.json", {
+        "kind": "codebook", **common,
+        "metrics": {"usage": stats["usage"], "perplexity": stats["perplexity"], "dead_codes": stats["dead_codes"]},
+        "notes": {"usage": f"fraction of the {model.codebook_size} codes used at least once over all "
+                           f"{codes.shape[0]} test images ({codes.shape[1]}x{codes.shape[2]} codes each)"},
+    })
+    _codebook_figures(model, codes, cb_dir)
+    record.write(out, fid=fid.description)
+    record.write(cb_dir)
+
+
+def _codebook_figures(model, codes: np.ndarray, out: Path) -> None:
+    """Fig. 7: usage histogram and each code decoded as a 1x1 latent, tiled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lgvq.tokenizers.stats import codebook_picture
+
+    counts = np.bincount(codes.reshape(-1), minlength=model.codebook_size)
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.bar(np.arange(len(counts)), np.sort(counts)[::-1], width=1.0)
+    ax.set_xlabel("code (sorted by frequency)")
+    ax.set_ylabel("count on test split")
+    ax.set_title(f"codebook usage: {np.mean(counts > 0):.1%} of {len(counts)} codes")
+    fig.tight_layout()
+    with atomic_path(out / "codebook_usage.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    codebook_picture(model, out / "codebook.png")
+
+
+@torch.no_grad()
+def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> None:
+    """Masked-word Recall@1 (Mask-1, Mask-3), word–code similarity MSE, image->text retrieval."""
+    from lgvq.lg import evaluate as lg_eval
+    from lgvq.pipeline.tokenizer import _text_cache
+
+    R = cfg["results_dir"]
+    out = paths.eval_dir(R, "text_alignment", dataset, tokenizer, variant, seed)
+    record = RunRecord("eval/text_alignment", {"run": [dataset, tokenizer, variant, seed], "eval": cfg["eval"]}, seed=seed)
+    dev = pick_device(cfg)
+    model, lg = load_tokenizer(cfg, dataset, tokenizer, variant, seed, with_lg=True)
+    model, lg = model.to(dev), (lg.to(dev) if lg is not None else None)
+    cache = _text_cache(cfg, dataset)
+    metrics, notes = lg_eval.evaluate_alignment(
+        model, lg, cache, train=_eval_images(cfg, dataset, split="train"), test=_eval_images(cfg, dataset, split="test"),
+        seed=cfg["eval"]["mask_eval_seed"], device=dev)
+    atomic_write_json(out / "metrics.json", {
+        "kind": "text_alignment", "dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
+        "metrics": metrics, "notes": notes,
+        "labels": {"text_encoder": cfg["text_encoder"]["name"], "lg_module": lg is not None},
+    })
+    record.write(out)

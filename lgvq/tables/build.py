@@ -1,0 +1,209 @@
+"""Build a paper table from metric records and render it to csv / md / tex (no torch here).
+
+Long form first (one line per row x dataset column x metric): ours (mean, std over seeds, n),
+the paper's value, and +LG - base for the same tokenizer. A cell we did not compute says why;
+a paper value is never shown as ours, and an FID computed with another extractor never lands
+in the paper's Inception column (the metric key carries the extractor).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from lgvq.io import ArtifactError, atomic_write_text
+from lgvq.tables.paper import TABLES, Row, Table, is_percent, lower_is_better
+
+REQUIRED = ("kind", "dataset", "tokenizer", "variant", "seed", "metrics")
+COLUMNS = ["row", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std", "n_seeds",
+           "seeds", "paper", "delta_vs_base", "status", "note"]
+
+
+def validate_record(rec: dict[str, Any]) -> None:
+    src = rec.get("_source", "<record>")
+    for key in REQUIRED:
+        if key not in rec:
+            raise ArtifactError(f"metric record {src} lacks '{key}'")
+    if not isinstance(rec["metrics"], dict):
+        raise ArtifactError(f"metric record {src}: 'metrics' must be a mapping")
+    for k, v in rec["metrics"].items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ArtifactError(f"metric record {src}: metric '{k}' is {v!r}, not a number")
+
+
+def _scale(metric: str, v: float) -> float:
+    return 100.0 * v if is_percent(metric) else v
+
+
+def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
+                dataset_columns: dict[str, str | None]) -> pd.DataFrame:
+    if table_id not in TABLES:
+        raise KeyError(f"unknown table '{table_id}' (known: {', '.join(TABLES)})")
+    spec = TABLES[table_id]
+    recs = [r for r in records if r["kind"] in spec.kinds]
+    for r in recs:
+        validate_record(r)
+    column_of = {ds: (dataset_columns.get(ds) or ds) for ds in {r["dataset"] for r in recs} | set(dataset_columns)}
+    our_columns = sorted({column_of[ds] for ds in dataset_columns})
+    columns = list(dict.fromkeys([*spec.paper_columns, *our_columns]))
+    # ours grouped by (tokenizer, variant, column, metric)
+    values: dict[tuple, dict[int, float]] = {}
+    for r in recs:
+        for metric, v in r["metrics"].items():
+            if isinstance(v, float) and math.isnan(v):
+                continue
+            values.setdefault((r["tokenizer"], r["variant"], column_of[r["dataset"]], metric), {})[int(r["seed"])] = _scale(metric, float(v))
+    metrics = list(spec.metrics)
+    for (_, _, _, m) in values:
+        if m not in metrics and (m.split("[")[0] in {x.split("[")[0] for x in spec.metrics}):
+            metrics.append(m)  # e.g. FID[shapes-cnn] beside the paper's FID[inception]
+    rows: list[Row] = list(spec.rows)
+    known = {(r.tokenizer, r.variant) for r in rows}
+    for (tok, var, _, _) in sorted(values):
+        if (tok, var) not in known:  # a tokenizer the paper does not have (e.g. a user's new one)
+            rows.append(Row(f"{tok}" + ("" if var == "base" else f"+{var.upper() if var == 'lg' else var}"), tok, var))
+            known.add((tok, var))
+    lines = []
+    for row in rows:
+        for col in columns:
+            for metric in metrics:
+                paper = row.paper.get((col, metric))
+                seeds = values.get((row.tokenizer, row.variant, col, metric), {}) if row.tokenizer else {}
+                if not seeds and paper is None:
+                    continue
+                vals = [seeds[s] for s in sorted(seeds)]
+                mean = sum(vals) / len(vals) if vals else math.nan
+                std = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0) if vals else math.nan
+                status, note = "ours", ""
+                if not vals:
+                    status = "paper only"
+                    if row.tokenizer is None:
+                        note = "system not run by this harness"
+                    elif col not in our_columns:
+                        note = f"not run: no {col} dataset configured"
+                    else:
+                        note = "not run in this config"
+                base = values.get((row.tokenizer, "base", col, metric), {}) if row.tokenizer and row.variant != "base" else {}
+                delta = (mean - sum(base.values()) / len(base)) if (vals and base) else math.nan
+                lines.append({"row": row.label, "tokenizer": row.tokenizer or "", "variant": row.variant if row.tokenizer else "",
+                              "dataset": col, "metric": metric, "direction": "lower" if lower_is_better(metric) else "higher",
+                              "ours_mean": mean, "ours_std": std, "n_seeds": len(vals),
+                              "seeds": " ".join(str(s) for s in sorted(seeds)), "paper": paper if paper is not None else math.nan,
+                              "delta_vs_base": delta, "status": status, "note": note})
+    return pd.DataFrame(lines, columns=COLUMNS)
+
+
+def _fmt(v: float, metric: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.4f}" if metric == "word_code_MSE" else (f"{v:.0f}" if metric == "dead_codes" else f"{v:.2f}")
+
+
+def _cell(sub: pd.DataFrame, metric: str) -> str:
+    if sub.empty:
+        return "—"
+    r = sub.iloc[0]
+    parts = []
+    if r.n_seeds:
+        ours = _fmt(r.ours_mean, metric)
+        if r.n_seeds > 1:
+            ours += f" ± {_fmt(r.ours_std, metric)}"
+        ours += f" (n={r.n_seeds})"
+        if not math.isnan(r.delta_vs_base):
+            ours += f" Δ{'+' if r.delta_vs_base >= 0 else '−'}{_fmt(abs(r.delta_vs_base), metric)}"
+        parts.append(ours)
+    else:
+        parts.append("—")
+    if not math.isnan(r.paper):
+        parts.append(f"paper {_fmt(r.paper, metric)}")
+    return " · ".join(parts)
+
+
+def render_markdown(table_id: str, df: pd.DataFrame, *, experiment: str, notes: dict[str, str]) -> str:
+    spec = TABLES[table_id]
+    arrow = lambda m: "↓" if lower_is_better(m) else "↑"  # noqa: E731
+    pairs = list(dict.fromkeys(zip(df["dataset"], df["metric"]))) if not df.empty else []
+    out = [f"# {spec.number}: {table_id}", "", spec.caption, ""]
+    if not pairs:
+        out += ["_No numbers: nothing in this config feeds this table._", ""]
+    else:
+        header = ["Model"] + [f"{d} {m}{'%' if is_percent(m) else ''} {arrow(m)}" for d, m in pairs]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for label in dict.fromkeys(df["row"]):
+            sub = df[df["row"] == label]
+            cells = [_cell(sub[(sub.dataset == d) & (sub.metric == m)], m) for d, m in pairs]
+            out.append("| " + " | ".join([label, *cells]) + " |")
+        out.append("")
+    seeds = sorted({s for v in df.get("seeds", []) for s in str(v).split()}) if not df.empty else []
+    out += ["Cells: ours as mean ± sample std over seeds (n = number of seeds); Δ = this +LG variant minus the same "
+            "tokenizer's base; `paper` = the number printed in the paper (real data, Inception FID, CLIP text encoder), "
+            "never computed here.",
+            f"Experiment `{experiment}`; seeds: {', '.join(seeds) or 'none'}.",
+            "PSNR/SSIM: per image, RGB, uint8, data_range 255, averaged over images. FID[x]: clean-fid (clean mode) "
+            "with feature extractor x. CIDEr-D as in pycocoevalcap (no SPICE). Percent metrics (usage, recall, "
+            "accuracy, WUPS) are shown ×100."]
+    if spec.note:
+        out.append(f"Note: {spec.note}")
+    for reason in sorted({n for n in df.get("note", []) if n}):
+        out.append(f"— : {reason}")
+    for k, v in sorted(notes.items()):
+        out.append(f"- {k}: {v}")
+    return "\n".join(out) + "\n"
+
+
+def render_latex(table_id: str, df: pd.DataFrame) -> str:
+    spec = TABLES[table_id]
+    pairs = list(dict.fromkeys(zip(df["dataset"], df["metric"]))) if not df.empty else []
+    esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(spec.caption)} (ours / paper)}}",
+             r"\begin{tabular}{l" + "c" * len(pairs) + "}", r"\toprule",
+             " & ".join(["Model"] + [esc(f"{d} {m}") + (r" $\downarrow$" if lower_is_better(m) else r" $\uparrow$")
+                                     for d, m in pairs]) + r" \\", r"\midrule"]
+    for label in dict.fromkeys(df["row"]) if pairs else []:
+        sub = df[df["row"] == label]
+        cells = []
+        for d, m in pairs:
+            c = sub[(sub.dataset == d) & (sub.metric == m)]
+            if c.empty:
+                cells.append("--")
+                continue
+            r = c.iloc[0]
+            ours = _fmt(r.ours_mean, m) if r.n_seeds else "--"
+            paper = _fmt(r.paper, m) if not math.isnan(r.paper) else "--"
+            cells.append(f"{ours} / {paper}")
+        lines.append(" & ".join([esc(label), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def dataset_stats_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        for split, stats in r["statistics"].items():
+            rows.append({"dataset": r["dataset"], "split": split, **stats})
+    return pd.DataFrame(rows)
+
+
+def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
+                dataset_columns: dict[str, str | None], experiment: str = "") -> list[Path]:
+    out = Path(out_dir)
+    paths = [out / f"{table_id}.{ext}" for ext in ("csv", "md", "tex")]
+    if table_id == "dataset_stats":
+        df = dataset_stats_table(records)
+        atomic_write_text(paths[0], df.to_csv(index=False))
+        md = "# Dataset statistics\n\n" + (df.to_markdown(index=False) if not df.empty else "_no datasets_") + "\n"
+        atomic_write_text(paths[1], md)
+        atomic_write_text(paths[2], df.to_latex(index=False) if not df.empty else "% no datasets\n")
+        return paths
+    df = build_table(table_id, records, dataset_columns=dataset_columns)
+    notes: dict[str, str] = {}
+    for r in records:
+        for k, v in r.get("notes", {}).items():
+            notes.setdefault(k, f"{v} (e.g. {r['tokenizer']}/{r['variant']}/seed{r['seed']})")
+    atomic_write_text(paths[0], df.to_csv(index=False))
+    atomic_write_text(paths[1], render_markdown(table_id, df, experiment=experiment, notes=notes))
+    atomic_write_text(paths[2], render_latex(table_id, df))
+    return paths

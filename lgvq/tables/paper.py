@@ -1,0 +1,141 @@
+"""The paper's tables, declared once as data (numbers transcribed from PAPER.md).
+
+A row is keyed by (tokenizer registry name, variant); "lg" = all three LG losses. Paper-only
+rows (systems we do not run) have `tokenizer=None`. Paper values are keyed by
+(paper dataset column, metric key); the paper's FID is Inception FID: "FID[inception]".
+"LG-VQ" rows of Tables 7-11 are taken to mean VQ-GAN+LG (PAPER.md marks this as presumed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TC, CH, CUB, COCO = "TextCaps", "CelebA-HQ", "CUB-200", "MS-COCO"
+FID = "FID[inception]"
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    tokenizer: str | None
+    variant: str = "base"
+    paper: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    number: str
+    caption: str
+    kinds: tuple[str, ...]
+    metrics: tuple[str, ...]           # metric keys shown (ours may add FID[<extractor>] variants)
+    paper_columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    note: str = ""
+
+
+def _t1(fid_psnr: dict[str, tuple[float, float]]) -> dict[tuple[str, str], float]:
+    out = {}
+    for col, (f, p) in fid_psnr.items():
+        out[(col, FID)], out[(col, "PSNR")] = f, p
+    return out
+
+
+RECON_ROWS = (
+    Row("VQ-VAE", "vqvae", "base", _t1({TC: (82.31, 21.96), CH: (41.45, 25.57), CUB: (54.92, 24.38), COCO: (86.21, 23.55)})),
+    Row("VQ-VAE+LG", "vqvae", "lg", _t1({TC: (81.93, 21.95), CH: (40.53, 25.04), CUB: (36.55, 25.60), COCO: (79.54, 23.40)})),
+    Row("VQ-GAN", "vqgan", "base", _t1({TC: (24.08, 19.64), CH: (5.66, 24.10), CUB: (3.63, 22.19), COCO: (14.45, 20.21)})),
+    Row("VQ-GAN+LG", "vqgan", "lg", _t1({TC: (20.35, 19.92), CH: (5.34, 23.75), CUB: (3.08, 22.47), COCO: (10.72, 20.50)})),
+    Row("CVQ", "cvq", "base", _t1({TC: (16.35, 20.24), CH: (5.19, 23.15), CUB: (3.61, 22.29), COCO: (9.94, 20.48)})),
+    Row("CVQ+LG", "cvq", "lg", _t1({TC: (15.51, 20.21), CH: (4.90, 24.48), CUB: (3.33, 22.47), COCO: (9.69, 20.71)})),
+)
+
+
+def _one(col: str, metric: str, v: float) -> dict[tuple[str, str], float]:
+    return {(col, metric): v}
+
+
+TABLES: dict[str, Table] = {t.id: t for t in (
+    Table("dataset_stats", "—", "Statistics of the configured datasets.", ("dataset_stats",), (), (), ()),
+    Table("reconstruction", "Table 1", "Results of image reconstruction on TextCaps, CelebA-HQ, CUB-200, and MS-COCO.",
+          ("reconstruction",), (FID, "PSNR", "SSIM"), (TC, CH, CUB, COCO), RECON_ROWS,
+          "The paper reports no SSIM; its PSNR convention is not stated."),
+    Table("ablation", "Table 2", "Ablation study of our three loss functions on TextCaps and CUB-200 (VQ-GAN backbone).",
+          ("reconstruction",), (FID, "PSNR"), (TC, CUB), (
+              Row("(i) Baseline (VQ-GAN)", "vqgan", "base", {(TC, FID): 24.08, (CUB, FID): 3.63}),
+              Row("(ii) + Lgsa", "vqgan", "gsa", {(TC, FID): 23.01, (CUB, FID): 3.39}),
+              Row("(iii) + Lmtp", "vqgan", "mtp", {(TC, FID): 21.54, (CUB, FID): 3.49}),
+              Row("(iv) + Lmtp + Lras", "vqgan", "mtp-ras", {(TC, FID): 20.77, (CUB, FID): 3.32}),
+              Row("(v) + Lmtp + Lgsa", "vqgan", "mtp-gsa", {(TC, FID): 20.46, (CUB, FID): 3.34}),
+              Row("(vi) + Lmtp + Lgsa + Lras", "vqgan", "lg", {(TC, FID): 20.35, (CUB, FID): 3.08}),
+          ), "The paper does not run Lras alone."),
+    Table("masked_word", "Table 3", "Results (Recall@1) of masked word prediction on CelebA-HQ and CUB-200.",
+          ("text_alignment",), ("Recall@1[Mask-1]", "Recall@1[Mask-3]"), (CH, CUB), (
+              Row("VQ-GAN+LG", "vqgan", "lg", {(CH, "Recall@1[Mask-1]"): 99.55, (CH, "Recall@1[Mask-3]"): 99.24,
+                                                 (CUB, "Recall@1[Mask-1]"): 83.65, (CUB, "Recall@1[Mask-3]"): 80.17}),
+          ), "Only +LG models have a masked-text decoder; Mask-3 is scored per masked word (lgvq.lg.evaluate)."),
+    Table("word_code_similarity", "Table 4", "Results of similarity evaluation between codes and words on CUB-200 all test data.",
+          ("text_alignment",), ("word_code_MSE",), (CUB,), (
+              Row("VQ-GAN", "vqgan", "base", {(CUB, "word_code_MSE"): 0.6374}),
+              Row("VQ-GAN+LG", "vqgan", "lg", {(CUB, "word_code_MSE"): 0.0351}),
+          ), "Our protocol (ridge-aligned codes, identical for base and +LG) is in lgvq.lg.evaluate; the paper's is unstated."),
+    Table("text_to_image", "Table 5", "Results of text-to-image on CelebA-HQ.", ("text_to_image",), (FID,), (CH,), (
+        Row("Unite and Conqu [4]", None, paper=_one(CH, FID, 26.09)), Row("Corgi [54]", None, paper=_one(CH, FID, 19.74)),
+        Row("LAFITE [55]", None, paper=_one(CH, FID, 12.54)), Row("VQ-GAN", "vqgan", "base", _one(CH, FID, 15.29)),
+        Row("CVQ", "cvq", "base", _one(CH, FID, 13.23)), Row("VQ-GAN+LG", "vqgan", "lg", _one(CH, FID, 12.61)),
+        Row("CVQ+LG", "cvq", "lg", _one(CH, FID, 12.33)))),
+    Table("semantic_synthesis", "Table 6", "Result (FID) of semantic synthesis on CelebA-HQ.", ("semantic_synthesis",),
+          (FID,), (CH,), (
+              Row("Reg-VQ [52]", None, paper=_one(CH, FID, 15.34)), Row("VQCT [51]", None, paper=_one(CH, FID, 14.47)),
+              Row("VQ-GAN", "vqgan", "base", _one(CH, FID, 11.53)), Row("CVQ", "cvq", "base", _one(CH, FID, 11.04)),
+              Row("VQ-GAN+LG", "vqgan", "lg", _one(CH, FID, 11.46)), Row("CVQ+LG", "cvq", "lg", _one(CH, FID, 11.03)))),
+    Table("unconditional", "Table 7", "Result (FID) of unconditional image generation on CelebA-HQ.", ("unconditional",),
+          (FID,), (CH,), (
+              Row("Style ALAE [30]", None, paper=_one(CH, FID, 19.2)), Row("DC-VAE [31]", None, paper=_one(CH, FID, 15.8)),
+              Row("VQ-GAN", "vqgan", "base", _one(CH, FID, 10.2)), Row("LG-VQ", "vqgan", "lg", _one(CH, FID, 9.1)))),
+    Table("grounding", "Table 8", "Result of visual grounding on refcoco dataset using MS-COCO's codebook "
+          "(the paper's caption says FID; the column is Accuracy(0.5)).", ("grounding",), ("Accuracy@0.5",), (COCO,), (
+              Row("VQ-GAN", "vqgan", "base", _one(COCO, "Accuracy@0.5", 9.14)),
+              Row("VQCT [51]", "vqct", "base", _one(COCO, "Accuracy@0.5", 9.46)),
+              Row("LG-VQ", "vqgan", "lg", _one(COCO, "Accuracy@0.5", 9.62)))),
+    Table("vqa", "Table 9", "Results of (Accuracy and WUPS) VQA on COCO-QA dataset using MS-COCO's codebook.", ("vqa",),
+          ("Accuracy", "WUPS@0.9"), (COCO,), (
+              Row("VQCT [51]", "vqct", "base", {(COCO, "Accuracy"): 40.42, (COCO, "WUPS@0.9"): 82.06}),
+              Row("VQ-GAN", "vqgan", "base", {(COCO, "Accuracy"): 37.82, (COCO, "WUPS@0.9"): 83.22}),
+              Row("LG-VQ", "vqgan", "lg", {(COCO, "Accuracy"): 40.97, (COCO, "WUPS@0.9"): 83.56})),
+          "The paper's WUPS threshold is not stated; we list ours at 0.9 beside it."),
+    Table("completion", "Table 10", "Result (FID) of image completion on CelebA-HQ.", ("completion",), (FID,), (CH,), (
+        Row("VQ-GAN", "vqgan", "base", _one(CH, FID, 9.02)), Row("LG-VQ", "vqgan", "lg", _one(CH, FID, 8.14)))),
+    Table("captioning", "Table 11", "Results of image captioning on CUB-200.", ("captioning",),
+          ("BLEU4", "ROUGE-L", "METEOR", "CIDEr-D"), (CUB,), (
+              Row("VQ-GAN", "vqgan", "base", {(CUB, "BLEU4"): 1.29, (CUB, "ROUGE-L"): 33.40, (CUB, "METEOR"): 24.47, (CUB, "CIDEr-D"): 93.62}),
+              Row("V2L Tokenizer [56]", None, paper={(CUB, "BLEU4"): 1.59, (CUB, "ROUGE-L"): 30.65, (CUB, "METEOR"): 25.76, (CUB, "CIDEr-D"): 104.14}),
+              Row("VQCT [51]", "vqct", "base", {(CUB, "BLEU4"): 1.38, (CUB, "ROUGE-L"): 26.50, (CUB, "METEOR"): 24.63, (CUB, "CIDEr-D"): 98.22}),
+              Row("LG-VQ", "vqgan", "lg", {(CUB, "BLEU4"): 1.69, (CUB, "ROUGE-L"): 34.73, (CUB, "METEOR"): 25.78, (CUB, "CIDEr-D"): 102.77}))),
+    Table("vqct_reconstruction", "Table 12", "Comparison of VQCT and our method on reconstruction (FID; VQCT: 6207 codes, "
+          "512 tokens; LG rows: 1024 codes, 256 tokens).", ("reconstruction",), (FID,), (CH, CUB, COCO), (
+              Row("VQCT", "vqct", "base", {(CH, FID): 5.02, (CUB, FID): 2.13, (COCO, FID): 9.82}),
+              Row("VQ-GAN+LG", "vqgan", "lg", {(CH, FID): 5.34, (CUB, FID): 3.08, (COCO, FID): 10.72}),
+              Row("CVQ+LG", "cvq", "lg", {(CH, FID): 4.90, (CUB, FID): 3.33, (COCO, FID): 9.69}))),
+    Table("vqct_lg", "Table 13", "Comparison of reconstruction and VQA on VQCT and VQCT+LG on the MS-COCO dataset.",
+          ("reconstruction", "vqa"), (FID, "Accuracy"), (COCO,), (
+              Row("VQCT", "vqct", "base", {(COCO, FID): 9.82, (COCO, "Accuracy"): 40.42}),
+              Row("VQCT+LG", "vqct", "lg", {(COCO, FID): 9.57, (COCO, "Accuracy"): 40.64}))),
+    Table("codebook_usage", "Fig. 7", "Codebook usage (percentage of codes used) from the captions of Fig. 7.",
+          ("codebook",), ("usage", "perplexity"), (TC, COCO), (
+              Row("VQ-GAN", "vqgan", "base", {(TC, "usage"): 18.62, (COCO, "usage"): 40.09}),
+              Row("VQ-GAN+LG", "vqgan", "lg", {(TC, "usage"): 43.58, (COCO, "usage"): 97.89})),
+          "Usage = codes used at least once over the whole test split (the paper does not state its protocol)."),
+)}
+
+LOWER_IS_BETTER_PREFIXES = ("FID", "KID", "word_code_MSE", "dead_codes")
+PERCENT_METRICS = ("usage", "Recall@1", "Accuracy", "WUPS", "I2T-R@")
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith(LOWER_IS_BETTER_PREFIXES)
+
+
+def is_percent(metric: str) -> bool:
+    """Records hold fractions in [0, 1] for these; tables show percent like the paper."""
+    return metric.startswith(PERCENT_METRICS)
