@@ -1,0 +1,107 @@
+"""Tokenizer zoo: quantiser gradients, dead-code handling, VQ-GAN's schedule, the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lgvq.config import ConfigError
+from lgvq.tokenizers.quantizers import ClusteredVectorQuantizer, VectorQuantizer
+from lgvq.tokenizers.registry import build_tokenizer, list_tokenizers
+from lgvq.train.tokenizer_task import TokenizerTask
+
+TINY = dict(ch=8, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], z_channels=8, embed_dim=4, n_embed=16)
+
+
+def words(n=16):
+    return lambda: torch.randn(n, 12, generator=torch.Generator().manual_seed(0))
+
+
+def test_nearest_neighbour_assignment_on_hand_made_vectors():
+    vq = VectorQuantizer(3, 2)
+    vq.embedding.weight.data = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+    z = torch.tensor([[0.9, 0.1], [0.1, 4.0], [0.2, -0.1]]).t().reshape(1, 2, 1, 3)
+    assert vq(z).codes.flatten().tolist() == [1, 2, 0]
+
+
+def test_straight_through_and_loss_terms_route_gradients():
+    vq = VectorQuantizer(8, 4)
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    out = vq(z)
+    out.z_q.sum().backward(retain_graph=True)
+    assert torch.allclose(z.grad, torch.ones_like(z))  # identity gradient through the quantiser
+    z.grad = None
+    out.losses["codebook"].backward(retain_graph=True)
+    assert z.grad is None or z.grad.abs().sum() == 0      # codebook term does not move the encoder
+    assert vq.embedding.weight.grad.abs().sum() > 0
+    vq.embedding.weight.grad = None
+    out.losses["commit"].backward()
+    assert z.grad.abs().sum() > 0 and (vq.embedding.weight.grad is None or vq.embedding.weight.grad.abs().sum() == 0)
+
+
+def test_cvq_reinitialises_dead_codes_and_only_them():
+    torch.manual_seed(0)
+    q = ClusteredVectorQuantizer(6, 2, decay=0.0, threshold=0.5)
+    q.embedding.weight.data = torch.tensor([[0.0, 0.0], [10.0, 10.0], [20, 20], [30, 30], [40, 40], [50, 50.0]])
+    before = q.embedding.weight.detach().clone()
+    z = (torch.randn(1, 2, 4, 4) * 0.1)  # every feature lands on code 0
+    q.train()
+    q(z)
+    after = q.embedding.weight.detach()
+    assert torch.equal(after[0], before[0])               # the used code is untouched
+    assert not torch.equal(after[1:], before[1:])          # dead codes moved ...
+    feats = z.permute(0, 2, 3, 1).reshape(-1, 2)
+    for row in after[1:]:                                   # ... onto encoder features (anchors)
+        assert (feats - row).abs().sum(1).min() < 1e-6
+    q.eval()
+    q(z * 100)
+    assert torch.equal(q.embedding.weight, after)          # no maintenance at evaluation
+
+
+@pytest.mark.parametrize("name", ["vqvae", "vqgan", "cvq", "vqct"])
+def test_every_registered_tokenizer_trains_and_round_trips_codes(name):
+    torch.manual_seed(0)
+    params = dict(TINY) if name == "vqvae" else dict(TINY, disc_start=3, disc_ch=8, disc_layers=1)
+    model = build_tokenizer(name, params, image_size=16, word_embeddings=words())
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    out = model(x)
+    assert out.x_rec.shape == x.shape and out.codes.shape == (4, 8, 8) and out.z_q.shape == (4, 4, 8, 8)
+    assert model.codebook().shape == (16, 4)
+    assert model.decode_codes(out.codes).shape == x.shape
+    task = TokenizerTask(model, None, lr=2e-3, betas=(0.5, 0.9))
+    first = task.train_step({"image": x}, 0)
+    for step in range(1, 30):
+        last = task.train_step({"image": x}, step)
+    assert last["rec"] < first["rec"]
+    if name != "vqvae":
+        assert "gan" not in first and "disc" not in first   # before disc_start: no adversarial terms
+        assert "gan" in last and "disc" in last and torch.isfinite(torch.tensor(last["gan"]))
+    assert "perceptual" not in first or name == "vqvae"
+    if name != "vqvae":
+        assert model.describe()["perceptual"] == "off (no local VGG weights)"
+
+
+def test_registry_errors_name_the_problem():
+    assert set(list_tokenizers()) >= {"vqvae", "vqgan", "cvq", "vqct"}
+    with pytest.raises(ConfigError, match="unknown tokenizer 'nope'"):
+        build_tokenizer("nope", {}, image_size=16)
+    with pytest.raises(ConfigError, match="chanels"):
+        build_tokenizer("vqvae", dict(TINY, chanels=3), image_size=16)
+    with pytest.raises(ConfigError, match="word embeddings"):
+        build_tokenizer("vqct", TINY, image_size=16)
+    with pytest.raises(Exception, match="perceptual_weights"):
+        build_tokenizer("vqgan", dict(TINY, perceptual_weights="/no/such/vgg.pth"), image_size=16)
+
+
+def test_gradient_accumulation_matches_the_full_batch():
+    torch.manual_seed(0)
+    a = build_tokenizer("vqvae", TINY, image_size=16)
+    b = build_tokenizer("vqvae", TINY, image_size=16)
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    TokenizerTask(a, None, lr=1e-3, betas=(0.5, 0.9)).train_step({"image": x}, 0)
+    TokenizerTask(b, None, lr=1e-3, betas=(0.5, 0.9), micro_batch=2).train_step({"image": x}, 0)
+    # compare gradients (Adam's first step is ~lr * sign(grad), which hides nothing but amplifies round-off)
+    for p, q in zip(a.parameters(), b.parameters()):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-6)
