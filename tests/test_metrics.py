@@ -1,0 +1,98 @@
+"""Metrics against their references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lgvq.metrics.codebook import codebook_statistics
+from lgvq.metrics.extractors import ShapesCNN, ShapesCNNExtractor, train_shapes_cnn
+from lgvq.metrics.fid import compute_fid, fid_label
+from lgvq.metrics.image import psnr_per_image, ssim_per_image, to_uint8
+
+
+def folder(path, images):
+    path.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(path / f"{i:04d}.png")
+    return path
+
+
+def blobs(n, seed, noise=0.0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        im = np.zeros((16, 16, 3), np.float64)
+        x, y = rng.integers(0, 10, 2)
+        im[y : y + 6, x : x + 6] = rng.integers(50, 255, 3)
+        im += rng.normal(0, noise, im.shape)
+        out.append(np.clip(im, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    torch.manual_seed(0)
+    return ShapesCNNExtractor(ShapesCNN(4, width=8, feat_dim=16, input_size=16))
+
+
+def test_our_fid_equals_clean_fids_own(tmp_path, extractor):
+    from cleanfid import fid
+    from cleanfid.resize import make_resizer
+
+    a, b = folder(tmp_path / "a", blobs(24, 0)), folder(tmp_path / "b", blobs(24, 1, noise=30))
+    ours = compute_fid(a, b, extractor=extractor, cache_dir=tmp_path / "cache")
+    ref = fid.compute_fid(str(a), str(b), custom_feat_extractor=extractor, device=torch.device("cpu"), num_workers=0,
+                          custom_fn_resize=make_resizer("PIL", False, "bicubic", (16, 16)), verbose=False)
+    assert ours.value == pytest.approx(ref, rel=1e-6, abs=1e-8)
+    assert ours.n_a == 24 and "shapes-cnn" in ours.description and fid_label(ours.extractor) == "FID[shapes-cnn]"
+    cached = compute_fid(a, b, extractor=extractor, cache_dir=tmp_path / "cache")
+    assert cached.value == pytest.approx(ours.value) and list((tmp_path / "cache").glob("stats-*.npz"))
+
+
+def test_fid_is_zero_on_itself_and_grows_with_noise(tmp_path, extractor):
+    base = blobs(30, 2)
+    a = folder(tmp_path / "a", base)
+    same = compute_fid(a, a, extractor=extractor).value
+    noisy = [compute_fid(folder(tmp_path / f"n{s}", [np.clip(im + np.random.default_rng(0).normal(0, s, im.shape), 0, 255)
+                                                    .astype(np.uint8) for im in base]), a, extractor=extractor).value
+             for s in (20, 80)]
+    assert abs(same) < 1e-4 and 0 < noisy[0] < noisy[1]
+
+
+def test_psnr_is_the_textbook_formula_per_image():
+    a = np.zeros((2, 4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0] += 10
+    b[1, 0, 0, 0] = 255
+    mse = np.array([100.0, 255.0**2 / 48])
+    assert np.allclose(psnr_per_image(a, b), 10 * np.log10(255**2 / mse))
+    assert np.isinf(psnr_per_image(a, a)).all()
+    assert np.allclose(ssim_per_image(a + 7, a + 7), 1.0)
+
+
+def test_to_uint8_rounds_like_the_saved_pngs():
+    x = torch.tensor([-1.0, 0.0, 1.0, 2.0]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
+    assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 128, 255, 255]
+
+
+def test_codebook_statistics_on_hand_made_codes():
+    s = codebook_statistics(np.array([[[0, 0], [1, 1]]]), 4)
+    assert s["usage"] == 0.5 and s["dead_codes"] == 2 and s["perplexity"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="outside"):
+        codebook_statistics(np.array([5]), 4)
+
+
+def test_shapes_cnn_learns_attributes_and_round_trips(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(200, 2, generator=g) > 0.5).float()
+    x = torch.full((200, 3, 16, 16), -1.0)
+    x[:, 0, :8] += 2 * y[:, :1, None]          # attribute 0: red in the top half
+    x[:, 2, 8:] += 2 * y[:, 1:, None]          # attribute 1: blue in the bottom half
+    model, report = train_shapes_cnn(x, y, epochs=15, seed=0)
+    assert report["attribute_accuracy"] > 0.9
+    model.save(tmp_path / "m.pt", attribute_names=["a", "b"], report=report)
+    again = ShapesCNNExtractor.load(tmp_path / "m.pt")
+    assert torch.allclose(again(x[:4] * 127.5 + 127.5), model(x[:4] * 127.5 + 127.5))

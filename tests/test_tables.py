@@ -1,0 +1,100 @@
+"""Table rendering: the paper's numbers unchanged, ours as mean ± std (n), honest labels."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from lgvq.io import ArtifactError
+from lgvq.tables.build import build_table, write_table
+from lgvq.tables.paper import TABLES
+from lgvq.tables.report import build_report
+
+
+def rec(tok, variant, seed, metrics, kind="reconstruction", dataset="shapes"):
+    return {"kind": kind, "dataset": dataset, "tokenizer": tok, "variant": variant, "seed": seed, "metrics": metrics,
+            "notes": {"FID[shapes-cnn]": "clean-fid, shapes-cnn, 10 vs 10"}}
+
+
+RECORDS = [
+    rec("vqgan", "base", 0, {"FID[shapes-cnn]": 10.0, "PSNR": 20.0}),
+    rec("vqgan", "base", 1, {"FID[shapes-cnn]": 12.0, "PSNR": 22.0}),
+    rec("vqgan", "lg", 0, {"FID[shapes-cnn]": 8.0, "PSNR": 21.0}),
+    rec("vqgan", "lg", 1, {"FID[shapes-cnn]": 9.0, "PSNR": 21.0}),
+    rec("mine", "base", 0, {"FID[shapes-cnn]": 30.0, "PSNR": 15.0}),
+]
+
+
+def cell(df, row, dataset, metric):
+    sub = df[(df.row == row) & (df.dataset == dataset) & (df.metric == metric)]
+    assert len(sub) == 1, (row, dataset, metric)
+    return sub.iloc[0]
+
+
+def test_mean_std_n_and_delta_vs_base():
+    df = build_table("reconstruction", RECORDS, dataset_columns={"shapes": None})
+    base = cell(df, "VQ-GAN", "shapes", "FID[shapes-cnn]")
+    assert base.ours_mean == 11.0 and base.ours_std == pytest.approx(math.sqrt(2)) and base.n_seeds == 2
+    lg = cell(df, "VQ-GAN+LG", "shapes", "FID[shapes-cnn]")
+    assert lg.delta_vs_base == pytest.approx(-2.5) and lg.direction == "lower"
+    assert cell(df, "VQ-GAN+LG", "shapes", "PSNR").direction == "higher"
+
+
+def test_paper_numbers_are_the_papers_and_never_ours():
+    df = build_table("reconstruction", RECORDS, dataset_columns={"shapes": None})
+    p = cell(df, "VQ-GAN", "CUB-200", "FID[inception]")
+    assert p.paper == 3.63 and p.n_seeds == 0 and math.isnan(p.ours_mean) and "CUB-200" in p.note
+    assert cell(df, "CVQ+LG", "MS-COCO", "PSNR").paper == 20.71
+    # a shapes-cnn FID mapped onto a paper column still does not fill the paper's Inception FID
+    mapped = build_table("reconstruction", RECORDS, dataset_columns={"shapes": "CUB-200"})
+    inc = cell(mapped, "VQ-GAN", "CUB-200", "FID[inception]")
+    assert inc.n_seeds == 0 and inc.paper == 3.63
+    assert cell(mapped, "VQ-GAN", "CUB-200", "FID[shapes-cnn]").ours_mean == 11.0
+
+
+@pytest.mark.parametrize("table, row, col, metric, value", [
+    ("ablation", "(iv) + Lmtp + Lras", "TextCaps", "FID[inception]", 20.77),
+    ("masked_word", "VQ-GAN+LG", "CUB-200", "Recall@1[Mask-3]", 80.17),
+    ("word_code_similarity", "VQ-GAN+LG", "CUB-200", "word_code_MSE", 0.0351),
+    ("text_to_image", "LAFITE [55]", "CelebA-HQ", "FID[inception]", 12.54),
+    ("vqa", "LG-VQ", "MS-COCO", "WUPS@0.9", 83.56),
+    ("captioning", "V2L Tokenizer [56]", "CUB-200", "CIDEr-D", 104.14),
+    ("grounding", "VQCT [51]", "MS-COCO", "Accuracy@0.5", 9.46),
+    ("codebook_usage", "VQ-GAN+LG", "MS-COCO", "usage", 97.89),
+    ("vqct_lg", "VQCT+LG", "MS-COCO", "FID[inception]", 9.57),
+])
+def test_spot_checks_against_paper_md(table, row, col, metric, value):
+    assert cell(build_table(table, [], dataset_columns={}), row, col, metric).paper == value
+
+
+def test_fourteen_paper_tables_are_declared():
+    assert len([t for t in TABLES if t != "dataset_stats"]) == 14
+
+
+def test_new_tokenizer_gets_a_row_and_percent_metrics_scale():
+    df = build_table("reconstruction", RECORDS, dataset_columns={"shapes": None})
+    assert cell(df, "mine", "shapes", "PSNR").ours_mean == 15.0
+    usage = build_table("codebook_usage", [rec("vqgan", "base", 0, {"usage": 0.25}, kind="codebook")],
+                        dataset_columns={"shapes": None})
+    assert cell(usage, "VQ-GAN", "shapes", "usage").ours_mean == 25.0
+
+
+def test_bad_record_names_the_file():
+    bad = dict(RECORDS[0], metrics={"PSNR": "high"}, _source="x/metrics.json")
+    with pytest.raises(ArtifactError, match="x/metrics.json"):
+        build_table("reconstruction", [bad], dataset_columns={})
+
+
+def test_written_files_and_report(tmp_path):
+    paths = write_table("reconstruction", RECORDS, tmp_path / "tables", dataset_columns={"shapes": None}, experiment="t")
+    md = (tmp_path / "tables" / "reconstruction.md").read_text()
+    assert "FID[shapes-cnn] ↓" in md and "11.00 ± 1.41 (n=2)" in md and "paper 24.08" in md and "Δ−2.50" in md
+    rows = list(csv.DictReader(open(paths[0])))
+    assert {"paper", "ours_mean", "ours_std", "n_seeds"} <= set(rows[0])
+    assert "\\toprule" in (tmp_path / "tables" / "reconstruction.tex").read_text()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.csv").write_text("step,rec\n1,0.5\n2,0.4\n")
+    html = build_report(tmp_path, tmp_path / "tables", tmp_path / "report.html").read_text()
+    assert "<table>" in html and "data:image/png;base64" in html
