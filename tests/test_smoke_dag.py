@@ -20,7 +20,7 @@ def snakemake(workdir: Path, *args: str, configfile: str = "config/smoke.yaml") 
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     # targets first: --configfile and --config take several values and would swallow them
     cmd = [str(BIN / "snakemake"), *args, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(ROOT / configfile), "--config", f"results_dir={workdir / 'results'}"]
+           "--configfile", str(ROOT / configfile), "--config", "results_dir=results"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
 
 
