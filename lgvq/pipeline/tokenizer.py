@@ -75,7 +75,7 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
             token_embeddings=torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32)),
             gsa=weights["gsa"], mtp=weights["mtp"], ras=weights["ras"],
             layers=cfg["lg"]["layers"], heads=cfg["lg"]["heads"], dropout=cfg["lg"]["dropout"],
-            max_len=cfg["text_encoder"]["max_length"],
+            max_len=cfg["text_encoder"]["max_length"], width=cfg["lg"]["width"],
         )
     return model, lg, weights
 
