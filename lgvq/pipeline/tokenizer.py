@@ -104,6 +104,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     h = config_hash(job)
     out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed)
     record = RunRecord("tokenizer/train", job, seed=seed, config_hash_short=h)
+    if cfg["tokenizers"][tokenizer].get("checkpoint"):
+        return _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out, record)
     seed_everything(seed)
     cache = _text_cache(cfg, dataset)
     model, lg, weights = build_models(cfg, dataset, tokenizer, variant, cache)
@@ -138,12 +140,28 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     return model_path
 
 
+def _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out: Path, record: RunRecord) -> Path:
+    """A frozen external checkpoint is evaluated without training: it is validated against the
+    registered class (strict state-dict load) and recorded as this run's model.pt."""
+    if variant != "base":
+        raise ArtifactError(f"tokenizers.{tokenizer}.checkpoint: a frozen checkpoint has no +LG training; "
+                            f"set tokenizers.{tokenizer}.variants: [base]")
+    model = load_tokenizer(cfg, dataset, tokenizer, variant, seed)
+    src = cfg["tokenizers"][tokenizer]["checkpoint"]
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"], "tokenizer": model.state_dict(),
+                    "lg": None, "lg_weights": {}, "steps": 0, "frozen_from": str(src)}, tmp)
+    record.write(out, tokenizer_description=model.describe(), frozen_checkpoint=str(src), steps=0)
+    return out / "model.pt"
+
+
 def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int,
                    *, with_lg: bool = False):
     """Rebuild a trained tokenizer (and LG module) from its model.pt, refusing a stale config."""
     entry = cfg["tokenizers"][tokenizer]
-    path = Path(entry["checkpoint"]) if entry.get("checkpoint") else \
-        paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed) / "model.pt"
+    run_path = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed) / "model.pt"
+    external = bool(entry.get("checkpoint")) and not run_path.is_file()
+    path = Path(entry["checkpoint"]) if external else run_path
     if not path.is_file():
         raise ArtifactError(f"trained tokenizer not found: {path}")
     try:
@@ -151,7 +169,7 @@ def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     except Exception as e:
         raise ArtifactError(f"corrupt tokenizer checkpoint {path}: {e}") from e
     expected = config_hash(tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed))
-    if not entry.get("checkpoint") and payload.get("config_hash") != expected:
+    if not external and payload.get("config_hash") != expected:
         raise ArtifactError(f"{path} was trained with another config (hash {payload.get('config_hash')} != {expected}); "
                             "re-run training")
     model, lg, _ = build_models(cfg, dataset, tokenizer, variant)

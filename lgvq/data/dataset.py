@@ -1,0 +1,98 @@
+"""The torch Dataset every stage reads images through.
+
+Preprocessing follows the authors' loaders (PAPER.md): "resize" (CelebA-HQ, TextCaps) resizes
+to a square; "resize_crop" (CUB) resizes the short side then crops (random crop + horizontal
+flip for training, centre crop for evaluation). Images come out as float (3, S, S) in [-1, 1].
+One caption per access for training, drawn at random as the authors do, but from
+(seed, epoch, index) so a resumed run sees the same captions as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from lgvq.data.registry import ImageRecord
+from lgvq.io import ArtifactError
+
+
+def load_rgb(path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise ArtifactError(f"unreadable image {path}: {e}") from e
+
+
+class ImageTextDataset(torch.utils.data.Dataset):
+    def __init__(self, records: Sequence[ImageRecord], *, image_size: int, train: bool,
+                 resize_mode: str = "resize", seed: int = 0, load_masks: bool = False) -> None:
+        if len(records) == 0:
+            raise ArtifactError("empty split: no image records")
+        if resize_mode not in ("resize", "resize_crop"):
+            raise ValueError(f"resize_mode must be 'resize' or 'resize_crop', got {resize_mode!r}")
+        for r in records:
+            if not r.captions:
+                raise ArtifactError(f"image {r.path} has no captions")
+        self.records = list(records)
+        self.image_size = image_size
+        self.train = train
+        self.resize_mode = resize_mode
+        self.seed = seed
+        self.load_masks = load_masks
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _rng(self, index: int) -> random.Random:
+        return random.Random(self.seed * 1_000_003 + self.epoch * 10_007 + index)
+
+    def _geometry(self, im: Image.Image, rng: random.Random, resample) -> tuple[Image.Image, bool]:
+        S = self.image_size
+        if self.resize_mode == "resize":
+            return im.resize((S, S), resample), False
+        w, h = im.size
+        scale = S / min(w, h)
+        im = im.resize((max(S, round(w * scale)), max(S, round(h * scale))), resample)
+        w, h = im.size
+        if self.train:
+            x, y = rng.randint(0, w - S), rng.randint(0, h - S)
+            flip = rng.random() < 0.5
+        else:
+            x, y, flip = (w - S) // 2, (h - S) // 2, False
+        return im.crop((x, y, x + S, y + S)), flip
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        rng = self._rng(index)
+        geo_state = rng.getstate()
+        im, flip = self._geometry(load_rgb(rec.path), rng, Image.BICUBIC)
+        if flip:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+        item: dict[str, Any] = {
+            "image": torch.from_numpy(arr).permute(2, 0, 1).contiguous(),
+            "captions": list(rec.captions),
+            "caption": rec.captions[rng.randrange(len(rec.captions))] if self.train else rec.captions[0],
+            "image_id": rec.image_id,
+            "index": index,
+        }
+        if self.load_masks:
+            if rec.mask_path is None:
+                raise ArtifactError(f"image {rec.path} has no label map")
+            from lgvq.data.formats import read_label_map
+
+            rng.setstate(geo_state)  # same crop/flip as the image
+            mask, mflip = self._geometry(Image.fromarray(read_label_map(rec.mask_path)), rng, Image.NEAREST)
+            if mflip:
+                mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
+            item["mask"] = torch.from_numpy(np.asarray(mask, dtype=np.int64).copy())
+        return item
