@@ -128,7 +128,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
 
     state = train_loop(task, epoch_batches, out_dir=out, max_steps=tcfg["steps"], seed=seed, config_hash=h,
                        ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
-                       desc=f"{tokenizer}/{variant}/seed{seed}")
+                       desc=f"{tokenizer}/{variant}/seed{seed}",
+                       on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, out / "val" / f"samples_step{step:07d}.png", dev))
     _save_val_grid(cfg, dataset, model, out / "samples_val.png", dev)
     model_path = out / "model.pt"
     with atomic_path(model_path) as tmp:

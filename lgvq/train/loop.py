@@ -147,6 +147,7 @@ def train_loop(
     log_every: int = 10,
     desc: str = "train",
     on_log: Callable[[int, Mapping[str, float]], None] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
     stop_after: int | None = None,
 ) -> LoopState:
     """Run `task` for `max_steps` optimisation steps, resuming from `out_dir/checkpoint.pt`.
@@ -155,6 +156,8 @@ def train_loop(
     (shuffle seeded by the epoch), so skipping `batch_in_epoch` batches on resume lands on
     the same data an uninterrupted run would see. `stop_after` ends the run early after that
     many steps (with a checkpoint), used by tests to simulate an interruption.
+    `on_checkpoint(step)` runs after each checkpoint (e.g. validation sample grids); it must
+    not consume the global RNG, or resumed runs would diverge from uninterrupted ones.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,6 +201,8 @@ def train_loop(
                     save_checkpoint(ckpt_path, task, state, config_hash)
                     write_log(out / LOG_NAME, state.log)
                     last_saved = state.step
+                    if on_checkpoint is not None:
+                        on_checkpoint(state.step)
                 if done:
                     exhausted = False
                     break

@@ -32,6 +32,8 @@ class TokenizerTask:
         self.lg = lg.to(device) if lg is not None else None
         self.device = torch.device(device)
         self.micro_batch = micro_batch
+        # bf16 autocast on CUDA (the GPU fast path); CPU runs stay in fp32 so results do not change.
+        self.autocast = self.device.type == "cuda"
         gen_params = list(model.generator_parameters()) + (list(lg.parameters()) if lg is not None else [])
         self.opt_g = torch.optim.Adam([p for p in gen_params if p.requires_grad], lr=lr, betas=betas)
         disc = [p for p in model.discriminator_parameters() if p.requires_grad]
@@ -65,12 +67,13 @@ class TokenizerTask:
         self.opt_g.zero_grad(set_to_none=True)
         outputs: list[tuple[Tensor, TokenizerOutput]] = []
         for x, text in chunks:
-            out = self.model(x)
-            terms = dict(self.model.generator_losses(x, out, step))
-            if self.lg is not None:
-                if text is None:
-                    raise ValueError("language-guided training needs text features in the batch")
-                terms.update({f"lg_{k}": v for k, v in self.lg(out.z_q, text).items()})
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.model(x)
+                terms = dict(self.model.generator_losses(x, out, step))
+                if self.lg is not None:
+                    if text is None:
+                        raise ValueError("language-guided training needs text features in the batch")
+                    terms.update({f"lg_{k}": v for k, v in self.lg(out.z_q, text).items()})
             check_finite(terms, step)
             scale = x.shape[0] / n  # micro-batch losses are means: weight by share of the batch
             (sum(terms.values()) * scale).backward()
@@ -84,7 +87,8 @@ class TokenizerTask:
             any_d = False
             for x, out in outputs:
                 detached = TokenizerOutput(out.x_rec.detach(), out.quant)
-                d_terms = dict(self.model.discriminator_losses(x, detached, step))
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                    d_terms = dict(self.model.discriminator_losses(x, detached, step))
                 if not d_terms:
                     continue
                 any_d = True
