@@ -8,7 +8,7 @@
 
 from lgvq.config import validate_config
 from lgvq.io import atomic_write_json
-from lgvq.manifest import config_hash
+from lgvq.manifest import config_hash  # noqa: F401  (used by the rules' params)
 from lgvq.pipeline import paths, plan
 
 
@@ -24,7 +24,7 @@ R = config["results_dir"]
 # (editing one tokenizer's params must not retrain the others); each rule carries the hash
 # of its own config slice in `params`, which is what makes Snakemake rerun exactly the
 # affected jobs.
-CONFIG_JSON = f"{R}/.config/{config_hash(config)}.json"
+CONFIG_JSON = f"{R}/.config/config.json"  # a stable path: as a param it must not change with the config
 atomic_write_json(CONFIG_JSON, config)
 
 

@@ -27,5 +27,12 @@ def eval_hash(wc):
 
 
 LGVQ = "lgvq"
-SELECT = "--config {CONFIG_JSON} --dataset {wildcards.dataset}"
-RUN_SELECT = SELECT + " --tokenizer {wildcards.tokenizer} --variant {wildcards.variant} --seed {wildcards.seed}"
+SELECT = "--config {params.cfg} --dataset {wildcards.dataset}"
+RUN_SELECT = ("--config {params.cfg} --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
+              " --variant {wildcards.variant} --seed {wildcards.seed}")
+
+
+def fid_extractor_input(wc):
+    if config["eval"]["fid_extractor"] == "shapes-cnn":
+        return [f"{R}/{wc.dataset}/shapes_cnn/model.pt"]
+    return []

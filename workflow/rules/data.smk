@@ -6,6 +6,7 @@ rule prepare_data:
     output:
         f"{R}/{{dataset}}/data/prepared.json",
     params:
+        cfg=CONFIG_JSON,
         h=dataset_hash,
     log:
         f"{R}/logs/prepare_data/{{dataset}}.log",
@@ -22,6 +23,8 @@ rule dataset_stats:
         f"{R}/{{dataset}}/data/prepared.json",
     output:
         f"{R}/{{dataset}}/data/stats.json",
+    params:
+        cfg=CONFIG_JSON,
     log:
         f"{R}/logs/dataset_stats/{{dataset}}.log",
     threads: 1
@@ -38,6 +41,7 @@ rule text_cache:
     output:
         f"{R}/{{dataset}}/text/{{encoder}}.npz",
     params:
+        cfg=CONFIG_JSON,
         h=lambda wc: config_hash([dataset_hash(wc), config["text_encoder"]]),
     log:
         f"{R}/logs/text_cache/{{dataset}}-{{encoder}}.log",

@@ -11,6 +11,7 @@ rule train_feature_extractor:
     output:
         f"{R}/{{dataset}}/shapes_cnn/model.pt",
     params:
+        cfg=CONFIG_JSON,
         h=lambda wc: config_hash([dataset_hash(wc), config["eval"]]),
     log:
         f"{R}/logs/feature_extractor/{{dataset}}.log",
@@ -22,12 +23,6 @@ rule train_feature_extractor:
         f"{LGVQ} metrics train-extractor {SELECT} --threads {{threads}} > {{log}} 2>&1"
 
 
-def fid_extractor_input(wc):
-    if config["eval"]["fid_extractor"] == "shapes-cnn":
-        return [f"{R}/{wc.dataset}/shapes_cnn/model.pt"]
-    return []
-
-
 rule eval_reconstruction:
     input:
         model=f"{TOKDIR}/model.pt",
@@ -37,6 +32,7 @@ rule eval_reconstruction:
         recon=f"{R}/{{dataset}}/eval/reconstruction/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
         codebook=f"{R}/{{dataset}}/eval/codebook/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
     params:
+        cfg=CONFIG_JSON,
         h=eval_hash,
     log:
         f"{R}/logs/eval_reconstruction/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
@@ -55,6 +51,7 @@ rule eval_text_alignment:
     output:
         f"{R}/{{dataset}}/eval/text_alignment/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
     params:
+        cfg=CONFIG_JSON,
         h=eval_hash,
     log:
         f"{R}/logs/eval_text_alignment/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",

@@ -8,6 +8,8 @@ rule tables:
         plan.all_table_inputs(config),
     output:
         directory(f"{R}/tables"),
+    params:
+        cfg=CONFIG_JSON,
     log:
         f"{R}/logs/tables.log",
     threads: 1
@@ -15,7 +17,7 @@ rule tables:
         mem_mb=1000,
         runtime=10,
     shell:
-        f"{LGVQ} tables build --config {CONFIG_JSON} --all --out-dir {{output}} > {{log}} 2>&1"
+        f"{LGVQ} tables build --config {{params.cfg}} --all --out-dir {{output}} > {{log}} 2>&1"
 
 
 rule table:
@@ -25,6 +27,8 @@ rule table:
         md=f"{R}/tables/{{table}}.md",
         csv=f"{R}/tables/{{table}}.csv",
         tex=f"{R}/tables/{{table}}.tex",
+    params:
+        cfg=CONFIG_JSON,
     log:
         f"{R}/logs/table-{{table}}.log",
     threads: 1
@@ -32,7 +36,7 @@ rule table:
         mem_mb=1000,
         runtime=10,
     shell:
-        f"{LGVQ} tables build --config {CONFIG_JSON} --table {{wildcards.table}} --out-dir {R}/tables > {{log}} 2>&1"
+        f"{LGVQ} tables build --config {{params.cfg}} --table {{wildcards.table}} --out-dir {R}/tables > {{log}} 2>&1"
 
 
 rule report:
@@ -40,6 +44,8 @@ rule report:
         f"{R}/tables",
     output:
         f"{R}/report.html",
+    params:
+        cfg=CONFIG_JSON,
     log:
         f"{R}/logs/report.log",
     threads: 1
@@ -47,4 +53,4 @@ rule report:
         mem_mb=2000,
         runtime=10,
     shell:
-        f"{LGVQ} report --config {CONFIG_JSON} --out {{output}} > {{log}} 2>&1"
+        f"{LGVQ} report --config {{params.cfg}} --out {{output}} > {{log}} 2>&1"

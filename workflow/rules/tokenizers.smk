@@ -11,6 +11,7 @@ rule train_tokenizer:
     output:
         f"{TOKDIR}/model.pt",
     params:
+        cfg=CONFIG_JSON,
         h=tokenizer_hash,
     log:
         f"{R}/logs/train_tokenizer/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
@@ -32,6 +33,7 @@ rule encode_codes:
         test=f"{TOKDIR}/codes/test.npy",
         codebook=f"{TOKDIR}/codes/codebook.npy",
     params:
+        cfg=CONFIG_JSON,
         h=tokenizer_hash,
     log:
         f"{R}/logs/encode_codes/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
