@@ -96,3 +96,24 @@ def test_shapes_cnn_learns_attributes_and_round_trips(tmp_path):
     model.save(tmp_path / "m.pt", attribute_names=["a", "b"], report=report)
     again = ShapesCNNExtractor.load(tmp_path / "m.pt")
     assert torch.allclose(again(x[:4] * 127.5 + 127.5), model(x[:4] * 127.5 + 127.5))
+
+
+def test_kid_is_near_zero_on_itself_and_larger_for_another_set(extractor):
+    from lgvq.metrics.fid import compute_kid
+
+    a = torch.from_numpy(np.stack(blobs(20, 0))).permute(0, 3, 1, 2).contiguous()
+    b = 255 - a  # inverted colours: a clearly different distribution
+    same, _ = compute_kid(a, a, extractor=extractor, subsets=5)
+    other, _ = compute_kid(a, b, extractor=extractor, subsets=5)
+    assert abs(same) < 1e-4 and other > 10 * abs(same)  # unbiased estimator: ~0, may dip below
+
+
+def test_attribute_accuracy_counts_only_the_requested_attributes():
+    from lgvq.metrics.attributes import attribute_accuracy
+
+    classifier = lambda x: x.flatten(1)[:, :3] * 10  # noqa: E731 - logits = first three pixels
+    images = torch.tensor([[1.0, -1.0, 1.0], [1.0, 1.0, -1.0]]).view(2, 3, 1, 1)
+    wanted = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    full = attribute_accuracy(classifier, images, wanted)
+    assert full == pytest.approx({"attribute_accuracy": 5 / 6, "exact_match": 0.5})
+    assert attribute_accuracy(classifier, images, wanted, mask=torch.tensor([True, True, False]))["exact_match"] == 1.0

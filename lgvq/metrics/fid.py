@@ -94,3 +94,27 @@ def compute_fid(images_a_dir: str | Path, images_b_dir: str | Path, *, extractor
     mu_b, s_b, n_b = _cached_statistics(images_b_dir, extractor, cache_dir, batch_size)
     value = float(fid.frechet_distance(mu_a, s_a, mu_b, s_b))
     return FIDResult(value, getattr(extractor, "name", type(extractor).__name__), n_a, n_b, "clean-fid (clean mode)")
+
+
+def compute_kid(images_a: torch.Tensor, images_b: torch.Tensor, *, extractor, subsets: int = 20) -> tuple[float, float]:
+    """KID (mean, std over subsets) via torchmetrics with the same named extractor; for small sets,
+    where FID is biased. Images: uint8 (N, 3, H, W). The subset size adapts to the smaller set."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    size = min(len(images_a), len(images_b))
+    if size < 2:
+        raise ValueError("KID needs at least 2 images per set")
+
+    class _Wrapped(torch.nn.Module):  # torchmetrics passes uint8; our extractors take [0, 255] floats
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.float())
+
+    kid = KernelInceptionDistance(feature=_Wrapped(extractor), subsets=subsets, subset_size=size)
+    kid.update(images_b, real=True)
+    kid.update(images_a, real=False)
+    mean, std = kid.compute()
+    return float(mean), float(std)
