@@ -1,0 +1,79 @@
+"""Regenerate the README's results section from a finished default run (results/tables/*.csv).
+
+    python scripts/readme_results.py [--results results] [--wall-time "31 min"]
+
+Writes only our numbers on the embedded data (mean ± std over seeds, n) and Δ(+LG − base);
+the paper's numbers stay in results/tables/*.md beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+TABLES = ("reconstruction", "ablation", "masked_word", "word_code_similarity", "codebook_usage")
+
+
+def fmt(v: float, metric: str) -> str:
+    return "" if v is None or math.isnan(v) else (f"{v:.4f}" if "MSE" in metric else f"{v:.2f}")
+
+
+def section(results: Path, wall: str | None) -> str:
+    out = [BEGIN, "", "## Results of the default run (embedded data, ours only)", ""]
+    manifest = next((results / "shapes" / "tokenizers").rglob("manifest.json"), None)
+    if manifest:
+        m = json.loads(manifest.read_text())
+        out.append(f"Config `config/config.yaml` at git {str(m['git']['revision'])[:10]}; text encoder "
+                   f"`{m.get('text_encoder', {}).get('name', '?')}`; {m.get('steps')} steps per tokenizer; "
+                   f"CPU ({m['device'].get('cpu_count')} cores)." + (f" Whole DAG wall time: {wall}." if wall else ""))
+        out.append("")
+    for table in TABLES:
+        df = pd.read_csv(results / "tables" / f"{table}.csv")
+        df = df[df["n_seeds"] > 0]
+        if df.empty:
+            continue
+        out += [f"**{table}** (`results/tables/{table}.md` has the paper's numbers beside these)", ""]
+        metrics = list(dict.fromkeys(df["metric"]))
+        out += ["| model | " + " | ".join(f"{m} {'↓' if df[df.metric == m].direction.iloc[0] == 'lower' else '↑'}"
+                                          for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        for row in dict.fromkeys(df["row"]):
+            cells = []
+            for m in metrics:
+                c = df[(df.row == row) & (df.metric == m)]
+                if c.empty:
+                    cells.append("—")
+                    continue
+                r = c.iloc[0]
+                s = f"{fmt(r.ours_mean, m)} ± {fmt(r.ours_std, m)} (n={r.n_seeds})"
+                if not math.isnan(r.delta_vs_base):
+                    s += f", Δ {'+' if r.delta_vs_base >= 0 else '−'}{fmt(abs(r.delta_vs_base), m)}"
+                cells.append(s)
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
+        out.append("")
+    out.append(END)
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default=str(ROOT / "results"))
+    ap.add_argument("--wall-time", default=None)
+    args = ap.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = section(Path(args.results), args.wall_time)
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + new + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + new + "\n"
+    readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
