@@ -59,8 +59,8 @@ def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
     if (folder / "DONE").is_file():
         return folder
     data, records = _eval_images(cfg, dataset, limit=n)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent if folder.parent.exists() else None, prefix=".ref-"))
     folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".ref-"))  # same filesystem: rename is atomic
     x = torch.stack([data[i]["image"] for i in range(len(data))])
     _write_pngs(_to_uint8(x), [f"{r.image_id:012d}" for r in records], tmp)
     (tmp / "DONE").write_text(str(len(records)))
