@@ -9,12 +9,12 @@ from lgvq.tokenizers.vqgan import VQGAN
 
 
 class CVQ(VQGAN):
-    def __init__(self, *, cvq_decay: float = 0.99, cvq_threshold: float = 1e-3, **params) -> None:
-        self._cvq = (cvq_decay, cvq_threshold)
+    def __init__(self, *, cvq_decay: float = 0.99, **params) -> None:
+        self._cvq_decay = cvq_decay
         super().__init__(**params)
 
     def make_quantizer(self, n_embed: int, embed_dim: int) -> VectorQuantizer:
-        return ClusteredVectorQuantizer(n_embed, embed_dim, decay=self._cvq[0], threshold=self._cvq[1])
+        return ClusteredVectorQuantizer(n_embed, embed_dim, decay=self._cvq_decay)
 
     def describe(self) -> dict:
-        return {**super().describe(), "codebook": f"online clustered (decay {self._cvq[0]}, threshold {self._cvq[1]})"}
+        return {**super().describe(), "codebook": f"online clustered (usage EMA decay {self._cvq_decay}, closest-feature anchors)"}

@@ -7,12 +7,10 @@ encoder); the model multiplies "commit" by beta (0.25).
 
 `ClusteredVectorQuantizer` (CVQ, Zheng & Vedaldi, ICCV 2023, "Online clustered codebook"):
 same assignment, plus an exponential moving average of each code's usage; during training,
-codes whose running usage falls below a threshold are re-initialised at encoder features
-("anchors") so that no code stays dead. Our anchors are features sampled at random from the
-current batch, weighted towards the features farthest from their code (CVQ's paper discusses
-random and closest anchors; the sampling choice is documented here). The decay of the
-re-initialisation is immediate rather than CVQ's gradual blend: a dead code has nothing worth
-keeping. CVQ's contrastive loss is not used (the CVQ paper reports it as optional).
+every code is blended towards an anchor (its closest encoder feature in the batch) with a
+weight that is ~1 for rarely used codes and ~0 for codes in regular use, so no code stays
+dead (CVQ's "closest" anchor sampling). CVQ's contrastive loss is not used (the CVQ paper
+reports it as optional).
 """
 
 from __future__ import annotations
@@ -60,12 +58,12 @@ class VectorQuantizer(nn.Module):
 
 
 class ClusteredVectorQuantizer(VectorQuantizer):
-    def __init__(self, n_embed: int, embed_dim: int, decay: float = 0.99, threshold: float = 1e-3) -> None:
+    def __init__(self, n_embed: int, embed_dim: int, decay: float = 0.99) -> None:
         super().__init__(n_embed, embed_dim)
         self.decay = decay
-        self.threshold = threshold  # re-init codes whose running share of assignments is below this / K
-        self.register_buffer("usage", torch.full((n_embed,), 1.0 / n_embed))
-        self.register_buffer("reinitialised", torch.zeros((), dtype=torch.long))
+        # EMA of each code's share of assignments; starts at 0 so that codes never chosen are
+        # pulled to anchors from the first training step.
+        self.register_buffer("usage", torch.zeros(n_embed))
 
     @torch.no_grad()
     def _after_assignment(self, flat: Tensor, idx: Tensor) -> None:
@@ -73,12 +71,11 @@ class ClusteredVectorQuantizer(VectorQuantizer):
             return
         share = torch.bincount(idx, minlength=self.n_embed).float() / idx.numel()
         self.usage.mul_(self.decay).add_(share, alpha=1 - self.decay)
-        dead = (self.usage < self.threshold / self.n_embed).nonzero().squeeze(1)
-        if dead.numel() == 0:
-            return
-        # anchors: batch features, sampled in proportion to their distance from their current code
-        dist = (flat - self.weight()[idx]).pow(2).sum(1) + 1e-12
-        pick = torch.multinomial(dist / dist.sum(), dead.numel(), replacement=dead.numel() > flat.shape[0])
-        self.embedding.weight.data[dead] = flat[pick]
-        self.usage[dead] = 1.0 / self.n_embed  # a fresh code gets a fair chance before it can die again
-        self.reinitialised += dead.numel()
+        # CVQ's online re-initialisation: every code moves towards its anchor (the closest
+        # encoder feature of the batch) with weight alpha = exp(-usage * K * 10 / (1 - decay) - 1e-3):
+        # ~1 for codes nobody uses (they jump onto the data), ~0 for codes in regular use.
+        alpha = torch.exp(-(self.usage * self.n_embed * 10) / (1 - self.decay) - 1e-3)[:, None]
+        w = self.embedding.weight.data
+        d = w.pow(2).sum(1, keepdim=True) - 2 * w @ flat.t() + flat.pow(2).sum(1)[None]  # (K, N)
+        anchors = flat[d.argmin(1)]
+        self.embedding.weight.data = w * (1 - alpha) + anchors * alpha
