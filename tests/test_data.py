@@ -7,7 +7,6 @@ import pickle
 from pathlib import Path
 
 import pytest
-import torch
 
 from lgvq.data import formats
 from lgvq.data.attributes import ATTRIBUTE_NAMES, attribute_vector, caption_attribute_vector

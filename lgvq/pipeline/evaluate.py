@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lgvq.io import ArtifactError, atomic_path, atomic_write_json
-from lgvq.manifest import RunRecord, config_hash
+from lgvq.manifest import RunRecord
 from lgvq.pipeline import paths
 from lgvq.pipeline.common import dataset_source, device as pick_device
 from lgvq.pipeline.tokenizer import load_codes, load_tokenizer

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from lgvq.io import ArtifactError, atomic_write_text
-from lgvq.tables.paper import TABLES, Row, Table, is_percent, lower_is_better
+from lgvq.tables.paper import TABLES, Row, is_percent, lower_is_better
 
 REQUIRED = ("kind", "dataset", "tokenizer", "variant", "seed", "metrics")
 COLUMNS = ["row", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std", "n_seeds",

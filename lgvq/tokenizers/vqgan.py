@@ -5,7 +5,6 @@ times disc_weight). The adversarial terms are off before `disc_start` steps."""
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
