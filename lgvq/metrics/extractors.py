@@ -29,11 +29,13 @@ class ShapesCNN(nn.Module):
         super().__init__()
         self.input_size = input_size
         c = width
+        # BatchNorm and max pooling: attributes are about presence ("is there a red object?"),
+        # which average pooling over a mostly-background image washes out.
         self.body = nn.Sequential(
-            nn.Conv2d(3, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * c, 4 * c, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Linear(16 * c, feat_dim), nn.ReLU(),
+            nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * c, 4 * c, 3, padding=1), nn.BatchNorm2d(4 * c), nn.ReLU(), nn.AdaptiveMaxPool2d(2),
+            nn.Flatten(), nn.Linear(16 * c, feat_dim), nn.ReLU(),
         )
         self.head = nn.Linear(feat_dim, n_attributes)
 
