@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = met.add_parser("train-extractor", help="train the offline FID feature extractor (shapes-cnn)")
     _selectors(p, run=False)
     p.set_defaults(fn=_train_extractor)
+    from lgvq.metrics.cli import add_fid_parser
+
+    add_fid_parser(met)
 
     ev = groups.add_parser("eval", help="first-stage evaluations").add_subparsers(dest="verb", required=True)
     for verb, fn in (("reconstruction", _eval_reconstruction), ("text-alignment", _eval_text_alignment)):

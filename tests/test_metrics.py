@@ -117,3 +117,26 @@ def test_attribute_accuracy_counts_only_the_requested_attributes():
     full = attribute_accuracy(classifier, images, wanted)
     assert full == pytest.approx({"attribute_accuracy": 5 / 6, "exact_match": 0.5})
     assert attribute_accuracy(classifier, images, wanted, mask=torch.tensor([True, True, False]))["exact_match"] == 1.0
+
+
+def test_fid_cli_prints_a_labelled_value_equal_to_the_api(tmp_path, extractor, capsys):
+    import json
+
+    from lgvq.cli import main
+
+    a, b = folder(tmp_path / "a", blobs(12, 3)), folder(tmp_path / "b", blobs(12, 4))
+    extractor.save(tmp_path / "x.pt", attribute_names=list("abcd"), report={})
+    rc = main(["metrics", "fid", "--images", str(a), "--reference", str(b), "--extractor", "shapes-cnn",
+               "--weights", str(tmp_path / "x.pt"), "--out", str(tmp_path / "fid.json")])
+    printed = json.loads(capsys.readouterr().out)
+    assert rc == 0 and printed["label"] == "FID[shapes-cnn]" and printed["n_a"] == 12
+    assert printed["value"] == pytest.approx(compute_fid(a, b, extractor=extractor).value, rel=1e-6)
+    assert json.loads((tmp_path / "fid.json").read_text()) == printed
+
+
+def test_fid_refuses_a_folder_with_fewer_than_two_images(tmp_path, extractor):
+    from lgvq.io import ArtifactError
+
+    one = folder(tmp_path / "one", blobs(1, 5))
+    with pytest.raises(ArtifactError, match="at least 2 images in .*one"):
+        compute_fid(one, one, extractor=extractor)
