@@ -137,3 +137,8 @@ class ShapesSource(DatasetSource):
                 out.append(RefRecord(int(ref["ref_id"]), int(ref["image_id"]), s["sent"],
                                      tuple(float(v) for v in boxes[ref["ann_id"]])))
         return out
+
+
+# Real-dataset adapters register themselves on import; imported last because they subclass
+# the classes above.
+from lgvq.data import adapters as _adapters  # noqa: F401
