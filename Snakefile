@@ -32,6 +32,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tokenizers.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/stage2.smk"
+include: "workflow/rules/downstream.smk"
 include: "workflow/rules/tables.smk"
 
 

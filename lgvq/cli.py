@@ -41,6 +41,14 @@ def _data_list(a):
         print(name)
 
 
+def _data_check(a):
+    from lgvq.data.check import check_dataset
+
+    report = check_dataset(a.name, a.root, [a.split] if a.split else None)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
 def _data_prepare(a):
     from lgvq.pipeline.common import job_config
     from lgvq.pipeline.data import prepare
@@ -94,6 +102,22 @@ def _eval_reconstruction(a):
     reconstruction(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), *_run(a))
 
 
+def _downstream_run(a):
+    from lgvq.pipeline.common import job_config, set_threads
+    from lgvq.pipeline.downstream import run
+
+    set_threads(a.threads)
+    print(run(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), a.task, *_run(a)))
+
+
+def _stage2_run(a):
+    from lgvq.pipeline.common import job_config, set_threads
+    from lgvq.pipeline.stage2 import run
+
+    set_threads(a.threads)
+    print(run(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), a.task, *_run(a)))
+
+
 def _eval_text_alignment(a):
     from lgvq.pipeline.common import job_config, set_threads
     from lgvq.pipeline.evaluate import text_alignment
@@ -133,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-variant", action="store_true", help="render a word in each image (TextCaps analogue)")
     p.set_defaults(fn=_data_synth)
     data.add_parser("list", help="registered dataset names").set_defaults(fn=_data_list)
+    p = data.add_parser("check", help="counts, missing files, unreadable images, images without captions")
+    p.add_argument("name", help="dataset registry name (lgvq data list)")
+    p.add_argument("--root", required=True)
+    p.add_argument("--split", default=None, help="one split (default: all)")
+    p.set_defaults(fn=_data_check)
     p = data.add_parser("prepare", help="generate (embedded) or check (real root) a configured dataset")
     _selectors(p, run=False)
     p.set_defaults(fn=_data_prepare)
@@ -168,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
         _selectors(p)
         p.set_defaults(fn=fn)
 
+    s2 = groups.add_parser("stage2", help="second-stage generators on frozen codes").add_subparsers(dest="verb", required=True)
+    p = s2.add_parser("run", help="train on the train split's codes, generate for the test conditions, score")
+    _selectors(p)
+    p.add_argument("--task", required=True, choices=("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar"))
+    p.set_defaults(fn=_stage2_run)
+
+    dst = groups.add_parser("downstream", help="understanding heads on frozen codes").add_subparsers(dest="verb", required=True)
+    p = dst.add_parser("run", help="train a head on the train split's codes, evaluate on the test split")
+    _selectors(p)
+    p.add_argument("--task", required=True, choices=("captioning", "vqa", "grounding"))
+    p.set_defaults(fn=_downstream_run)
+
     tab = groups.add_parser("tables", help="the paper's tables").add_subparsers(dest="verb", required=True)
     p = tab.add_parser("build")
     p.add_argument("--config", required=True)
@@ -196,6 +237,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.fn(args)
     except (ConfigError, ArtifactError, FileNotFoundError) as e:
+        print(f"lgvq: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # An OS error on a named path (permission denied, not a directory, disk full outside the
+        # atomic writers) is an environment problem the message already explains; others propagate.
+        if e.filename is None:
+            raise
+        print(f"lgvq: error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        # A NaN/inf loss stops training with the step and the term in the message: one line and
+        # status 2 like the other user-fixable errors (lower the lr, check the data). Matched via
+        # sys.modules so that this module never imports torch; other FloatingPointErrors propagate.
+        loop = sys.modules.get("lgvq.train.loop")
+        if loop is None or not isinstance(e, loop.NonFiniteLossError):
+            raise
         print(f"lgvq: error: {e}", file=sys.stderr)
         return 2
     return int(rc or 0)

@@ -89,10 +89,10 @@ def _check_cross_references(cfg: dict[str, Any], source: str) -> None:
             f"invalid config {source}:\n  ablation.tokenizer: '{abl['tokenizer']}' is not a key of `tokenizers` "
             f"({', '.join(cfg['tokenizers'])})"
         )
-    for stage, issue in (("stage2", "Second stage"), ("downstream", "Understanding")):
-        if cfg[stage].get("enabled"):
-            raise ConfigError(f"invalid config {source}:\n  {stage}.enabled: the {stage} stage is not implemented yet "
-                              f"(issue '{issue}'); set it to false")
+    for stage in ("stage2", "downstream"):
+        if cfg[stage]["width"] % cfg[stage]["heads"]:
+            raise ConfigError(f"invalid config {source}:\n  {stage}.heads: {cfg[stage]['heads']} does not divide "
+                              f"{stage}.width {cfg[stage]['width']}")
     missing = [s for s in cfg["expensive_seeds"] if s not in cfg["seeds"]]
     if missing:
         raise ConfigError(f"invalid config {source}:\n  expensive_seeds: {missing} not in `seeds` {cfg['seeds']}")

@@ -51,6 +51,10 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
     ours = [r for r in rows if r.get("ours_mean") not in (None, "", "nan")]
     assert ours, "reconstruction.csv has no number of ours"
     assert any("FID[shapes-cnn]" in r.get("metric", "") for r in ours)
+    for table in ("captioning", "vqa", "grounding"):  # understanding heads: every tokenizer, base and +LG
+        rows = [r for r in csv.DictReader((tables / f"{table}.csv").open()) if r["ours_mean"] not in ("", "nan")]
+        assert {(r["tokenizer"], r["variant"]) for r in rows} == {(t, v) for t in ("vqvae", "vqgan", "cvq", "vqct")
+                                                                  for v in ("base", "lg")}, table
     assert (tmp_path / "results" / "report.html").stat().st_size > 1000
     manifest = json.loads(next((tmp_path / "results").rglob("tokenizers/*/lg/seed0/manifest.json")).read_text())
     for key in ("config_hash", "git", "versions", "seed", "wall_time_s", "peak_rss_mb"):

@@ -64,6 +64,33 @@ def _curves(results: Path) -> list[str]:
     return figs
 
 
+def _examples(results: Path, per_run: int = 4) -> list[str]:
+    """Example predictions of the understanding heads: image, reference, ours."""
+    out = []
+    for task in ("captioning", "vqa", "grounding"):
+        for m in sorted(results.glob(f"*/eval/{task}/*/*/seed*/metrics.json")):
+            try:
+                rec = json.loads(m.read_text())
+            except json.JSONDecodeError:
+                continue
+            rows = []
+            for ex in rec.get("examples", [])[:per_run]:
+                if task == "captioning":
+                    img = Path(ex["image"])
+                    pic = (f'<img style="width:64px;image-rendering:pixelated" src="data:image/png;base64,'
+                           f'{base64.b64encode(img.read_bytes()).decode()}"/>') if img.is_file() else ""
+                    cells = [pic, ex["references"][0], ex["beam"]]
+                elif task == "vqa":
+                    cells = [str(ex["image_id"]), ex["question"], f"{ex['answer']} / ours: {ex['prediction']}"]
+                else:
+                    cells = [str(ex["image_id"]), ex["expression"], f"IoU {ex['iou']:.2f}"]
+                rows.append("<tr>" + "".join(f"<td>{c if c.startswith('<img') else html.escape(c)}</td>" for c in cells) + "</tr>")
+            if rows:
+                out.append(f"<h4>{html.escape(task)}: {html.escape(str(m.parent.relative_to(results)))}</h4><table>"
+                           + "".join(rows) + "</table>")
+    return out
+
+
 def build_report(results_dir: str | Path, tables_dir: str | Path, out_html: str | Path) -> Path:
     results, tables = Path(results_dir), Path(tables_dir)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>lgvq-bench report</title><style>"
@@ -79,6 +106,8 @@ def build_report(results_dir: str | Path, tables_dir: str | Path, out_html: str 
     parts.append("<h2>Codebook usage and samples</h2>")
     for png in sorted(list(results.rglob("codebook*.png")) + list(results.rglob("samples*.png"))):
         parts.append(_img(png.read_bytes(), str(png.relative_to(results))))
+    parts.append("<h2>Understanding heads: example predictions</h2>")
+    parts += _examples(results)
     parts.append("<h2>Provenance</h2><table><tr><th>output</th><th>step</th><th>config hash</th><th>git</th>"
                  "<th>device</th><th>wall s</th><th>peak RSS MB</th></tr>")
     total: dict[str, float] = {}

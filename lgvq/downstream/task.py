@@ -1,0 +1,38 @@
+"""Any understanding head as a `TrainTask` of the one training loop (resume, logs, progress)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from lgvq.train.loop import check_finite
+
+
+class HeadTask:
+    """`loss_terms(model, batch)` returns named loss terms; their sum is minimised with AdamW."""
+
+    def __init__(self, model: nn.Module, loss_terms: Callable[[nn.Module, Any], dict[str, Tensor]], *,
+                 lr: float, weight_decay: float = 0.01, grad_clip: float = 1.0) -> None:
+        self.model = model
+        self.loss_terms = loss_terms
+        self.grad_clip = grad_clip
+        self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                     weight_decay=weight_decay)
+
+    def modules(self) -> Mapping[str, nn.Module]:
+        return {"head": self.model}
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return {"adamw": self.opt}
+
+    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+        terms = self.loss_terms(self.model, batch)
+        check_finite(terms, step)
+        loss = sum(terms.values())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.opt.step()
+        return {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,156 @@
+"""Discrete diffusion over codes in the VQ-Diffusion setting (text-to-image, Table 5).
+
+Forward process (mask-and-replace). Codes take K + 1 states: the K codes and [MASK] (= K). At
+step t a code stays with probability alpha_t + beta_t, becomes each other code with beta_t and
+becomes [MASK] with gamma_t; [MASK] stays [MASK]. The cumulative products give q(x_t | x_0):
+stay alpha_bar_t + beta_bar_t, any other code beta_bar_t, [MASK] gamma_bar_t. We use VQ-Diffusion's
+linear schedule, alpha_bar: 1 -> 0 and gamma_bar: 0 -> 1 over T steps, so x_T is all [MASK]
+(`DiffusionSchedule` checks it).
+
+Reverse process (x0-parameterisation). A bidirectional transformer with cross-attention to the
+frozen text features predicts p(x_0 | x_t, text); x_{t-1} is drawn from
+    p(x_{t-1} | x_t) = sum_{x_0} q(x_{t-1} | x_t, x_0) p(x_0 | x_t),
+computed in closed form (`posterior`). Training uses the x_0 cross-entropy (VQ-Diffusion's
+auxiliary loss); VQ-Diffusion adds the variational bound, which we do not (documented
+simplification: both share the same optimum x_0 predictor).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class DiffusionSchedule:
+    """alpha_bar, beta_bar, gamma_bar at t = 0 .. T (index t), for K codes."""
+
+    alpha_bar: Tensor
+    gamma_bar: Tensor
+    n_codes: int
+
+    @classmethod
+    def linear(cls, steps: int, n_codes: int) -> "DiffusionSchedule":
+        if steps < 1:
+            raise ValueError("diffusion needs at least one step")
+        t = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+        # alpha_bar 1 -> 0 and gamma_bar 0 -> 1 (VQ-Diffusion's endpoints 0.99999 / 0.000009, made exact)
+        alpha_bar, gamma_bar = 1 - t * (1 - 1e-6), t
+        alpha_bar[-1] = 0.0
+        return cls(alpha_bar, gamma_bar, n_codes)
+
+    @property
+    def steps(self) -> int:
+        return len(self.alpha_bar) - 1
+
+    @property
+    def beta_bar(self) -> Tensor:
+        return ((1 - self.alpha_bar - self.gamma_bar) / self.n_codes).clamp_min(0)
+
+    def step_params(self, t: int) -> tuple[float, float, float]:
+        """alpha_t, beta_t, gamma_t of the single transition t-1 -> t (t >= 1)."""
+        a = float(self.alpha_bar[t] / self.alpha_bar[t - 1]) if self.alpha_bar[t - 1] > 0 else 0.0
+        g = float(1 - (1 - self.gamma_bar[t]) / (1 - self.gamma_bar[t - 1])) if self.gamma_bar[t - 1] < 1 else 1.0
+        return a, max(0.0, (1 - a - g) / self.n_codes), g
+
+    def q_sample(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x_t ~ q(x_t | x_0) for per-sample steps t (B,)."""
+        K = self.n_codes
+        a = self.alpha_bar.to(x0.device, torch.float32)[t][:, None]
+        g = self.gamma_bar.to(x0.device, torch.float32)[t][:, None]
+        u = torch.rand(x0.shape, generator=generator, device=x0.device)
+        rand_code = torch.randint(0, K, x0.shape, generator=generator, device=x0.device)
+        # stay with alpha_bar, [MASK] with gamma_bar, otherwise a uniform code (which may be x0 itself:
+        # that is the beta_bar share of "stay")
+        return torch.where(u < a, x0, torch.where(u < a + g, torch.full_like(x0, K), rand_code))
+
+    def posterior(self, p_x0: Tensor, x_t: Tensor, t: int) -> Tensor:
+        """p(x_{t-1} | x_t) over K + 1 states (B, N, K + 1), from p(x_0 | x_t) (B, N, K)."""
+        K = self.n_codes
+        ab, bb, gb = float(self.alpha_bar[t]), float(self.beta_bar[t]), float(self.gamma_bar[t])
+        ab1, bb1, gb1 = float(self.alpha_bar[t - 1]), float(self.beta_bar[t - 1]), float(self.gamma_bar[t - 1])
+        a, b, g = self.step_params(t)
+        masked = x_t == K
+        onehot = F.one_hot(x_t.clamp_max(K - 1), K).to(p_x0.dtype)
+        # w(x0) = p(x0 | x_t) / q(x_t | x0); for a masked x_t, q = gamma_bar for every x0 (a constant)
+        q_t = torch.where(masked[..., None], torch.full_like(p_x0, max(gb, 1e-30)), bb + ab * onehot)
+        w = torch.where(q_t > 0, p_x0 / q_t.clamp_min(1e-30), torch.zeros_like(p_x0))
+        # v(x_{t-1}) = sum_x0 q(x_{t-1} | x0) w(x0)
+        total = w.sum(-1, keepdim=True)
+        v = torch.cat([ab1 * w + bb1 * total, gb1 * total], -1)
+        # times q(x_t | x_{t-1}) as a function of x_{t-1}
+        like_code = torch.cat([b + a * onehot, torch.zeros_like(total)], -1)
+        like_mask = torch.cat([torch.full_like(p_x0, g), torch.ones_like(total)], -1)
+        post = v * torch.where(masked[..., None], like_mask, like_code)
+        return post / post.sum(-1, keepdim=True).clamp_min(1e-30)
+
+
+class DenoiserBlock(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1, self.ln2, self.ln3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
+        self.self_attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.time = nn.Linear(width, 2 * width)  # adaptive LayerNorm scale/shift from the step
+
+    def forward(self, x: Tensor, temb: Tensor, text: Tensor, text_pad: Tensor) -> Tensor:
+        scale, shift = self.time(temb)[:, None].chunk(2, -1)
+        h = self.ln1(x) * (1 + scale) + shift
+        x = x + self.self_attn(h, h, h, need_weights=False)[0]
+        h = self.ln2(x)
+        x = x + self.cross_attn(h, text, text, key_padding_mask=text_pad, need_weights=False)[0]
+        return x + self.mlp(self.ln3(x))
+
+
+class TextToCodeDiffusion(nn.Module):
+    def __init__(self, n_codes: int, n_positions: int, text_dim: int, *, width: int, layers: int, heads: int,
+                 steps: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.schedule = DiffusionSchedule.linear(steps, n_codes)
+        self.n_codes, self.n_positions = n_codes, n_positions
+        self.tok = nn.Embedding(n_codes + 1, width)
+        self.pos = nn.Parameter(torch.randn(1, n_positions, width) * 0.02)
+        self.text_proj = nn.Linear(text_dim, width)
+        self.blocks = nn.ModuleList(DenoiserBlock(width, heads, dropout) for _ in range(layers))
+        self.ln = nn.LayerNorm(width)
+        self.head = nn.Linear(width, n_codes)
+        self.width = width
+
+    def _time_embedding(self, t: Tensor) -> Tensor:
+        half = self.width // 2
+        freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+        ang = t.float()[:, None] * freqs[None]
+        return torch.cat([ang.sin(), ang.cos()], -1)
+
+    def predict_x0(self, x_t: Tensor, t: Tensor, text_tokens: Tensor, text_valid: Tensor) -> Tensor:
+        """Logits of p(x_0 | x_t, text): (B, N, K)."""
+        h = self.tok(x_t) + self.pos
+        temb = self._time_embedding(t)
+        text = self.text_proj(text_tokens)
+        for block in self.blocks:
+            h = block(h, temb, text, ~text_valid)
+        return self.head(self.ln(h))
+
+    def loss(self, x0: Tensor, text_tokens: Tensor, text_valid: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        t = torch.randint(1, self.schedule.steps + 1, (x0.shape[0],), generator=generator, device=x0.device)
+        x_t = self.schedule.q_sample(x0, t, generator)
+        logits = self.predict_x0(x_t, t, text_tokens, text_valid)
+        return F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1))
+
+    @torch.no_grad()
+    def sample(self, text_tokens: Tensor, text_valid: Tensor, *, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        """Codes (B, N): from all-[MASK] at t = T down to x_0."""
+        B, K = text_tokens.shape[0], self.n_codes
+        x = torch.full((B, self.n_positions), K, dtype=torch.long, device=text_tokens.device)
+        for t in range(self.schedule.steps, 0, -1):
+            tt = torch.full((B,), t, dtype=torch.long, device=x.device)
+            p_x0 = (self.predict_x0(x, tt, text_tokens, text_valid).float() / temperature).softmax(-1)
+            probs = p_x0 if t == 1 else self.schedule.posterior(p_x0, x, t)
+            x = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(B, -1)
+        return x

@@ -1,0 +1,131 @@
+"""Second stage on codes: the GPT with its key/value cache and the discrete diffusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lgvq.downstream.task import HeadTask
+from lgvq.pipeline.stage2 import pooled_label_map
+from lgvq.stage2.diffusion import DiffusionSchedule, TextToCodeDiffusion
+from lgvq.stage2.gpt import CodeGPT, sample_logits
+
+K, N = 12, 9
+
+
+def gpt(n_prefix=0, seed=0):
+    torch.manual_seed(seed)
+    return CodeGPT(K, N, width=32, layers=2, heads=4, n_prefix=n_prefix).eval()
+
+
+def test_future_codes_cannot_change_the_logits_of_earlier_positions():
+    m = gpt(n_prefix=2)
+    prefix = torch.randn(1, 2, 32)
+    a = torch.randint(0, K, (1, N), generator=torch.Generator().manual_seed(1))
+    b = a.clone()
+    b[0, 5:] = (b[0, 5:] + 1) % K
+    la, lb = m.logits_of(a, prefix), m.logits_of(b, prefix)
+    # position i's logits predict code i from codes < i: positions 0..5 must not move
+    assert torch.allclose(la[:, :6], lb[:, :6], atol=1e-6)
+    assert not torch.allclose(la[:, 6:], lb[:, 6:], atol=1e-4)
+
+
+@pytest.mark.parametrize("n_prefix", [0, 3])
+def test_kv_cached_sampling_equals_uncached_sampling(n_prefix):
+    m = gpt(n_prefix=n_prefix)
+    prefix = torch.randn(4, n_prefix, 32) if n_prefix else None
+    cached = m.sample(4, prefix=prefix, generator=torch.Generator().manual_seed(7), use_cache=True, top_k=8)
+    plain = m.sample(4, prefix=prefix, generator=torch.Generator().manual_seed(7), use_cache=False, top_k=8)
+    assert cached.shape == (4, N) and torch.equal(cached, plain)
+
+
+def test_completion_keeps_the_given_codes_bit_exact():
+    m = gpt()
+    given = torch.randint(0, K, (3, 4), generator=torch.Generator().manual_seed(2))
+    out = m.sample(3, given=given, generator=torch.Generator().manual_seed(3))
+    assert out.shape == (3, N) and torch.equal(out[:, :4], given)
+
+
+def test_top_k_and_top_p_restrict_the_support():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(400, 1)
+    g = torch.Generator().manual_seed(0)
+    assert set(sample_logits(logits, top_k=2, generator=g).tolist()) == {0, 1}
+    assert set(sample_logits(logits, top_p=0.7, generator=g).tolist()) == {0, 1}  # 0.5 < 0.7 <= 0.8
+    assert set(sample_logits(logits, top_p=0.5, generator=g).tolist()) == {0}
+    assert sample_logits(logits[:1], temperature=0).tolist() == [0]
+
+
+def overfit(model, loss, steps, lr=3e-3):
+    task = HeadTask(model, lambda m, _: loss(m), lr=lr, weight_decay=0.0)
+    model.train()
+    for step in range(steps):
+        task.train_step(None, step)
+    return model.eval()
+
+
+def test_gpt_overfit_on_one_sequence_reproduces_it():
+    target = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5]])
+    m = overfit(gpt(), lambda m: {"ce": m.loss(target)}, steps=80)
+    assert torch.equal(m.sample(2, temperature=1e-3, generator=torch.Generator().manual_seed(0)), target.repeat(2, 1))
+
+
+# --- discrete diffusion ---------------------------------------------------------------------------
+
+def test_corruption_is_identity_at_step_zero_and_all_mask_at_the_last_step():
+    s = DiffusionSchedule.linear(10, K)
+    x0 = torch.randint(0, K, (64, N), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s.q_sample(x0, torch.zeros(64, dtype=torch.long)), x0)
+    assert (s.q_sample(x0, torch.full((64,), 10)) == K).all()
+    mid = s.q_sample(x0, torch.full((64,), 5), torch.Generator().manual_seed(1))
+    assert 0.3 < float((mid == K).float().mean()) < 0.7  # gamma_bar(5/10) = 0.5
+    assert float(s.gamma_bar[-1]) == 1.0 and float(s.alpha_bar[-1]) == 0.0
+
+
+def _transition(s: DiffusionSchedule, t: int) -> np.ndarray:
+    """Explicit (K+1)x(K+1) one-step matrix Q[i, j] = q(x_t = j | x_{t-1} = i)."""
+    a, b, g = s.step_params(t)
+    Q = np.full((K + 1, K + 1), b)
+    np.fill_diagonal(Q, a + b)
+    Q[:, K] = g
+    Q[K] = 0
+    Q[K, K] = 1
+    return Q
+
+
+def test_posterior_matches_the_brute_force_bayes_rule():
+    s = DiffusionSchedule.linear(6, K)
+    rng = np.random.default_rng(0)
+    p_x0 = torch.as_tensor(rng.dirichlet(np.ones(K), size=(1, 2)))  # (1, 2 positions, K)
+    x_t = torch.tensor([[4, K]])  # one unmasked, one masked position
+    for t in (2, 4, 5):  # at t = T an unmasked x_t is impossible
+        post = s.posterior(p_x0, x_t, t).numpy()
+        Qbar = np.linalg.multi_dot([_transition(s, u) for u in range(1, t)]) if t > 2 else _transition(s, 1)
+        Qt = _transition(s, t)
+        for n in range(2):
+            j = int(x_t[0, n])
+            # p(x_{t-1} | x_t) = sum_x0 q(x_t | x_{t-1}) q(x_{t-1} | x0) p(x0) / q(x_t | x0)
+            q_t_given_x0 = (Qbar @ Qt)[:K, j]
+            brute = sum(Qt[:, j] * Qbar[x0] * p_x0[0, n, x0].item() / q_t_given_x0[x0]
+                        for x0 in range(K) if q_t_given_x0[x0] > 0)
+            brute = brute / brute.sum()
+            assert post[0, n] == pytest.approx(brute, abs=1e-6), (t, n)
+
+
+def test_diffusion_overfit_on_one_sequence_reproduces_it():
+    torch.manual_seed(0)
+    target = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5]])
+    text, valid = torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool)
+    m = TextToCodeDiffusion(K, N, 8, width=32, layers=2, heads=4, steps=4)
+    g = torch.Generator().manual_seed(0)
+    m = overfit(m, lambda m: {"ce": m.loss(target.repeat(8, 1), text.repeat(8, 1, 1), valid.repeat(8, 1), g)}, steps=150)
+    out = m.sample(text.repeat(2, 1, 1), valid.repeat(2, 1), generator=torch.Generator().manual_seed(1), temperature=0.1)
+    assert torch.equal(out, target.repeat(2, 1))
+
+
+def test_label_maps_pool_to_the_majority_class_per_code_cell():
+    lm = np.zeros((4, 4), np.uint8)
+    lm[:2, :2] = [[1, 1], [1, 0]]
+    lm[2:, 2:] = 2
+    lm[0, 3] = 3
+    assert pooled_label_map(lm, (2, 2), 4).tolist() == [[1, 0], [0, 2]]

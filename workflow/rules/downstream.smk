@@ -1,0 +1,27 @@
+# Understanding heads on frozen codes (Tables 8, 9, 11): captioning, VQA, grounding. Each job
+# trains one head on a tokenizer run's train-split codes and evaluates it on the test split.
+
+
+def downstream_hash(wc):
+    return config_hash([tokenizer_hash(wc), config["downstream"], wc.dstask])
+
+
+rule downstream:
+    input:
+        train=f"{TOKDIR}/codes/train.npy",
+        test=f"{TOKDIR}/codes/test.npy",
+        codebook=f"{TOKDIR}/codes/codebook.npy",
+    output:
+        f"{R}/{{dataset}}/eval/{{dstask}}/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
+    params:
+        cfg=CONFIG_JSON,
+        h=downstream_hash,
+    log:
+        f"{R}/logs/downstream/{{dstask}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=600,
+        gpus=1,
+    shell:
+        f"{LGVQ} downstream run --task {{wildcards.dstask}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"

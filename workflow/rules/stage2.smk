@@ -1,0 +1,30 @@
+# Second stage on frozen codes (Tables 5, 6, 7, 10): each job trains one generator on a tokenizer
+# run's train-split codes, samples one image per test condition, decodes and scores them.
+
+
+def stage2_hash(wc):
+    return config_hash([tokenizer_hash(wc), config["stage2"], wc.s2task])
+
+
+rule stage2:
+    input:
+        model=f"{TOKDIR}/model.pt",
+        train=f"{TOKDIR}/codes/train.npy",
+        test=f"{TOKDIR}/codes/test.npy",
+        codebook=f"{TOKDIR}/codes/codebook.npy",
+        text=TEXT_CACHE,
+        extractor=fid_extractor_input,
+    output:
+        f"{R}/{{dataset}}/eval/stage2-{{s2task}}/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
+    params:
+        cfg=CONFIG_JSON,
+        h=stage2_hash,
+    log:
+        f"{R}/logs/stage2/{{s2task}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=1440,
+        gpus=1,
+    shell:
+        f"{LGVQ} stage2 run --task {{wildcards.s2task}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
