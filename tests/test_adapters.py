@@ -365,3 +365,16 @@ def test_check_reports_everything_and_exits_nonzero(tmp_path, capsys):
     assert main(["data", "check", "cub", "--root", str(root), "--split", "train"]) == 1
     assert main(["data", "check", "cub", "--root", str(tmp_path / "nowhere")]) == 1
     assert "dataset root not found" in capsys.readouterr().out
+
+
+def test_coco_serves_cocoqa_and_refcocog_so_the_heads_use_the_coco_codebook(tmp_path):
+    """Tables 8 and 9 use the MS-COCO codebook: the coco source exposes both annotation sets."""
+    root = make_refcocog(make_cocoqa(tmp_path))
+    src = get_source("coco", root)
+    assert [(q.question, q.answer) for q in src.qa("test")] == [(q, a) for q, a, _, _ in COCOQA["test"]]
+    assert [r.sentence for r in src.refs("test")] == ["the tree"]
+    # every referenced image has codes under some coco split (train2014 is "train")
+    ids = {r.image_id for s in ("train", "val", "test") for r in src.records(s)}
+    assert {r.image_id for s in ("train", "test") for r in src.refs(s)} <= ids
+    with pytest.raises(ArtifactError, match="no question-answer annotations"):
+        get_source("coco", make_coco(tmp_path / "bare")).qa("train")

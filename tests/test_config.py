@@ -82,3 +82,23 @@ def test_every_table_has_a_plan():
         plan.table_inputs(cfg, table)  # raises for an unknown table
     with pytest.raises(KeyError):
         plan.table_inputs(cfg, "no_such_table")
+
+
+def test_paper_profile_runs_each_task_only_on_its_papers_dataset():
+    cfg = load_config(ROOT / "config" / "paper.yaml")
+    datasets = lambda table: {f.parts[-7] for f in plan.table_inputs(cfg, table)}  # noqa: E731
+    assert datasets("vqa") == datasets("grounding") == {"coco"}
+    assert datasets("captioning") == {"cub"}
+    assert datasets("text_to_image") == datasets("completion") == {"celebahq"}
+    assert {f.parts[-5] for f in plan.table_inputs(cfg, "text_to_image")} == {"stage2-t2i_diffusion"}
+
+
+def test_disabled_stages_feed_no_table():
+    cfg = validate_config({**MINIMAL, "stage2": {"enabled": False}, "downstream": {"enabled": False}})
+    for table in ("text_to_image", "unconditional", "captioning", "vqa", "grounding"):
+        assert plan.table_inputs(cfg, table) == []
+
+
+def test_heads_must_divide_the_width():
+    with pytest.raises(ConfigError, match="downstream.heads"):
+        validate_config({**MINIMAL, "downstream": {"width": 30, "heads": 4}})

@@ -412,6 +412,25 @@ class COCOSource(RealSource):
     def _entries(self, key: str) -> Iterator[_Entry]:
         yield from _coco_image_captions(self.root, key).values()
 
+    # The paper runs VQA (COCO-QA) and grounding (RefCOCOg) with the MS-COCO codebook: when the
+    # root also holds `cocoqa/` or `refcocog/` (both on COCO 2014 images), the coco source
+    # serves their annotations, so the heads read the codes of the tokenizer trained on COCO.
+    def has_qa(self) -> bool:
+        return (self.root / "cocoqa").is_dir()
+
+    def has_refs(self) -> bool:
+        return (self.root / "refcocog").is_dir()
+
+    def qa(self, split: str) -> list[QARecord]:
+        if not (self.root / "cocoqa").is_dir():
+            return super().qa(split)
+        return COCOQASource(self.root).qa(split)
+
+    def refs(self, split: str) -> list[RefRecord]:
+        if not (self.root / "refcocog").is_dir():
+            return super().refs(split)
+        return RefCOCOgSource(self.root).refs(split)
+
 
 # --- COCO-QA ------------------------------------------------------------------------------------
 

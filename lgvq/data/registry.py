@@ -55,6 +55,12 @@ class DatasetSource(ABC):
     @abstractmethod
     def records(self, split: str) -> list[ImageRecord]: ...
 
+    def has_qa(self) -> bool:
+        return type(self).qa is not DatasetSource.qa
+
+    def has_refs(self) -> bool:
+        return type(self).refs is not DatasetSource.refs
+
     def qa(self, split: str) -> list[QARecord]:
         raise ArtifactError(f"dataset '{self.name}' at {self.root} has no question-answer annotations")
 

@@ -28,24 +28,33 @@ N_EXAMPLES = 8  # predictions shown in the report
 
 
 class CodeTable:
-    """The codes of one split, looked up by image id."""
+    """Codes looked up by image id, from the code files of the given splits (in order).
 
-    def __init__(self, tokdir: Path, split: str) -> None:
-        self.codes = load_codes(tokdir / "codes" / f"{split}.npy")
-        ids_path = tokdir / "codes" / f"{split}_image_ids.npy"
-        try:
-            ids = np.load(ids_path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ArtifactError(f"corrupt or missing {ids_path}: {e}; re-run `lgvq tokenizer encode`") from e
-        if len(ids) != len(self.codes):
-            raise ArtifactError(f"{ids_path} lists {len(ids)} images but its code file has {len(self.codes)}")
-        self.row = {int(i): r for r, i in enumerate(ids)}
-        self.split = split
-        self.path = tokdir / "codes" / f"{split}.npy"
+    Test annotations may point at images of another image split: RefCOCOg's umd test
+    expressions are on COCO train2014 images, which the coco source lists under "train". The
+    tokenizer has seen those images either way (the paper uses the same MS-COCO codebook)."""
+
+    def __init__(self, tokdir: Path, splits: tuple[str, ...]) -> None:
+        arrays, self.row = [], {}
+        for split in splits:
+            codes = load_codes(tokdir / "codes" / f"{split}.npy")
+            ids_path = tokdir / "codes" / f"{split}_image_ids.npy"
+            try:
+                ids = np.load(ids_path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise ArtifactError(f"corrupt or missing {ids_path}: {e}; re-run `lgvq tokenizer encode`") from e
+            if len(ids) != len(codes):
+                raise ArtifactError(f"{ids_path} lists {len(ids)} images but its code file has {len(codes)}")
+            offset = sum(len(a) for a in arrays)
+            for r, i in enumerate(ids):
+                self.row.setdefault(int(i), offset + r)  # val and test may be the same images
+            arrays.append(codes)
+        self.codes = np.concatenate(arrays)
+        self.where = f"{tokdir / 'codes'} ({', '.join(splits)})"
 
     def __call__(self, image_id: int) -> int:
         if image_id not in self.row:
-            raise ArtifactError(f"image {image_id} has no codes in {self.path} (annotations and codes disagree)")
+            raise ArtifactError(f"image {image_id} has no codes in {self.where} (annotations and codes disagree)")
         return self.row[image_id]
 
     def batch(self, rows: list[int], device) -> torch.Tensor:
@@ -83,7 +92,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     record = RunRecord(f"downstream/{task}", {"downstream": d, "task": task, "run": [dataset, tokenizer, variant, seed]},
                        seed=seed, config_hash_short=h)
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
-    train_codes, test_codes = CodeTable(tokdir, "train"), CodeTable(tokdir, "test")
+    train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test", "train", "val"))
     codebook = torch.as_tensor(np.load(tokdir / "codes" / "codebook.npy", allow_pickle=False))
     source = dataset_source(cfg, dataset)
     dev = pick_device(cfg)

@@ -60,6 +60,15 @@ def main_runs(cfg: dict[str, Any], *, expensive: bool = False) -> list[Run]:
             for v in e["variants"] if v in ("base", "lg") for s in seeds]
 
 
+def task_runs(cfg: dict[str, Any], stage: str, task: str) -> list[Run]:
+    """Runs of a second-stage or downstream task: the stage's tasks, narrowed per dataset by
+    `datasets.<name>.<stage>_tasks` (e.g. the paper runs VQA only on MS-COCO)."""
+    if not cfg[stage]["enabled"] or task not in cfg[stage]["tasks"]:
+        return []
+    return [r for r in main_runs(cfg, expensive=True)
+            if cfg["datasets"][r.dataset].get(f"{stage}_tasks") is None or task in cfg["datasets"][r.dataset][f"{stage}_tasks"]]
+
+
 def _eval(cfg: dict[str, Any], kind: str, runs: list[Run]) -> list[Path]:
     R = cfg["results_dir"]
     return [paths.eval_dir(R, kind, r.dataset, r.tokenizer, r.variant, r.seed) / "metrics.json" for r in runs]
@@ -84,19 +93,12 @@ def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
         return _eval(cfg, "text_alignment", main_runs(cfg))
     if table == "vqct_lg":
         files = _eval(cfg, "reconstruction", main_runs(cfg))
-        if cfg["downstream"]["enabled"] and "vqa" in cfg["downstream"]["tasks"]:
-            files += _eval(cfg, "vqa", main_runs(cfg, expensive=True))
-        return files
+        return files + _eval(cfg, "vqa", task_runs(cfg, "downstream", "vqa"))
     if table in STAGE2_TABLE_TASK:
-        if not cfg["stage2"]["enabled"]:
-            return []
-        tasks = [t for t in STAGE2_TABLE_TASK[table] if t in cfg["stage2"]["tasks"]]
-        return [f for t in tasks for f in _eval(cfg, f"stage2-{t}", main_runs(cfg, expensive=True))]
+        return [f for t in STAGE2_TABLE_TASK[table] for f in _eval(cfg, f"stage2-{t}", task_runs(cfg, "stage2", t))]
     if table in DOWNSTREAM_TABLE_TASK:
         task = DOWNSTREAM_TABLE_TASK[table]
-        if not cfg["downstream"]["enabled"] or task not in cfg["downstream"]["tasks"]:
-            return []
-        return _eval(cfg, task, main_runs(cfg, expensive=True))
+        return _eval(cfg, task, task_runs(cfg, "downstream", task))
     raise KeyError(f"unknown table '{table}' (known: {', '.join(TABLE_IDS)})")
 
 

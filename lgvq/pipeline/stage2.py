@@ -120,7 +120,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                        seed=seed, config_hash_short=h)
     dev = pick_device(cfg)
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
-    train_codes, test_codes = CodeTable(tokdir, "train"), CodeTable(tokdir, "test")
+    train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test",))
     grid = tuple(train_codes.codes.shape[1:])
     n_codes = int(np.load(tokdir / "codes" / "codebook.npy", allow_pickle=False).shape[0])
     source = dataset_source(cfg, dataset)
