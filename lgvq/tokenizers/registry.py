@@ -36,14 +36,16 @@ def _accepted(cls: type) -> set[str]:
 
 
 def build_tokenizer(name: str, params: dict, *, image_size: int,
-                    word_embeddings: Callable[[], torch.Tensor] | None = None) -> Tokenizer:
+                    word_embeddings: Callable[[], torch.Tensor] | None = None, key: str = "tokenizers.*") -> Tokenizer:
+    """`key` is the config entry the name and params came from (e.g. "tokenizers.vqgan"), so an
+    error names the exact key to fix."""
     _ensure_builtin()
     if name not in _REGISTRY:
-        raise ConfigError(f"tokenizers.*.class: unknown tokenizer '{name}' (registered: {', '.join(sorted(_REGISTRY))})")
+        raise ConfigError(f"{key}.class: unknown tokenizer '{name}' (registered: {', '.join(sorted(_REGISTRY))})")
     cls = _REGISTRY[name]
     unknown = set(params) - _accepted(cls)
     if unknown:
-        raise ConfigError(f"tokenizers.*.params: unknown parameter(s) {sorted(unknown)} for '{name}'")
+        raise ConfigError(f"{key}.params: unknown parameter(s) {sorted(unknown)} for '{name}'")
     kwargs = dict(params, image_size=image_size)
     if "word_embeddings" in _accepted(cls):
         if word_embeddings is None:
@@ -58,9 +60,10 @@ def _ensure_builtin() -> None:
         return
     _BUILTINS_LOADED = True
     from lgvq.tokenizers.cvq import CVQ
+    from lgvq.tokenizers.fsq import FSQTokenizer
     from lgvq.tokenizers.vqct import VQCT
     from lgvq.tokenizers.vqgan import VQGAN
     from lgvq.tokenizers.vqvae import VQVAE
 
-    for n, c in (("vqvae", VQVAE), ("vqgan", VQGAN), ("cvq", CVQ), ("vqct", VQCT)):
+    for n, c in (("vqvae", VQVAE), ("vqgan", VQGAN), ("cvq", CVQ), ("vqct", VQCT), ("fsq", FSQTokenizer)):
         _REGISTRY.setdefault(n, c)
