@@ -53,8 +53,12 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
     assert any("FID[shapes-cnn]" in r.get("metric", "") for r in ours)
     for table in ("captioning", "vqa", "grounding"):  # understanding heads: every tokenizer, base and +LG
         rows = [r for r in csv.DictReader((tables / f"{table}.csv").open()) if r["ours_mean"] not in ("", "nan")]
-        assert {(r["tokenizer"], r["variant"]) for r in rows} == {(t, v) for t in ("vqvae", "vqgan", "cvq", "vqct")
+        assert {(r["tokenizer"], r["variant"]) for r in rows} == {(t, v) for t in ("vqvae", "vqgan", "cvq", "vqct", "fsq")
                                                                   for v in ("base", "lg")}, table
+    for table in ("text_to_image", "semantic_synthesis", "unconditional", "completion"):  # second stage
+        rows = [r for r in csv.DictReader((tables / f"{table}.csv").open()) if r["ours_mean"] not in ("", "nan")]
+        assert {(r["tokenizer"], r["variant"]) for r in rows} >= {("vqgan", "base"), ("vqgan", "lg"), ("fsq", "lg")}, table
+        assert any(r["metric"] == "FID[shapes-cnn]" for r in rows), table
     assert (tmp_path / "results" / "report.html").stat().st_size > 1000
     manifest = json.loads(next((tmp_path / "results").rglob("tokenizers/*/lg/seed0/manifest.json")).read_text())
     for key in ("config_hash", "git", "versions", "seed", "wall_time_s", "peak_rss_mb"):
