@@ -98,3 +98,22 @@ def test_written_files_and_report(tmp_path):
     (tmp_path / "run" / "log.csv").write_text("step,rec\n1,0.5\n2,0.4\n")
     html = build_report(tmp_path, tmp_path / "tables", tmp_path / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64" in html
+
+
+def test_compute_per_table_sums_the_jobs_behind_its_numbers(tmp_path):
+    import json
+
+    from lgvq.config import validate_config
+    from lgvq.pipeline import paths
+    from lgvq.pipeline.tables import compute_per_table
+
+    cfg = validate_config({"results_dir": str(tmp_path), "datasets": {"shapes": {"source": "shapes"}},
+                           "tokenizers": {"vqgan": {"class": "vqgan"}}, "ablation": {"tokenizer": None}})
+    tok = paths.tokenizer_dir(tmp_path, "shapes", "vqgan", "lg", 0)
+    ev = paths.eval_dir(tmp_path, "reconstruction", "shapes", "vqgan", "lg", 0)
+    for d, seconds, dev in ((tok, 3600, {"cuda_device": "NVIDIA H100"}), (tok / "codes", 360, {}), (ev, 36, {})):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "manifest.json").write_text(json.dumps({"wall_time_s": seconds, "device": dev}))
+    hours = compute_per_table(cfg)["reconstruction"]
+    assert hours["NVIDIA H100"] == pytest.approx(1.0) and hours["cpu"] == pytest.approx(0.11)
+    assert compute_per_table(cfg)["captioning"] == {}  # downstream disabled by default: no jobs

@@ -36,9 +36,39 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
     return written
 
 
+def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Device-hours behind each table: {table: {device: hours}}.
+
+    A table's cost is the wall time recorded in the manifests of every job its numbers come
+    from: the evaluation (or head / generator) job beside each metric file, and the training
+    and encoding of the tokenizer run it evaluates. Jobs shared by several tables count for
+    each of them. The device is the CUDA device name a manifest recorded, else "cpu".
+    """
+    out: dict[str, dict[str, float]] = {}
+    for table in plan.TABLE_IDS:
+        manifests: set[Path] = set()
+        for f in plan.table_inputs(cfg, table):
+            manifests.add(f.parent / "manifest.json")
+            parts = f.parts
+            if "eval" in parts:  # <R>/<dataset>/eval/<kind>/<tok>/<variant>/seed<s>/metrics.json
+                i = parts.index("eval")
+                tokdir = paths.tokenizer_dir(cfg["results_dir"], parts[i - 1], parts[i + 2], parts[i + 3],
+                                             parts[i + 4].removeprefix("seed"))
+                manifests |= {tokdir / "manifest.json", tokdir / "codes" / "manifest.json"}
+        hours: dict[str, float] = {}
+        for m in sorted(manifests):
+            if not m.is_file():
+                continue
+            rec = read_json(m)
+            dev = rec.get("device", {}).get("cuda_device") or "cpu"
+            hours[dev] = hours.get(dev, 0.0) + float(rec.get("wall_time_s", 0.0)) / 3600
+        out[table] = hours
+    return out
+
+
 def build_report(config_path: str | Path, out: Path) -> Path:
     from lgvq.tables.report import build_report as render
 
     cfg = load_config(config_path)
     R = Path(cfg["results_dir"])
-    return render(R, paths.tables_dir(R), out)
+    return render(R, paths.tables_dir(R), out, compute=compute_per_table(cfg))

@@ -91,7 +91,8 @@ def _examples(results: Path, per_run: int = 4) -> list[str]:
     return out
 
 
-def build_report(results_dir: str | Path, tables_dir: str | Path, out_html: str | Path) -> Path:
+def build_report(results_dir: str | Path, tables_dir: str | Path, out_html: str | Path, *,
+                 compute: dict[str, dict[str, float]] | None = None) -> Path:
     results, tables = Path(results_dir), Path(tables_dir)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>lgvq-bench report</title><style>"
              "body{font-family:sans-serif;max-width:1400px;margin:auto} table{border-collapse:collapse;font-size:12px}"
@@ -124,6 +125,14 @@ def build_report(results_dir: str | Path, tables_dir: str | Path, out_html: str 
                      f"<td>{d.get('wall_time_s')}</td><td>{d.get('peak_rss_mb')}</td></tr>")
     parts.append("</table><h3>Wall time per step kind</h3><ul>" +
                  "".join(f"<li>{html.escape(k)}: {v:.0f} s</li>" for k, v in sorted(total.items())) + "</ul>")
+    if compute:
+        parts.append("<h3>Compute behind each table (device-hours)</h3><p>Wall time of every job a table's numbers "
+                     "come from (its evaluations and the training and encoding of the tokenizers they evaluate), "
+                     "from the manifests; a job shared by several tables counts for each.</p><table>"
+                     "<tr><th>table</th><th>device-hours</th></tr>" +
+                     "".join(f"<tr><td>{html.escape(t)}</td><td>" +
+                             (", ".join(f"{h:.3f} h ({html.escape(d)})" for d, h in sorted(c.items())) or "—") +
+                             "</td></tr>" for t, c in compute.items()) + "</table>")
     parts.append("</body></html>")
     atomic_write_text(out_html, "\n".join(parts))
     return Path(out_html)
