@@ -74,6 +74,11 @@ def checks(cfg: dict | None) -> list[Check]:
     ev = cfg.get("eval", {})
     out.append(_optional_path("inception weights", ev.get("inception_weights"),
                               "FID[inception] (the paper's FID); FID[shapes-cnn] is used instead on embedded data"))
+    ds_cfg = cfg.get("downstream", {})
+    if ds_cfg.get("enabled") and "captioning" in ds_cfg.get("tasks", ()):
+        out.append(_optional_path("GPT-2 (captioning)", ds_cfg.get("gpt2_path"),
+                                  "the pretrained captioning decoder (ClipCap); without it the same architecture "
+                                  "is trained from scratch and the table says so"))
     for tok, entry in cfg.get("tokenizers", {}).items():
         pw = entry.get("params", {}).get("perceptual_weights")
         if entry.get("class") in ("vqgan", "cvq", "vqct"):

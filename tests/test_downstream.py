@@ -70,8 +70,8 @@ def test_box_losses_are_zero_for_a_perfect_box_and_grow_with_error():
 # --- captioning -------------------------------------------------------------------------------
 
 def test_caption_labels_ignore_prefix_bos_and_padding():
-    tokens, _ = pad_batch([[WordVocab.BOS, 7, 8, WordVocab.EOS], [WordVocab.BOS, 9, WordVocab.EOS]])
-    labels = caption_labels(tokens, n_prefix=5)
+    tokens, lengths = pad_batch([[WordVocab.BOS, 7, 8, WordVocab.EOS], [WordVocab.BOS, 9, WordVocab.EOS]])
+    labels = caption_labels(tokens, lengths, n_prefix=5)
     assert labels.shape == (2, 9)
     assert (labels[:, :6] == IGNORE).all()  # 5 prefix positions + the given <bos>
     assert labels[0, 6:].tolist() == [7, 8, WordVocab.EOS] and labels[1, 6:].tolist() == [9, WordVocab.EOS, IGNORE]
@@ -81,12 +81,12 @@ def test_caption_loss_is_cross_entropy_on_the_words_only():
     torch.manual_seed(0)
     m = CaptionModel(frontend(), 12, layers=1, heads=2, max_words=6, dropout=0.0).eval()
     c = codes(2)
-    tokens, _ = pad_batch([[WordVocab.BOS, 5, 6, WordVocab.EOS], [WordVocab.BOS, 7, WordVocab.EOS]])
+    tokens, lengths = pad_batch([[WordVocab.BOS, 5, 6, WordVocab.EOS], [WordVocab.BOS, 7, WordVocab.EOS]])
     logits = m.logits(c, tokens)
     P = GRID[0] * GRID[1]
     manual = [F.cross_entropy(logits[0, P : P + 3], torch.tensor([5, 6, WordVocab.EOS]), reduction="sum"),
               F.cross_entropy(logits[1, P : P + 2], torch.tensor([7, WordVocab.EOS]), reduction="sum")]
-    assert float(m.loss(c, tokens)) == pytest.approx(float(sum(manual) / 5), rel=1e-5)
+    assert float(m.loss(c, tokens, lengths)) == pytest.approx(float(sum(manual) / 5), rel=1e-5)
 
 
 def test_beam_search_with_width_one_equals_greedy():
@@ -100,10 +100,10 @@ def test_captioning_head_overfits_a_handful_of_images():
     vocab = WordVocab.build(["a red circle", "two blue squares", "a green star", "one yellow box"])
     caps = ["a red circle", "two blue squares", "a green star", "one yellow box"]
     c = codes(4, seed=5)
-    tokens, _ = pad_batch([vocab.encode(s, 6, bos=True, eos=True) for s in caps])
+    tokens, lengths = pad_batch([vocab.encode(s, 6, bos=True, eos=True) for s in caps])
     torch.manual_seed(0)
     m = fit(CaptionModel(frontend(), len(vocab), layers=2, heads=2, max_words=6, dropout=0.0),
-            lambda m: {"ce": m.loss(c, tokens)}, steps=150)
+            lambda m: {"ce": m.loss(c, tokens, lengths)}, steps=150)
     assert [vocab.decode(ids) for ids in m.greedy(c)] == caps
     assert [vocab.decode(ids) for ids in m.beam_search(c, beam=3)] == caps
 
@@ -167,3 +167,34 @@ def test_front_end_refuses_codes_of_another_grid_or_codebook():
         f(torch.zeros(1, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="outside"):
         f(torch.full((1, *GRID), 16, dtype=torch.long))
+
+
+def local_gpt2(path):
+    """A tiny GPT-2 and a GPT-2-style tokenizer saved like a downloaded checkpoint (offline)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = ["<|endoftext|>", "a", "red", "circle", "two", "blue", "squares", "green", "star"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<|endoftext|>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    fast.save_pretrained(path)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    return path
+
+
+def test_pretrained_gpt2_from_a_local_directory_decodes_with_its_own_tokenizer(tmp_path):
+    """GPT-2's tokenizer uses one id for <bos>, <eos> and padding: labels must come from lengths."""
+    model, tok = CaptionModel.from_pretrained(frontend(width=32), str(local_gpt2(tmp_path / "gpt2")), max_words=6)
+    assert tok.BOS == tok.EOS == tok.PAD == 0
+    caps = ["a red circle", "two blue squares", "a green star", "a blue circle"]
+    tokens, lengths = pad_batch([tok.encode(s, 6, bos=True, eos=True) for s in caps], pad=tok.PAD)
+    labels = caption_labels(tokens, lengths, 9)
+    assert (labels[:, 9 + 1:] == tok.EOS).sum() == 4  # every caption's <eos> is a target, padding is not
+    c = codes(4, seed=5)
+    m = fit(model, lambda m: {"ce": m.loss(c, tokens, lengths)}, steps=150)
+    assert [tok.decode(ids) for ids in m.greedy(c)] == caps
+    with pytest.raises(ValueError, match="n_embd"):
+        CaptionModel.from_pretrained(frontend(width=16), str(tmp_path / "gpt2"), max_words=6)

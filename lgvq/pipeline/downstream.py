@@ -97,7 +97,12 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     source = dataset_source(cfg, dataset)
     dev = pick_device(cfg)
     seed_everything(seed)
-    frontend = CodeFrontEnd(codebook, train_codes.codes.shape[1:], d["width"])
+    width = d["width"]
+    if task == "captioning" and d["gpt2_path"]:  # the prefix must match the pretrained model's width
+        from transformers import GPT2Config
+
+        width = GPT2Config.from_pretrained(d["gpt2_path"]).n_embd
+    frontend = CodeFrontEnd(codebook, train_codes.codes.shape[1:], width)
     builder = {"captioning": _captioning, "vqa": _vqa, "grounding": _grounding}[task]
     model, loss_terms, n_train, make_batch, evaluate, vocab = builder(cfg, dataset, source, frontend, train_codes, test_codes, dev, seed)
     model.to(dev)
@@ -113,7 +118,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         "kind": task, **common, "metrics": metrics, "notes": notes, **extra,
         "labels": {"head": f"{type(model).__name__}: width {d['width']}, {d['layers']} layers, {d['heads']} heads, "
                            f"trained from scratch for {d['steps']} steps (batch {d['batch_size']}) on the train split's codes",
-                   "tokenizer_class": cfg["tokenizers"][tokenizer]["class"]},
+                   "tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
+                   **({"decoder": vocab["decoder"]} if "decoder" in vocab else {})},
     })
     record.write(out, head_dir=str(work))
     return out / "metrics.json"
@@ -131,14 +137,19 @@ def _captioning(cfg, dataset, source, frontend, train_codes, test_codes, dev, se
     test = list(source.records("test"))
     if d["eval_limit"]:
         test = test[: d["eval_limit"]]
-    vocab = WordVocab.build(c for _, caps in train for c in caps)
-    model = CaptionModel(frontend, len(vocab), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
-                         dropout=d["dropout"])
+    if d["gpt2_path"]:
+        model, vocab = CaptionModel.from_pretrained(frontend, d["gpt2_path"], max_words=d["max_words"])
+        decoder = f"pretrained GPT-2 from {d['gpt2_path']} (its BPE tokenizer)"
+    else:
+        vocab = WordVocab.build(c for _, caps in train for c in caps)
+        model = CaptionModel(frontend, len(vocab), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
+                             dropout=d["dropout"])
+        decoder = f"GPT-2 architecture trained from scratch, word vocabulary of {len(vocab)}"
 
     def make_batch(idx: list[int], epoch: int):
         caps = [train[i][1][random.Random(seed * 1_000_003 + epoch * 10_007 + i).randrange(len(train[i][1]))] for i in idx]
-        tokens, _ = pad_batch([vocab.encode(c, d["max_words"], bos=True, eos=True) for c in caps])
-        return train_codes.batch([train[i][0] for i in idx], dev), tokens.to(dev)
+        tokens, lengths = pad_batch([vocab.encode(c, d["max_words"], bos=True, eos=True) for c in caps], pad=vocab.PAD)
+        return train_codes.batch([train[i][0] for i in idx], dev), tokens.to(dev), lengths.to(dev)
 
     def evaluate(m):
         refs = {r.image_id: list(r.captions) for r in test}
@@ -153,13 +164,14 @@ def _captioning(cfg, dataset, source, frontend, train_codes, test_codes, dev, se
         scores = to_paper_scale(caption_scores(beam, refs))
         greedy_scores = to_paper_scale(caption_scores(greedy, refs))
         n = len(test)
-        notes = {k: f"pycocoevalcap {k} x100, beam {d['beam']}, {n} test images, all references per image" for k in scores}
+        notes = {k: f"pycocoevalcap {k} x100, beam {d['beam']}, {n} test images, all references per image; "
+                    f"decoder: {decoder}" for k in scores}
         preds = [{"image_id": r.image_id, "image": str(r.path), "references": list(r.captions), "beam": beam[r.image_id],
                   "greedy": greedy[r.image_id]} for r in test]
         return scores, notes, preds, {"greedy": greedy_scores, "examples": preds[:N_EXAMPLES]}
 
     return model, lambda m, b: {"caption_ce": m.loss(*b)}, len(train), make_batch, evaluate, \
-        {"words": vocab.to_dict(), "decoder": "GPT-2 architecture from scratch, word vocabulary"}
+        {"words": vocab.to_dict(), "decoder": decoder}
 
 
 # --- VQA ------------------------------------------------------------------------------------------
