@@ -17,7 +17,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-TABLES = ("reconstruction", "ablation", "masked_word", "word_code_similarity", "codebook_usage")
+TABLES = ("reconstruction", "ablation", "masked_word", "word_code_similarity", "codebook_usage", "text_to_image",
+          "semantic_synthesis", "unconditional", "completion", "captioning", "vqa", "grounding")
 
 
 def fmt(v: float, metric: str) -> str:
