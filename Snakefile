@@ -12,7 +12,13 @@ from lgvq.manifest import config_hash  # noqa: F401  (used by the rules' params)
 from lgvq.pipeline import paths, plan
 
 
-configfile: "config/config.yaml"
+# The default experiment only when no config names its datasets: `--configfile` replaces it
+# instead of being deep-merged over it (a merge would add the default's embedded dataset and
+# keys to every other profile). `--config key=value` overrides apply either way.
+if "datasets" not in config:
+
+    configfile: "config/config.yaml"
+
 
 
 # One source of truth for validation and defaults: the schema in config/schema.yaml, applied

@@ -28,6 +28,8 @@ def test_dry_run_plans_every_table(tmp_path, configfile):
     out = snakemake(tmp_path, "-n", "--cores", "1", "results/tables", configfile=configfile)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "train_tokenizer" in out.stdout and "tables" in out.stdout
+    if configfile.endswith("paper.yaml"):  # --configfile replaces the default experiment, never merges into it
+        assert "dataset=shapes" not in out.stdout and "dataset=celebahq" in out.stdout
 
 
 def test_bad_config_is_refused_naming_the_key(tmp_path):

@@ -36,3 +36,11 @@ def fid_extractor_input(wc):
     if config["eval"]["fid_extractor"] == "shapes-cnn":
         return [f"{R}/{wc.dataset}/shapes_cnn/model.pt"]
     return []
+
+
+def stage2_hash(wc):
+    return config_hash([tokenizer_hash(wc), config["stage2"], wc.s2task])
+
+
+def downstream_hash(wc):
+    return config_hash([tokenizer_hash(wc), config["downstream"], wc.dstask])

@@ -3,6 +3,8 @@
 
 
 rule prepare_data:
+    conda:
+        "../../environment.yml"
     output:
         f"{R}/{{dataset}}/data/prepared.json",
     params:
@@ -19,6 +21,8 @@ rule prepare_data:
 
 
 rule dataset_stats:
+    conda:
+        "../../environment.yml"
     input:
         f"{R}/{{dataset}}/data/prepared.json",
     output:
@@ -36,6 +40,8 @@ rule dataset_stats:
 
 
 rule text_cache:
+    conda:
+        "../../environment.yml"
     input:
         f"{R}/{{dataset}}/data/prepared.json",
     output:

@@ -2,11 +2,9 @@
 # trains one head on a tokenizer run's train-split codes and evaluates it on the test split.
 
 
-def downstream_hash(wc):
-    return config_hash([tokenizer_hash(wc), config["downstream"], wc.dstask])
-
-
 rule downstream:
+    conda:
+        "../../environment.yml"
     input:
         train=f"{TOKDIR}/codes/train.npy",
         test=f"{TOKDIR}/codes/test.npy",

@@ -6,6 +6,8 @@ EVALDIR = f"{R}/{{dataset}}/eval/{{kind}}/{{tokenizer}}/{{variant}}/seed{{seed}}
 
 
 rule train_feature_extractor:
+    conda:
+        "../../environment.yml"
     input:
         f"{R}/{{dataset}}/data/prepared.json",
     output:
@@ -24,6 +26,8 @@ rule train_feature_extractor:
 
 
 rule eval_reconstruction:
+    conda:
+        "../../environment.yml"
     input:
         model=f"{TOKDIR}/model.pt",
         test=f"{TOKDIR}/codes/test.npy",
@@ -45,6 +49,8 @@ rule eval_reconstruction:
 
 
 rule eval_text_alignment:
+    conda:
+        "../../environment.yml"
     input:
         model=f"{TOKDIR}/model.pt",
         text=TEXT_CACHE,

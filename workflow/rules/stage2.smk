@@ -2,11 +2,9 @@
 # run's train-split codes, samples one image per test condition, decodes and scores them.
 
 
-def stage2_hash(wc):
-    return config_hash([tokenizer_hash(wc), config["stage2"], wc.s2task])
-
-
 rule stage2:
+    conda:
+        "../../environment.yml"
     input:
         model=f"{TOKDIR}/model.pt",
         train=f"{TOKDIR}/codes/train.npy",

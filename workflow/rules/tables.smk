@@ -4,6 +4,8 @@
 
 
 rule tables:
+    conda:
+        "../../environment.yml"
     input:
         plan.all_table_inputs(config),
     output:
@@ -21,6 +23,8 @@ rule tables:
 
 
 rule table:
+    conda:
+        "../../environment.yml"
     input:
         lambda wc: plan.table_inputs(config, wc.table),
     output:
@@ -40,6 +44,8 @@ rule table:
 
 
 rule report:
+    conda:
+        "../../environment.yml"
     input:
         f"{R}/tables",
     output:

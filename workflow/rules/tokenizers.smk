@@ -5,6 +5,8 @@ TOKDIR = f"{R}/{{dataset}}/tokenizers/{{tokenizer}}/{{variant}}/seed{{seed}}"
 
 
 rule train_tokenizer:
+    conda:
+        "../../environment.yml"
     input:
         data=f"{R}/{{dataset}}/data/prepared.json",
         text=TEXT_CACHE,
@@ -25,6 +27,8 @@ rule train_tokenizer:
 
 
 rule encode_codes:
+    conda:
+        "../../environment.yml"
     input:
         f"{TOKDIR}/model.pt",
     output:
