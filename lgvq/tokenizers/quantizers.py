@@ -65,6 +65,11 @@ class ClusteredVectorQuantizer(VectorQuantizer):
         # pulled to anchors from the first training step.
         self.register_buffer("usage", torch.zeros(n_embed))
 
+    def nongrad_tensors(self) -> tuple[torch.Tensor, ...]:
+        """Updated outside autograd (dead-code re-initialisation): data-parallel training
+        broadcasts it from rank 0 so replicas stay identical (lgvq.train.distributed)."""
+        return (self.embedding.weight.data,)
+
     @torch.no_grad()
     def _after_assignment(self, flat: Tensor, idx: Tensor) -> None:
         if not self.training:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lgvq.text.base import TextFeatures
 from lgvq.tokenizers.base import Tokenizer, TokenizerOutput
+from lgvq.train.distributed import SINGLE, DistInfo, average_gradients, broadcast_state
 from lgvq.train.loop import check_finite
 
 
@@ -27,11 +28,13 @@ class TokenizerTask:
         betas: tuple[float, float],
         micro_batch: int | None = None,
         device: torch.device | str = "cpu",
+        dist: DistInfo = SINGLE,
     ) -> None:
         self.model = model.to(device)
         self.lg = lg.to(device) if lg is not None else None
         self.device = torch.device(device)
         self.micro_batch = micro_batch
+        self.dist = dist  # data parallel: this rank's batch share; gradients averaged over ranks
         # bf16 autocast on CUDA (the GPU fast path); CPU runs stay in fp32 so results do not change.
         self.autocast = self.device.type == "cuda"
         gen_params = list(model.generator_parameters()) + (list(lg.parameters()) if lg is not None else [])
@@ -80,6 +83,7 @@ class TokenizerTask:
             for k, v in terms.items():
                 logged[k] = logged.get(k, 0.0) + float(v.detach()) * scale
             outputs.append((x, out))
+        average_gradients((p for g in self.opt_g.param_groups for p in g["params"]), self.dist)
         self.opt_g.step()
 
         if self.opt_d is not None:
@@ -97,6 +101,8 @@ class TokenizerTask:
                 for k, v in d_terms.items():
                     logged[k] = logged.get(k, 0.0) + float(v.detach()) * (x.shape[0] / n)
             if any_d:
+                average_gradients((p for g in self.opt_d.param_groups for p in g["params"]), self.dist)
                 self.opt_d.step()
+        broadcast_state(self.modules().values(), self.dist)
         logged["loss"] = sum(v for k, v in logged.items() if not k.startswith("disc"))
         return logged
