@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,38 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
             lines.append(f"  {key}: {err.message}")
         raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines))
     _check_cross_references(cfg, source)
+    _expand_paths(cfg, source)
     return cfg
+
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _path_keys(cfg: dict[str, Any]):
+    """(key path, container, field) of every config value that is a local path."""
+    for name, ds in cfg["datasets"].items():
+        yield f"datasets.{name}.root", ds, "root"
+    yield "text_encoder.path", cfg["text_encoder"], "path"
+    yield "eval.inception_weights", cfg["eval"], "inception_weights"
+    yield "downstream.gpt2_path", cfg["downstream"], "gpt2_path"
+    for name, tok in cfg["tokenizers"].items():
+        yield f"tokenizers.{name}.checkpoint", tok, "checkpoint"
+        yield f"tokenizers.{name}.params.perceptual_weights", tok.get("params", {}), "perceptual_weights"
+
+
+def _expand_paths(cfg: dict[str, Any], source: str) -> None:
+    """`${VAR}` / `$VAR` in path values come from the environment (e.g. `root: ${LGVQ_DATA}/cub`),
+    so one config serves machines whose data live in different places. An unset variable is an
+    error naming the key, never an empty path segment."""
+    for key, container, field in _path_keys(cfg):
+        value = container.get(field)
+        if not isinstance(value, str) or "$" not in value:
+            continue
+        missing = [a or b for a, b in _ENV_VAR.findall(value) if (a or b) not in os.environ]
+        if missing:
+            raise ConfigError(f"invalid config {source}:\n  {key}: environment variable(s) {', '.join(missing)} "
+                              f"not set (value {value!r})")
+        container[field] = os.path.expandvars(value)
 
 
 def _check_cross_references(cfg: dict[str, Any], source: str) -> None:

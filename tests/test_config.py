@@ -102,3 +102,12 @@ def test_disabled_stages_feed_no_table():
 def test_heads_must_divide_the_width():
     with pytest.raises(ConfigError, match="downstream.heads"):
         validate_config({**MINIMAL, "downstream": {"width": 30, "heads": 4}})
+
+
+def test_paths_expand_environment_variables_and_an_unset_one_is_named(monkeypatch):
+    cfg = {**MINIMAL, "datasets": {"cub": {"source": "cub", "root": "${LGVQ_TEST_DATA}/cub"}}}
+    monkeypatch.setenv("LGVQ_TEST_DATA", "/mnt/data")
+    assert validate_config(cfg)["datasets"]["cub"]["root"] == "/mnt/data/cub"
+    monkeypatch.delenv("LGVQ_TEST_DATA")
+    with pytest.raises(ConfigError, match=r"datasets.cub.root: environment variable\(s\) LGVQ_TEST_DATA not set"):
+        validate_config(cfg)
