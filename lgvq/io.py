@@ -20,6 +20,12 @@ class ArtifactError(RuntimeError):
     """An artifact could not be written or read; the message names the path."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
@@ -43,6 +49,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        # mkstemp creates the file 0600; give it the mode a plain open() would (0666 & ~umask),
+        # so results are readable by the group/others as the user's umask intends.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dest)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)

@@ -153,3 +153,16 @@ def test_statistics(shapes):
     stats = dataset_statistics(get_source("shapes", shapes))
     assert stats["train"]["images"] == 32 and stats["train"]["captions_per_image_min"] == 5
     assert stats["train"]["vocabulary"] > 20 and stats["test"]["boxes_per_image"] > 0
+
+
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    from lgvq.io import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644

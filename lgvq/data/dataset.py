@@ -74,7 +74,8 @@ class ImageTextDataset(torch.utils.data.Dataset):
         rec = self.records[index]
         rng = self._rng(index)
         geo_state = rng.getstate()
-        im, flip = self._geometry(load_rgb(rec.path), rng, Image.BICUBIC)
+        src = load_rgb(rec.path)
+        im, flip = self._geometry(src, rng, Image.BICUBIC)
         if flip:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
         arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
@@ -90,8 +91,16 @@ class ImageTextDataset(torch.utils.data.Dataset):
                 raise ArtifactError(f"image {rec.path} has no label map")
             from lgvq.data.formats import read_label_map
 
+            label = Image.fromarray(read_label_map(rec.mask_path))
+            # A label map may be stored at another resolution (CelebAMask-HQ: 512 px masks for
+            # 1024 px images) but must have the image's aspect ratio, or the shared resize/crop
+            # below would silently misalign labels and pixels.
+            (iw, ih), (mw, mh) = src.size, label.size
+            if abs(iw * mh - ih * mw) > 0.01 * iw * mh:
+                raise ArtifactError(f"label map {rec.mask_path} is {mw}x{mh} but its image {rec.path} is {iw}x{ih} "
+                                    "(different aspect ratio)")
             rng.setstate(geo_state)  # same crop/flip as the image
-            mask, mflip = self._geometry(Image.fromarray(read_label_map(rec.mask_path)), rng, Image.NEAREST)
+            mask, mflip = self._geometry(label, rng, Image.NEAREST)
             if mflip:
                 mask = mask.transpose(Image.FLIP_LEFT_RIGHT)
             item["mask"] = torch.from_numpy(np.asarray(mask, dtype=np.int64).copy())

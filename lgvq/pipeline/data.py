@@ -17,6 +17,13 @@ def prepare(cfg: dict[str, Any], dataset: str) -> Path:
     entry = cfg["datasets"][dataset]
     out = paths.data_dir(cfg["results_dir"], dataset)
     record = RunRecord("data/prepare", entry, seed=entry["synth"]["seed"])
+    from lgvq.data.registry import list_datasets
+
+    # Checked first: an unknown (e.g. misspelt) source would otherwise be reported as a missing
+    # `root`, or as an unknown name without the config key that holds it.
+    if entry["source"] not in list_datasets():
+        raise ConfigError(f"datasets.{dataset}.source: unknown dataset source '{entry['source']}' "
+                          f"(registered: {', '.join(list_datasets())})")
     if entry["root"] is None:
         from lgvq.data.synth import generate
 

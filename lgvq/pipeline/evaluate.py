@@ -115,6 +115,10 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     out = paths.eval_dir(R, "reconstruction", dataset, tokenizer, variant, seed)
     record = RunRecord("eval/reconstruction", {"run": [dataset, tokenizer, variant, seed], "eval": cfg["eval"]}, seed=seed)
     dev = pick_device(cfg)
+    # Every input is loaded before anything is written: missing FID weights or a corrupt code
+    # file must not leave fresh reconstructions (or a metrics.json) behind a failed job.
+    extractor = _extractor(cfg, dataset)
+    codes = load_codes(paths.codes_file(R, dataset, tokenizer, variant, seed, "test"))
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     ref = reference_folder(cfg, dataset)
     data, records = _eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
@@ -126,7 +130,6 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     real_u8, rec_u8 = np.concatenate(real), np.concatenate(rec)
     recon_dir = out / "reconstructions"
     _write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records], recon_dir)
-    extractor = _extractor(cfg, dataset)
     fid = compute_fid(str(recon_dir), str(ref), extractor=extractor,
                       cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
     label = fid_label(extractor.name)
@@ -142,7 +145,6 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
                   "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(psnr)} test images",
                   "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
     })
-    codes = load_codes(paths.codes_file(R, dataset, tokenizer, variant, seed, "test"))
     stats = codebook_statistics(codes, model.codebook_size)
     cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
     atomic_write_json(cb_dir / "metrics.json", {

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lgvq.config import learning_rate, lg_weights_for, tokenizer_job_slice
+from lgvq.config import ConfigError, learning_rate, lg_weights_for, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_path
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
@@ -23,7 +23,16 @@ from lgvq.pipeline.common import dataset_source, device as pick_device
 def _text_cache(cfg: dict[str, Any], dataset: str):
     from lgvq.text.cache import TextCache
 
-    return TextCache.load(paths.text_cache(cfg["results_dir"], dataset, cfg["text_encoder"]["name"]))
+    cache = TextCache.load(paths.text_cache(cfg["results_dir"], dataset, cfg["text_encoder"]["name"]))
+    # A cache built under another text-encoder setting (e.g. captions tokenised to 30 tokens while
+    # text_encoder.max_length is now 16) would fail deep inside the LG module with a shape error,
+    # or silently train on features the config does not describe: refuse it by name.
+    tcfg = cfg["text_encoder"]
+    if cache.max_length != tcfg["max_length"] or cache.encoder_name != tcfg["name"]:
+        raise ConfigError(f"text_encoder.max_length/name: the text cache {cache.path} holds captions encoded by "
+                          f"'{cache.encoder_name}' at up to {cache.max_length} tokens, but the config says "
+                          f"'{tcfg['name']}' at max_length {tcfg['max_length']}; rebuild it with `lgvq text cache`")
+    return cache
 
 
 def vqct_vocabulary_embeddings(cache, n_words: int) -> Callable[[], torch.Tensor]:
@@ -62,7 +71,8 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
     if entry["class"] == "vqct":
         cache = cache or _text_cache(cfg, dataset)
         words = vqct_vocabulary_embeddings(cache, int(params.get("n_embed", 1024)))
-    model = build_tokenizer(entry["class"], params, image_size=image_size, word_embeddings=words)
+    model = build_tokenizer(entry["class"], params, image_size=image_size, word_embeddings=words,
+                            key=f"tokenizers.{tokenizer}")
     weights = lg_weights_for(cfg, dataset, variant)
     lg = None
     if any(w > 0 for w in weights.values()):
@@ -164,7 +174,9 @@ def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     external = bool(entry.get("checkpoint")) and not run_path.is_file()
     path = Path(entry["checkpoint"]) if external else run_path
     if not path.is_file():
-        raise ArtifactError(f"trained tokenizer not found: {path}")
+        # Name the config key when the path came from the config (a frozen external checkpoint).
+        where = f"tokenizers.{tokenizer}.checkpoint: " if external else ""
+        raise ArtifactError(f"{where}trained tokenizer not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -234,7 +246,7 @@ def load_codes(path: Path) -> np.ndarray:
     """Read a code file written by `encode`, with a clear error for a missing/corrupt one."""
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty (0-byte) file
         raise ArtifactError(f"corrupt or missing code file {path}: {e}; re-run `lgvq tokenizer encode`") from e
     if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
         raise ArtifactError(f"code file {path} has shape {arr.shape} / dtype {arr.dtype}; expected (N, h, w) integers")

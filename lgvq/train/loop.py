@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from lgvq.io import ArtifactError, atomic_path, atomic_write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_KEYS = ("config_hash", "step", "epoch", "batch_in_epoch", "log", "modules", "optimizers", "rng")
 LOG_NAME = "log.csv"
 
 
@@ -37,8 +38,11 @@ class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or inf; the message names the step and the term."""
 
 
-class CheckpointMismatchError(RuntimeError):
-    """The checkpoint on disk was produced by a different config."""
+class CheckpointMismatchError(ArtifactError):
+    """The checkpoint on disk was produced by a different config.
+
+    An ArtifactError (itself a RuntimeError), so `lgvq` reports it as one line naming the
+    checkpoint and exits with status 2 instead of printing a traceback."""
 
 
 class TrainTask(Protocol):
@@ -114,7 +118,15 @@ def load_checkpoint(path: Path, config_hash: str | None = None) -> dict[str, Any
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated/corrupt files
-        raise ArtifactError(f"corrupt or unreadable checkpoint {path}: {e}. Delete it to retrain from scratch.") from e
+        # The type is part of the message: an empty file raises an EOFError whose text is empty.
+        raise ArtifactError(f"corrupt or unreadable checkpoint {path} ({type(e).__name__}: {e}). "
+                            "Delete it to retrain from scratch.") from e
+    # A loadable file that is not a training checkpoint (e.g. a model.pt copied over it) would
+    # otherwise fail later with a bare KeyError.
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise ArtifactError(f"{path} is not a training checkpoint (missing {missing}). "
+                            "Delete it to retrain from scratch.")
     if config_hash is not None and payload.get("config_hash") != config_hash:
         raise CheckpointMismatchError(
             f"checkpoint {path} was written for config hash {payload.get('config_hash')}, "
@@ -156,20 +168,33 @@ def train_loop(
     (shuffle seeded by the epoch), so skipping `batch_in_epoch` batches on resume lands on
     the same data an uninterrupted run would see. `stop_after` ends the run early after that
     many steps (with a checkpoint), used by tests to simulate an interruption.
+    `out_dir` belongs to this run: hidden temporaries a killed writer left under it are removed.
     `on_checkpoint(step)` runs after each checkpoint (e.g. validation sample grids); it must
     not consume the global RNG, or resumed runs would diverge from uninterrupted ones.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT_NAME
+    # A run killed (SIGKILL) while writing leaves atomic_path's hidden temporary behind (it only
+    # cleans up after exceptions). `out_dir` belongs to this training (one writer: its re-run),
+    # so temporaries under it (checkpoint, log, and the caller's model/manifest/sample grids) go.
+    for stale in out.rglob(".*.tmp-*"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     seed_everything(seed)
     state = LoopState(log=[])
     if ckpt_path.exists():
         payload = load_checkpoint(ckpt_path, config_hash)
-        for name, module in task.modules().items():
-            module.load_state_dict(payload["modules"][name])
-        for name, opt in task.optimizers().items():
-            opt.load_state_dict(payload["optimizers"][name])
+        try:
+            for name, module in task.modules().items():
+                module.load_state_dict(payload["modules"][name])
+            for name, opt in task.optimizers().items():
+                opt.load_state_dict(payload["optimizers"][name])
+        except (KeyError, RuntimeError, ValueError) as e:
+            # Same config hash but other modules/shapes: the model code changed since the
+            # checkpoint was written. Name the file instead of a bare state-dict traceback.
+            raise ArtifactError(f"checkpoint {ckpt_path} does not fit this model ({type(e).__name__}: "
+                                f"{str(e)[:300]}); delete it to retrain from scratch") from e
         state = LoopState(payload["step"], payload["epoch"], payload["batch_in_epoch"], list(payload["log"]))
         _set_rng_state(payload["rng"])
     if state.step >= max_steps:
