@@ -68,3 +68,34 @@ def test_shard_splits_every_field_and_refuses_uneven_batches():
     assert shard(b, DistInfo(1, 2))["image_id"] == [4, 5, 6, 7]
     with pytest.raises(ValueError, match="train.batch_size"):
         shard(b, DistInfo(0, 3))
+
+
+@pytest.mark.slow
+def test_torchrun_trains_a_tokenizer_job_with_two_processes(tmp_path):
+    """What the DAG runs when train.gpus > 1 (gloo on the CPU): rank 0 writes, manifests say 2."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from lgvq.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = yaml.safe_load((root / "config" / "smoke.yaml").read_text())
+    cfg.update(results_dir=str(tmp_path / "r"), train={**cfg["train"], "gpus": 2},
+               tokenizers={"vqvae": cfg["tokenizers"]["vqvae"]}, ablation={"tokenizer": None})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    sel = ["--config", str(path), "--dataset", "shapes"]
+    assert main(["data", "prepare", *sel]) == 0
+    assert main(["text", "cache", *sel, "--out", str(tmp_path / "r" / "shapes" / "text" / "minilm.npz")]) == 0
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "lgvq.cli", "tokenizer",
+                          "train", *sel, "--tokenizer", "vqvae", "--variant", "lg", "--seed", "0"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = tmp_path / "r" / "shapes" / "tokenizers" / "vqvae" / "lg" / "seed0"
+    assert json.loads((run / "manifest.json").read_text())["processes"] == 2
+    assert torch.load(run / "model.pt", weights_only=True)["steps"] == cfg["train"]["steps"]

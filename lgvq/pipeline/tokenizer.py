@@ -107,9 +107,11 @@ class TextBatcher:
 
 def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     from lgvq.data.dataset import ImageTextDataset
+    from lgvq.train.distributed import init_from_env, shard
     from lgvq.train.loop import epoch_order, seed_everything, train_loop
     from lgvq.train.tokenizer_task import TokenizerTask
 
+    dist = init_from_env()  # one process unless launched by torchrun (train.gpus > 1)
     job = tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed)
     h = config_hash(job)
     out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed)
@@ -124,22 +126,30 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     train_set = ImageTextDataset(source.records("train"), image_size=ds_cfg["image_size"], train=True,
                                  resize_mode=ds_cfg["resize_mode"], seed=seed)
     dev = pick_device(cfg)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
     tcfg = cfg["train"]
-    task = TokenizerTask(model, lg, lr=learning_rate(cfg), betas=tuple(tcfg["betas"]),
-                         micro_batch=tcfg["micro_batch"], device=dev)
+    lr = learning_rate(cfg, n_gpus=dist.world)
+    task = TokenizerTask(model, lg, lr=lr, betas=tuple(tcfg["betas"]), micro_batch=tcfg["micro_batch"], device=dev,
+                         dist=dist)
     collate = TextBatcher(cache if lg is not None else None)
-    bs = tcfg["batch_size"]
+    # train.batch_size is per process, as in the authors' lr rule: the global batch has world x bs
+    # images and each rank trains on its share.
+    bs = tcfg["batch_size"] * dist.world
 
     def epoch_batches(epoch: int):
         train_set.set_epoch(epoch)
         order = epoch_order(len(train_set), seed, epoch)
         for i in range(0, len(order) - bs + 1, bs):  # drop the ragged last batch: fixed batch size
-            yield collate([train_set[j] for j in order[i : i + bs]])
+            mine = shard(order[i : i + bs], dist)  # load only this rank's images
+            yield collate([train_set[j] for j in mine])
 
     state = train_loop(task, epoch_batches, out_dir=out, max_steps=tcfg["steps"], seed=seed, config_hash=h,
                        ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
-                       desc=f"{tokenizer}/{variant}/seed{seed}",
+                       desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist,
                        on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, out / "val" / f"samples_step{step:07d}.png", dev))
+    if not dist.is_main:
+        return out / "model.pt"  # rank 0 writes the outputs
     _save_val_grid(cfg, dataset, model, out / "samples_val.png", dev)
     model_path = out / "model.pt"
     with atomic_path(model_path) as tmp:
@@ -147,7 +157,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                     "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
                     "lg_weights": weights, "steps": state.step}, tmp)
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights,
-                 text_encoder=cache.describe(), steps=state.step, lr=learning_rate(cfg))
+                 text_encoder=cache.describe(), steps=state.step, lr=lr, processes=dist.world)
     return model_path
 
 

@@ -20,7 +20,7 @@ import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lgvq.io import ArtifactError, atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from lgvq.train.distributed import DistInfo
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_KEYS = ("config_hash", "step", "epoch", "batch_in_epoch", "log", "modules", "optimizers", "rng")
@@ -161,6 +164,7 @@ def train_loop(
     on_log: Callable[[int, Mapping[str, float]], None] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
     stop_after: int | None = None,
+    dist: "DistInfo | None" = None,
 ) -> LoopState:
     """Run `task` for `max_steps` optimisation steps, resuming from `out_dir/checkpoint.pt`.
 
@@ -171,16 +175,24 @@ def train_loop(
     `out_dir` belongs to this run: hidden temporaries a killed writer left under it are removed.
     `on_checkpoint(step)` runs after each checkpoint (e.g. validation sample grids); it must
     not consume the global RNG, or resumed runs would diverge from uninterrupted ones.
+    Data parallel (`dist`, lgvq.train.distributed): every rank runs this loop on its batch
+    shares; only rank 0 writes (checkpoints, log, `on_checkpoint`), the others wait for it, and
+    every rank resumes from the same checkpoint.
     """
+    from lgvq.train.distributed import SINGLE, barrier
+
+    dist = dist or SINGLE
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT_NAME
     # A run killed (SIGKILL) while writing leaves atomic_path's hidden temporary behind (it only
     # cleans up after exceptions). `out_dir` belongs to this training (one writer: its re-run),
     # so temporaries under it (checkpoint, log, and the caller's model/manifest/sample grids) go.
-    for stale in out.rglob(".*.tmp-*"):
-        if stale.is_file():
-            stale.unlink(missing_ok=True)
+    if dist.is_main:
+        for stale in out.rglob(".*.tmp-*"):
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
+    barrier(dist)
     seed_everything(seed)
     state = LoopState(log=[])
     if ckpt_path.exists():
@@ -202,7 +214,8 @@ def train_loop(
 
     for module in task.modules().values():
         module.train()
-    bar = tqdm(total=max_steps, initial=state.step, desc=desc, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=max_steps, initial=state.step, desc=desc, dynamic_ncols=True, mininterval=1.0,
+               disable=not dist.is_main)
     last_saved = state.step
     try:
         while state.step < max_steps:
@@ -223,11 +236,13 @@ def train_loop(
                 bar.update(1)
                 done = state.step >= max_steps or (stop_after is not None and state.step >= stop_after)
                 if state.step % ckpt_every == 0 or done:
-                    save_checkpoint(ckpt_path, task, state, config_hash)
-                    write_log(out / LOG_NAME, state.log)
+                    if dist.is_main:
+                        save_checkpoint(ckpt_path, task, state, config_hash)
+                        write_log(out / LOG_NAME, state.log)
+                        if on_checkpoint is not None:
+                            on_checkpoint(state.step)
+                    barrier(dist)
                     last_saved = state.step
-                    if on_checkpoint is not None:
-                        on_checkpoint(state.step)
                 if done:
                     exhausted = False
                     break
@@ -240,8 +255,10 @@ def train_loop(
     finally:
         bar.close()
     if last_saved != state.step:
-        save_checkpoint(ckpt_path, task, state, config_hash)
-        write_log(out / LOG_NAME, state.log)
+        if dist.is_main:
+            save_checkpoint(ckpt_path, task, state, config_hash)
+            write_log(out / LOG_NAME, state.log)
+        barrier(dist)
     return state
 
 

@@ -21,9 +21,9 @@ rule train_tokenizer:
     resources:
         mem_mb=4000,
         runtime=600,
-        gpus=1,
+        gpus=config["train"]["gpus"],
     shell:
-        f"{LGVQ} tokenizer train {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{TRAIN_LAUNCH} tokenizer train {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
 
 
 rule encode_codes:
