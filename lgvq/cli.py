@@ -118,6 +118,14 @@ def _stage2_run(a):
     print(run(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), a.task, *_run(a)))
 
 
+def _labelmap_vq(a):
+    from lgvq.pipeline.common import job_config, set_threads
+    from lgvq.pipeline.stage2 import train_labelmap_vq
+
+    set_threads(a.threads)
+    print(train_labelmap_vq(job_config(a.config, dataset=a.dataset), a.dataset))
+
+
 def _eval_text_alignment(a):
     from lgvq.pipeline.common import job_config, set_threads
     from lgvq.pipeline.evaluate import text_alignment
@@ -202,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     _selectors(p)
     p.add_argument("--task", required=True, choices=("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar"))
     p.set_defaults(fn=_stage2_run)
+    p = s2.add_parser("labelmap-vq", help="train the label-map VQ (semantic synthesis' conditioning stage)")
+    _selectors(p, run=False)
+    p.set_defaults(fn=_labelmap_vq)
 
     dst = groups.add_parser("downstream", help="understanding heads on frozen codes").add_subparsers(dest="verb", required=True)
     p = dst.add_parser("run", help="train a head on the train split's codes, evaluate on the test split")

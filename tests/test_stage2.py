@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from lgvq.downstream.task import HeadTask
-from lgvq.pipeline.stage2 import pooled_label_map
 from lgvq.stage2.diffusion import DiffusionSchedule, TextToCodeDiffusion
 from lgvq.stage2.gpt import CodeGPT, sample_logits
 
@@ -123,9 +122,18 @@ def test_diffusion_overfit_on_one_sequence_reproduces_it():
     assert torch.equal(out, target.repeat(2, 1))
 
 
-def test_label_maps_pool_to_the_majority_class_per_code_cell():
-    lm = np.zeros((4, 4), np.uint8)
-    lm[:2, :2] = [[1, 1], [1, 0]]
-    lm[2:, 2:] = 2
-    lm[0, 3] = 3
-    assert pooled_label_map(lm, (2, 2), 4).tolist() == [[1, 0], [0, 2]]
+def test_label_map_vq_learns_to_reconstruct_label_maps_and_encodes_to_the_code_grid():
+    from lgvq.stage2.labelmap_vq import LabelMapVQ
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.zeros(6, 16, 16, dtype=torch.long)
+    for i in range(6):  # one rectangle of class 1 + i % 3 per map
+        x, y = torch.randint(0, 8, (2,), generator=g).tolist()
+        maps[i, y : y + 8, x : x + 8] = 1 + i % 3
+    torch.manual_seed(0)
+    m = LabelMapVQ(4, 16, 4, ch=16, n_embed=32, embed_dim=16)
+    m = overfit(m, lambda m: m.loss(maps), steps=150)
+    assert m.encode(maps).shape == (6, 4, 4)
+    assert float((m.reconstruct(maps) == maps).float().mean()) > 0.9
+    with pytest.raises(ValueError, match="power of two"):
+        LabelMapVQ(4, 16, 5)

@@ -4,8 +4,8 @@ codes, generate for the test conditions, decode with the tokenizer and score the
 Tasks and what conditions them (Tables 5, 6, 7, 10):
     unconditional   nothing                                  CodeGPT
     completion      the top half of a test image's code grid  CodeGPT (given codes kept bit-exact)
-    semantic        the test image's label map, pooled to     CodeGPT with a label-token prefix
-                    the code grid (majority class per cell)
+    semantic        the test image's label map, tokenised by  CodeGPT with a label-code prefix
+                    a VQ model trained on label maps (VQ-GAN's conditioning stage, `labelmap_vq`)
     t2i_diffusion   a test caption's frozen text features     TextToCodeDiffusion (VQ-Diffusion)
     t2i_ar          a test caption's frozen text features     CodeGPT with a text prefix
 One generated image per condition for the first `eval_images` test images, so the FID reference
@@ -38,15 +38,80 @@ TABLE_KIND = {"unconditional": "unconditional", "completion": "completion", "sem
 METRIC_TAG = {"t2i_ar": "AR-GPT"}
 
 
-def pooled_label_map(label_map: np.ndarray, grid: tuple[int, int], n_classes: int) -> np.ndarray:
-    """(H, W) class ids -> (h, w): the most frequent class in each cell (ties: the lower id)."""
-    H, W = label_map.shape
-    h, w = grid
-    if H % h or W % w:
-        raise ArtifactError(f"label map {H}x{W} does not tile into the {h}x{w} code grid")
-    cells = label_map.reshape(h, H // h, w, W // w).transpose(0, 2, 1, 3).reshape(h, w, -1)
-    counts = np.stack([(cells == c).sum(-1) for c in range(n_classes)], -1)
-    return counts.argmax(-1)
+def label_map_at(record, size: int) -> np.ndarray:
+    """The record's label map (class ids) at `size` x `size`, nearest-neighbour resized."""
+    from PIL import Image
+
+    from lgvq.data.formats import read_label_map
+
+    if record.mask_path is None:
+        raise ArtifactError(f"semantic synthesis needs label maps: image {record.path} has none")
+    lm = read_label_map(record.mask_path)
+    if lm.shape != (size, size):
+        lm = np.asarray(Image.fromarray(lm).resize((size, size), Image.NEAREST))
+    return lm.astype(np.int64)
+
+
+def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
+    """Train the label-map VQ of a dataset on its train split (rule `labelmap_vq`)."""
+    from lgvq.downstream.task import HeadTask
+    from lgvq.pipeline.downstream import _epoch_batches
+    from lgvq.stage2.labelmap_vq import LabelMapVQ
+    from lgvq.train.loop import seed_everything, train_loop
+
+    R, s = cfg["results_dir"], cfg["stage2"]
+    ds = cfg["datasets"][dataset]
+    out = paths.dataset_dir(R, dataset) / "labelmap_vq"
+    seed = cfg["eval"]["mask_eval_seed"]
+    job = {"dataset": ds, "stage2": s, "tokenizer_grids": _tokenizer_grid(cfg, dataset)}
+    h = config_hash(job)
+    record = RunRecord("stage2/labelmap_vq", job, seed=seed, config_hash_short=h)
+    recs = dataset_source(cfg, dataset).records("train")
+    maps = torch.as_tensor(np.stack([label_map_at(r, ds["image_size"]) for r in recs]))
+    n_classes = int(maps.max()) + 1
+    seed_everything(seed)
+    meta = {"n_classes": n_classes, "image_size": ds["image_size"], "grid": _tokenizer_grid(cfg, dataset),
+            "n_embed": s["labelmap_codes"], "config_hash": h}
+    model = LabelMapVQ(n_classes, ds["image_size"], meta["grid"], n_embed=meta["n_embed"])
+    dev = pick_device(cfg)
+    model.to(dev)
+    train_loop(HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"]),
+               _epoch_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps[idx].to(dev)), out_dir=out,
+               max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
+               log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
+    model.eval()
+    acc = float((model.reconstruct(maps[:256].to(dev)).cpu() == maps[:256]).float().mean())
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({"state": model.state_dict(), "meta": meta}, tmp)
+    atomic_write_json(out / "meta.json", {**meta, "train_pixel_accuracy": acc})
+    record.write(out, train_pixel_accuracy=acc)
+    return out / "model.pt"
+
+
+def _tokenizer_grid(cfg: dict[str, Any], dataset: str) -> int:
+    """The code grid of the configured tokenizers (they must agree for one label-map VQ)."""
+    size = cfg["datasets"][dataset]["image_size"]
+    grids = {size // 2 ** (len(t["params"].get("ch_mult", (1, 1, 2, 2, 4))) - 1) for t in cfg["tokenizers"].values()}
+    if len(grids) != 1:
+        raise ArtifactError(f"tokenizers of dataset {dataset} have different code grids {sorted(grids)}; "
+                            "semantic synthesis needs one label-map VQ grid")
+    return grids.pop()
+
+
+def load_labelmap_vq(cfg: dict[str, Any], dataset: str):
+    from lgvq.stage2.labelmap_vq import LabelMapVQ
+
+    path = paths.dataset_dir(cfg["results_dir"], dataset) / "labelmap_vq" / "model.pt"
+    if not path.is_file():
+        raise ArtifactError(f"label-map VQ not found: {path} (rule labelmap_vq / `lgvq stage2 labelmap-vq`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is reported by name
+        raise ArtifactError(f"corrupt label-map VQ {path}: {e}") from e
+    meta = payload["meta"]
+    model = LabelMapVQ(meta["n_classes"], meta["image_size"], meta["grid"], n_embed=meta["n_embed"])
+    model.load_state_dict(payload["state"])
+    return model.eval(), meta
 
 
 class Stage2Model(nn.Module):
@@ -129,20 +194,20 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     # --- conditions -------------------------------------------------------------------------------
     cache = _text_cache(cfg, dataset) if task.startswith("t2i") else None
     n_classes = 0
-    label_maps: dict[int, np.ndarray] = {}
+    label_codes: dict[int, np.ndarray] = {}
     if task == "semantic":
-        from lgvq.data.formats import read_label_map
-
+        lm_vq, lm_meta = load_labelmap_vq(cfg, dataset)
+        if lm_vq.grid != grid[0] or grid[0] != grid[1]:
+            raise ArtifactError(f"the label-map VQ encodes to {lm_vq.grid}x{lm_vq.grid}, the tokenizer to {grid}")
+        n_classes = lm_meta["n_embed"]
+        size = cfg["datasets"][dataset]["image_size"]
         for r in [*train_recs, *test_recs]:
-            if r.mask_path is None:
-                raise ArtifactError(f"semantic synthesis needs label maps: image {r.path} has none")
-            label_maps[r.image_id] = read_label_map(r.mask_path)
-        n_classes = int(max(m.max() for m in label_maps.values())) + 1
-        label_maps = {i: pooled_label_map(m, grid, n_classes) for i, m in label_maps.items()}
+            lm = torch.as_tensor(label_map_at(r, size))[None]
+            label_codes[r.image_id] = lm_vq.encode(lm)[0].numpy()
 
     def condition(recs, captions):
         if task == "semantic":
-            return torch.as_tensor(np.stack([label_maps[r.image_id] for r in recs]), device=dev)
+            return torch.as_tensor(np.stack([label_codes[r.image_id] for r in recs]), device=dev)
         if cache is not None:
             f = cache.features([cache.row(r.image_id, c) for r, c in zip(recs, captions)])
             return f.tokens.to(dev), f.valid.to(dev)

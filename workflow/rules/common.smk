@@ -47,3 +47,9 @@ def stage2_hash(wc):
 
 def downstream_hash(wc):
     return config_hash([tokenizer_hash(wc), config["downstream"], wc.dstask])
+
+
+def labelmap_vq_input(wc):
+    if wc.s2task == "semantic":
+        return [f"{R}/{wc.dataset}/labelmap_vq/model.pt"]
+    return []

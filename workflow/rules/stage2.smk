@@ -12,6 +12,7 @@ rule stage2:
         codebook=f"{TOKDIR}/codes/codebook.npy",
         text=TEXT_CACHE,
         extractor=fid_extractor_input,
+        labelmap=labelmap_vq_input,
     output:
         f"{R}/{{dataset}}/eval/stage2-{{s2task}}/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
     params:
@@ -26,3 +27,23 @@ rule stage2:
         gpus=1,
     shell:
         f"{LGVQ} stage2 run --task {{wildcards.s2task}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+
+
+rule labelmap_vq:
+    conda:
+        "../../environment.yml"
+    input:
+        f"{R}/{{dataset}}/data/prepared.json",
+    output:
+        f"{R}/{{dataset}}/labelmap_vq/model.pt",
+    params:
+        cfg=CONFIG_JSON,
+        h=lambda wc: config_hash([dataset_hash(wc), config["stage2"]]),
+    log:
+        f"{R}/logs/labelmap_vq/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=600,
+    shell:
+        f"{LGVQ} stage2 labelmap-vq {SELECT} --threads {{threads}} > {{log}} 2>&1"
