@@ -126,3 +126,17 @@ def test_fsq_from_an_external_library_plugs_into_the_same_interface():
     assert set(first) - {"loss"} == {"rec"} and last["rec"] < first["rec"]  # "loss": the logged total
     with pytest.raises(ValueError, match="n_embed"):
         build_tokenizer("fsq", TINY, image_size=16)
+
+
+def test_the_gpu_fast_path_never_changes_cpu_training():
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    weights = []
+    for fast in (True, False):
+        torch.manual_seed(0)
+        model = build_tokenizer("vqvae", TINY, image_size=16)
+        task = TokenizerTask(model, None, lr=2e-3, betas=(0.5, 0.9), fast_path=fast)
+        assert not task.fast and not task.autocast  # CPU: fp32 eager, whatever the flag
+        for step in range(3):
+            task.train_step({"image": x}, step)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
