@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,24 +66,12 @@ def _job_hash(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, vari
                         "downstream": cfg["downstream"], "task": task})
 
 
-def _epoch_batches(n: int, batch_size: int, seed: int, make: Callable[[list[int], int], Any]):
-    """Shuffled batches of item indices for each epoch, deterministic in (seed, epoch)."""
-    from lgvq.train.loop import epoch_order
-
-    def batches(epoch: int):
-        order = epoch_order(n, seed, epoch)
-        for i in range(0, n, batch_size):
-            yield make(order[i : i + batch_size], epoch)
-
-    return batches
-
-
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     if task not in TASKS:
         raise ArtifactError(f"unknown downstream task '{task}' (tasks: {', '.join(TASKS)})")
     from lgvq.downstream.frontend import CodeFrontEnd
     from lgvq.downstream.task import HeadTask
-    from lgvq.train.loop import seed_everything, train_loop
+    from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, d = cfg["results_dir"], cfg["downstream"]
     h = _job_hash(cfg, task, dataset, tokenizer, variant, seed)
@@ -107,7 +95,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     model, loss_terms, n_train, make_batch, evaluate, vocab = builder(cfg, dataset, source, frontend, train_codes, test_codes, dev, seed)
     model.to(dev)
     atomic_write_json(work / "vocab.json", vocab)
-    train_loop(HeadTask(model, loss_terms, lr=d["lr"]), _epoch_batches(n_train, d["batch_size"], seed, make_batch),
+    train_loop(HeadTask(model, loss_terms, lr=d["lr"]), shuffled_batches(n_train, d["batch_size"], seed, make_batch),
                out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=max(1, d["steps"] // 2),
                log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}")
     model.eval()

@@ -55,9 +55,8 @@ def label_map_at(record, size: int) -> np.ndarray:
 def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     """Train the label-map VQ of a dataset on its train split (rule `labelmap_vq`)."""
     from lgvq.downstream.task import HeadTask
-    from lgvq.pipeline.downstream import _epoch_batches
     from lgvq.stage2.labelmap_vq import LabelMapVQ
-    from lgvq.train.loop import seed_everything, train_loop
+    from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, s = cfg["results_dir"], cfg["stage2"]
     ds = cfg["datasets"][dataset]
@@ -76,7 +75,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     dev = pick_device(cfg)
     model.to(dev)
     train_loop(HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"]),
-               _epoch_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps[idx].to(dev)), out_dir=out,
+               shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps[idx].to(dev)), out_dir=out,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
                log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
     model.eval()
@@ -172,10 +171,9 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     if task not in TASKS:
         raise ArtifactError(f"unknown second-stage task '{task}' (tasks: {', '.join(TASKS)})")
     from lgvq.downstream.task import HeadTask
-    from lgvq.pipeline.downstream import _epoch_batches
     from lgvq.pipeline.evaluate import _extractor, _to_uint8, _write_pngs, reference_folder
     from lgvq.pipeline.tokenizer import _text_cache, load_tokenizer
-    from lgvq.train.loop import seed_everything, train_loop
+    from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, s = cfg["results_dir"], cfg["stage2"]
     h = _job_hash(cfg, task, dataset, tokenizer, variant, seed)
@@ -224,7 +222,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
     train_loop(HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"]),
-               _epoch_batches(len(train_recs), s["batch_size"], seed, make_batch), out_dir=work,
+               shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
                log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}")
     model.eval()

@@ -266,3 +266,15 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """Deterministic shuffled index order for one epoch (independent of the global RNG)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g).tolist()
+
+
+def shuffled_batches(n: int, batch_size: int, seed: int, make: Callable[[list[int], int], Any]):
+    """`epoch_batches` for `train_loop` over n items: each epoch's `epoch_order` cut into
+    batches (the last one may be smaller), each built by `make(indices, epoch)`."""
+
+    def batches(epoch: int):
+        order = epoch_order(n, seed, epoch)
+        for i in range(0, n, batch_size):
+            yield make(order[i : i + batch_size], epoch)
+
+    return batches
