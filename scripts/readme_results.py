@@ -25,6 +25,17 @@ def fmt(v: float, metric: str) -> str:
     return "" if v is None or math.isnan(v) else (f"{v:.4f}" if "MSE" in metric else f"{v:.2f}")
 
 
+def job_minutes(results: Path) -> tuple[float, int]:
+    """Sum of the wall times recorded by every job's manifest (minutes) and the number of jobs."""
+    total, n = 0.0, 0
+    for m in results.rglob("manifest.json"):
+        if "tables" in m.parts:
+            continue
+        total += float(json.loads(m.read_text()).get("wall_time_s", 0.0))
+        n += 1
+    return total / 60, n
+
+
 def section(results: Path, wall: str | None) -> str:
     out = [BEGIN, "", "## Results of the default run (embedded data, ours only)", ""]
     manifest = next((results / "shapes" / "tokenizers").rglob("manifest.json"), None)
@@ -33,6 +44,10 @@ def section(results: Path, wall: str | None) -> str:
         out.append(f"Config `config/config.yaml` at git {str(m['git']['revision'])[:10]}; text encoder "
                    f"`{m.get('text_encoder', {}).get('name', '?')}`; {m.get('steps')} steps per tokenizer; "
                    f"CPU ({m['device'].get('cpu_count')} cores)." + (f" Whole DAG wall time: {wall}." if wall else ""))
+        minutes, jobs = job_minutes(results)
+        out.append("")
+        out.append(f"Compute: the {jobs} jobs' manifests sum to {minutes:.0f} job-minutes on the CPU; with "
+                   f"`--cores 2` (two jobs at a time) that is about {minutes / 2:.0f} min of wall time on 2 cores.")
         out.append("")
     for table in TABLES:
         df = pd.read_csv(results / "tables" / f"{table}.csv")
