@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -167,8 +168,9 @@ class RealSource(DatasetSource):
                                 f"(splits: {', '.join(self.split_files)})")
         return self.split_files[split]
 
+    @abstractmethod
     def _entries(self, key: str) -> Iterator[_Entry]:
-        raise NotImplementedError
+        """The images of one on-disk split, each with its captions (every adapter reads its layout)."""
 
     def scan(self, split: str) -> Scan:
         key = self._key(split)

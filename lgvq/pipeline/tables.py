@@ -45,6 +45,7 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
     each of them. The device is the CUDA device name a manifest recorded, else "cpu".
     """
     out: dict[str, dict[str, float]] = {}
+    seconds: dict[Path, tuple[str, float]] = {}  # manifest -> (device, wall s), read once across tables
     for table in plan.TABLE_IDS:
         manifests: set[Path] = set()
         for f in plan.table_inputs(cfg, table):
@@ -57,11 +58,13 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
                 manifests |= {tokdir / "manifest.json", tokdir / "codes" / "manifest.json"}
         hours: dict[str, float] = {}
         for m in sorted(manifests):
-            if not m.is_file():
-                continue
-            rec = read_json(m)
-            dev = rec.get("device", {}).get("cuda_device") or "cpu"
-            hours[dev] = hours.get(dev, 0.0) + float(rec.get("wall_time_s", 0.0)) / 3600
+            if m not in seconds:
+                if not m.is_file():
+                    continue
+                rec = read_json(m)
+                seconds[m] = (rec.get("device", {}).get("cuda_device") or "cpu", float(rec.get("wall_time_s", 0.0)))
+            dev, wall = seconds[m]
+            hours[dev] = hours.get(dev, 0.0) + wall / 3600
         out[table] = hours
     return out
 
