@@ -6,7 +6,7 @@
 #   snakemake --cores all results/tables/ablation.md     one table, and only what it needs
 #   snakemake --cores all --configfile config/smoke.yaml results/tables
 
-from lgvq.config import validate_config
+from lgvq.config import head_settings, validate_config  # noqa: F401  (head_settings: the rules' params)
 from lgvq.io import atomic_write_json
 from lgvq.manifest import config_hash  # noqa: F401  (used by the rules' params)
 from lgvq.pipeline import paths, plan

@@ -126,6 +126,11 @@ def _check_cross_references(cfg: dict[str, Any], source: str) -> None:
         if cfg[stage]["width"] % cfg[stage]["heads"]:
             raise ConfigError(f"invalid config {source}:\n  {stage}.heads: {cfg[stage]['heads']} does not divide "
                               f"{stage}.width {cfg[stage]['width']}")
+        for task, names in cfg[stage]["tokenizers"].items():
+            unknown = [n for n in names if n not in cfg["tokenizers"]]
+            if unknown:
+                raise ConfigError(f"invalid config {source}:\n  {stage}.tokenizers.{task}: {unknown} not keys of "
+                                  f"`tokenizers` ({', '.join(cfg['tokenizers'])})")
     missing = [s for s in cfg["expensive_seeds"] if s not in cfg["seeds"]]
     if missing:
         raise ConfigError(f"invalid config {source}:\n  expensive_seeds: {missing} not in `seeds` {cfg['seeds']}")
@@ -178,6 +183,16 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         "train": {k: v for k, v in cfg["train"].items() if not (k == "gpus" and v == 1) and k != "fast_path"},
         "seed": seed,
     }
+
+
+# Keys of `stage2` / `downstream` that choose which jobs run, not what one job computes.
+_RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers")
+
+
+def head_settings(cfg: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The settings of one second-stage or downstream model (its section minus the keys that only
+    select which jobs run): narrowing `tasks` or `tokenizers` must not invalidate finished jobs."""
+    return {k: v for k, v in cfg[stage].items() if k not in _RUN_SELECTION_KEYS}
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

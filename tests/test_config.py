@@ -45,6 +45,8 @@ def test_defaults_are_filled():
         ({"seeds": ["a"]}, "seeds.0"),
         ({"tokenizers": {"vqgan": {"class": "vqgan", "variants": ["lg+"]}}}, "tokenizers.vqgan.variants.0"),
         ({"ablation": {"tokenizer": "nope"}}, "ablation.tokenizer"),
+        ({"stage2": {"tokenizers": {"semantic": ["vqgam"]}}}, "stage2.tokenizers.semantic"),
+        ({"downstream": {"tokenizers": {"vqa2": ["vqgan"]}}}, "downstream.tokenizers"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, patch, key):
@@ -97,6 +99,24 @@ def test_disabled_stages_feed_no_table():
     cfg = validate_config({**MINIMAL, "stage2": {"enabled": False}, "downstream": {"enabled": False}})
     for table in ("text_to_image", "unconditional", "captioning", "vqa", "grounding"):
         assert plan.table_inputs(cfg, table) == []
+
+
+def test_a_task_runs_only_on_its_listed_tokenizers_and_unlisted_tasks_on_all():
+    two = {"vqgan": {"class": "vqgan"}, "cvq": {"class": "cvq"}}
+    cfg = validate_config({**MINIMAL, "tokenizers": two, "stage2": {"enabled": True, "tokenizers": {"unconditional": ["vqgan"]}}})
+    assert {(r.tokenizer, r.variant) for r in plan.task_runs(cfg, "stage2", "unconditional")} == {("vqgan", "base"), ("vqgan", "lg")}
+    assert {r.tokenizer for r in plan.task_runs(cfg, "stage2", "completion")} == {"vqgan", "cvq"}
+    assert {f.parts[-4] for f in plan.table_inputs(cfg, "unconditional")} == {"vqgan"}
+
+
+def test_narrowing_which_jobs_run_keeps_the_finished_jobs_hashes():
+    from lgvq.config import head_settings
+
+    wide = validate_config({**MINIMAL, "stage2": {"enabled": True}})
+    narrow = validate_config({**MINIMAL, "stage2": {"enabled": True, "tasks": ["completion"], "tokenizers": {"completion": ["vqgan"]}}})
+    wider_model = validate_config({**MINIMAL, "stage2": {"enabled": True, "width": 128}})
+    assert head_settings(wide, "stage2") == head_settings(narrow, "stage2")
+    assert head_settings(wide, "stage2") != head_settings(wider_model, "stage2")
 
 
 def test_heads_must_divide_the_width():

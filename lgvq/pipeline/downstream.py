@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lgvq.config import tokenizer_job_slice
+from lgvq.config import head_settings, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
@@ -63,7 +63,7 @@ class CodeTable:
 
 def _job_hash(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> str:
     return config_hash({"tokenizer": tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed),
-                        "downstream": cfg["downstream"], "task": task})
+                        "downstream": head_settings(cfg, "downstream"), "task": task})
 
 
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:

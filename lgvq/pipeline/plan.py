@@ -62,11 +62,14 @@ def main_runs(cfg: dict[str, Any], *, expensive: bool = False) -> list[Run]:
 
 def task_runs(cfg: dict[str, Any], stage: str, task: str) -> list[Run]:
     """Runs of a second-stage or downstream task: the stage's tasks, narrowed per dataset by
-    `datasets.<name>.<stage>_tasks` (e.g. the paper runs VQA only on MS-COCO)."""
+    `datasets.<name>.<stage>_tasks` (e.g. the paper runs VQA only on MS-COCO) and per task by
+    `<stage>.tokenizers.<task>` (e.g. the paper's Table 7 has VQ-GAN rows only)."""
     if not cfg[stage]["enabled"] or task not in cfg[stage]["tasks"]:
         return []
+    tokenizers = cfg[stage].get("tokenizers", {}).get(task)
     return [r for r in main_runs(cfg, expensive=True)
-            if cfg["datasets"][r.dataset].get(f"{stage}_tasks") is None or task in cfg["datasets"][r.dataset][f"{stage}_tasks"]]
+            if (cfg["datasets"][r.dataset].get(f"{stage}_tasks") is None or task in cfg["datasets"][r.dataset][f"{stage}_tasks"])
+            and (tokenizers is None or r.tokenizer in tokenizers)]
 
 
 def _eval(cfg: dict[str, Any], kind: str, runs: list[Run]) -> list[Path]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lgvq.config import tokenizer_job_slice
+from lgvq.config import head_settings, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_path, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
@@ -62,7 +62,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     ds = cfg["datasets"][dataset]
     out = paths.dataset_dir(R, dataset) / "labelmap_vq"
     seed = cfg["eval"]["mask_eval_seed"]
-    job = {"dataset": ds, "stage2": s, "tokenizer_grids": _tokenizer_grid(cfg, dataset)}
+    job = {"dataset": ds, "stage2": head_settings(cfg, "stage2"), "tokenizer_grids": _tokenizer_grid(cfg, dataset)}
     h = config_hash(job)
     record = RunRecord("stage2/labelmap_vq", job, seed=seed, config_hash_short=h)
     recs = dataset_source(cfg, dataset).records("train")
@@ -164,7 +164,7 @@ class Stage2Model(nn.Module):
 
 def _job_hash(cfg, task, dataset, tokenizer, variant, seed) -> str:
     return config_hash({"tokenizer": tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed),
-                        "stage2": cfg["stage2"], "task": task})
+                        "stage2": head_settings(cfg, "stage2"), "task": task})
 
 
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:

@@ -42,11 +42,11 @@ def fid_extractor_input(wc):
 
 
 def stage2_hash(wc):
-    return config_hash([tokenizer_hash(wc), config["stage2"], wc.s2task])
+    return config_hash([tokenizer_hash(wc), head_settings(config, "stage2"), wc.s2task])
 
 
 def downstream_hash(wc):
-    return config_hash([tokenizer_hash(wc), config["downstream"], wc.dstask])
+    return config_hash([tokenizer_hash(wc), head_settings(config, "downstream"), wc.dstask])
 
 
 def labelmap_vq_input(wc):
