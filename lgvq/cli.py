@@ -34,6 +34,12 @@ def _data_synth(a):
     main_synth(a)
 
 
+def _data_export_coco(a):
+    from lgvq.data.coco_layout import export_coco2014
+
+    print(export_coco2014(a.src, a.out))
+
+
 def _data_list(a):
     from lgvq.data.registry import list_datasets
 
@@ -164,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-variant", action="store_true", help="render a word in each image (TextCaps analogue)")
     p.set_defaults(fn=_data_synth)
+    p = data.add_parser("export-coco", help="re-write a `data synth` folder in the MS-COCO 2014 + COCO-QA + RefCOCOg "
+                        "layout (the real-data adapters' path, end to end, without the real data)")
+    p.add_argument("--from", dest="src", required=True, help="folder written by `lgvq data synth`")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=_data_export_coco)
     data.add_parser("list", help="registered dataset names").set_defaults(fn=_data_list)
     p = data.add_parser("check", help="counts, missing files, unreadable images, images without captions")
     p.add_argument("name", help="dataset registry name (lgvq data list)")

@@ -81,6 +81,21 @@ def test_new_tokenizer_gets_a_row_and_percent_metrics_scale():
     assert cell(usage, "VQ-GAN", "shapes", "usage").ours_mean == 25.0
 
 
+def test_a_metric_the_config_turned_off_says_why_instead_of_looking_unrun():
+    off = {"FID": "FID not computed: eval.fid_extractor is none"}
+    records = [{**rec("vqgan", "base", 0, {"PSNR": 20.0}, dataset="coco"), "not_computed": off},
+               {**rec("mine", "lg", 0, {}, kind="unconditional", dataset="coco"), "not_computed": off}]
+    df = build_table("reconstruction", records, dataset_columns={"coco": "MS-COCO"})
+    fid = cell(df, "VQ-GAN", "MS-COCO", "FID[inception]")
+    assert fid.status == "not computed" and "fid_extractor" in fid.note and fid.paper == 14.45
+    assert cell(df, "VQ-GAN", "MS-COCO", "PSNR").ours_mean == 20.0
+    assert cell(df, "VQ-GAN+LG", "MS-COCO", "FID[inception]").note == "not run in this config"
+    # a task whose only metric is off still lists the run, with the reason (not an empty table)
+    gen = build_table("unconditional", records, dataset_columns={"coco": "MS-COCO"})
+    row = gen[gen.tokenizer == "mine"]
+    assert len(row) == 1 and row.iloc[0].status == "not computed"
+
+
 def test_bad_record_names_the_file():
     bad = dict(RECORDS[0], metrics={"PSNR": "high"}, _source="x/metrics.json")
     with pytest.raises(ArtifactError, match="x/metrics.json"):

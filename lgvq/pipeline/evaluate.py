@@ -73,10 +73,17 @@ def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
     return folder
 
 
+# Why an FID cell is empty when the config turns FID off (written into the metrics record).
+FID_OFF_REASON = "FID not computed: eval.fid_extractor is none"
+
+
 def _extractor(cfg: dict[str, Any], dataset: str):
+    """The configured FID feature extractor, or None when `eval.fid_extractor: none`."""
     from lgvq.metrics.extractors import InceptionExtractor, ShapesCNNExtractor
 
     ev = cfg["eval"]
+    if ev["fid_extractor"] == "none":
+        return None
     if ev["fid_extractor"] == "inception":
         return InceptionExtractor(ev["inception_weights"])
     return ShapesCNNExtractor.load(paths.shapes_cnn_dir(cfg["results_dir"], dataset) / "model.pt")
@@ -120,7 +127,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     extractor = _extractor(cfg, dataset)
     codes = load_codes(paths.codes_file(R, dataset, tokenizer, variant, seed, "test"))
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
-    ref = reference_folder(cfg, dataset)
+    ref = reference_folder(cfg, dataset) if extractor is not None else None
     data, records = _eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
     real, rec = [], []
     for i in range(0, len(data), 64):
@@ -130,9 +137,18 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     real_u8, rec_u8 = np.concatenate(real), np.concatenate(rec)
     recon_dir = out / "reconstructions"
     _write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records], recon_dir)
-    fid = compute_fid(str(recon_dir), str(ref), extractor=extractor,
-                      cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
-    label = fid_label(extractor.name)
+    metrics: dict[str, float] = {}
+    notes: dict[str, str] = {}
+    not_computed: dict[str, str] = {}
+    fid_note = FID_OFF_REASON
+    if extractor is None:
+        not_computed["FID"] = FID_OFF_REASON
+    else:
+        fid = compute_fid(str(recon_dir), str(ref), extractor=extractor,
+                          cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
+        fid_note = fid.description
+        metrics[fid_label(extractor.name)] = fid.value
+        notes[fid_label(extractor.name)] = fid.description
     psnr = psnr_per_image(real_u8, rec_u8)
     ssim = ssim_per_image(real_u8, rec_u8)
     common = {"dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
@@ -140,10 +156,11 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
                          "text_encoder": cfg["text_encoder"]["name"], "perceptual": model.describe().get("perceptual")}}
     atomic_write_json(out / "metrics.json", {
         "kind": "reconstruction", **common,
-        "metrics": {label: fid.value, "PSNR": float(psnr.mean()), "SSIM": float(ssim.mean())},
-        "notes": {label: fid.description,
+        "metrics": {**metrics, "PSNR": float(psnr.mean()), "SSIM": float(ssim.mean())},
+        "notes": {**notes,
                   "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(psnr)} test images",
                   "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
+        "not_computed": not_computed,
     })
     stats = codebook_statistics(codes, model.codebook_size)
     cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
@@ -154,7 +171,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
                            f"{codes.shape[0]} test images ({codes.shape[1]}x{codes.shape[2]} codes each)"},
     })
     _codebook_figures(model, codes, cb_dir)
-    record.write(out, fid=fid.description)
+    record.write(out, fid=fid_note)
     record.write(cb_dir)
 
 

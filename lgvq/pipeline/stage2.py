@@ -171,7 +171,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     if task not in TASKS:
         raise ArtifactError(f"unknown second-stage task '{task}' (tasks: {', '.join(TASKS)})")
     from lgvq.downstream.task import HeadTask
-    from lgvq.pipeline.evaluate import _extractor, _to_uint8, _write_pngs, reference_folder
+    from lgvq.pipeline.evaluate import FID_OFF_REASON, _extractor, _to_uint8, _write_pngs, reference_folder
     from lgvq.pipeline.tokenizer import _text_cache, load_tokenizer
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
@@ -248,14 +248,22 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.metrics.fid import compute_fid, fid_label
 
     extractor = _extractor(cfg, dataset)
-    fid = compute_fid(samples_dir, reference_folder(cfg, dataset), extractor=extractor,
-                      cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
     tag = METRIC_TAG.get(task)
-    label = fid_label(extractor.name)
-    label = f"{label[:-1]},{tag}]" if tag else label
-    metrics = {label: fid.value}
-    notes = {label: f"{fid.description}; one sample per test condition, seed {seed}"}
-    if task.startswith("t2i") and extractor.name == "shapes-cnn":
+    metrics: dict[str, float] = {}
+    notes: dict[str, str] = {}
+    not_computed: dict[str, str] = {}
+    fid_note = FID_OFF_REASON  # the samples and their grid are still written: a person can look
+    if extractor is None:
+        not_computed["FID"] = FID_OFF_REASON
+    else:
+        fid = compute_fid(samples_dir, reference_folder(cfg, dataset), extractor=extractor,
+                          cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
+        label = fid_label(extractor.name)
+        label = f"{label[:-1]},{tag}]" if tag else label
+        fid_note = fid.description
+        metrics[label] = fid.value
+        notes[label] = f"{fid.description}; one sample per test condition, seed {seed}"
+    if task.startswith("t2i") and extractor is not None and extractor.name == "shapes-cnn":
         from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
         from lgvq.metrics.attributes import attribute_accuracy
 
@@ -268,13 +276,13 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                       f"(count not scored); {len(captions)} captions")
     atomic_write_json(out / "metrics.json", {
         "kind": TABLE_KIND[task], "dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
-        "task": task, "metrics": metrics, "notes": notes,
+        "task": task, "metrics": metrics, "notes": notes, "not_computed": not_computed,
         "labels": {"generator": f"{type(model.net).__name__}: width {s['width']}, {s['layers']} layers, {s['heads']} heads, "
                                 f"{s['steps']} steps (batch {s['batch_size']})"
                                 + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
                    "text_encoder": cache.describe() if cache else None},
     })
-    record.write(out, fid=fid.description, work_dir=str(work))
+    record.write(out, fid=fid_note, work_dir=str(work))
     return out / "metrics.json"
 
 

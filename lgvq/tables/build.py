@@ -51,7 +51,11 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
     columns = list(dict.fromkeys([*spec.paper_columns, *our_columns]))
     # ours grouped by (tokenizer, variant, column, metric)
     values: dict[tuple, dict[int, float]] = {}
+    # (tokenizer, variant, column, metric family) -> why a run that exists left that metric out
+    not_computed: dict[tuple, str] = {}
     for r in recs:
+        for family, reason in r.get("not_computed", {}).items():
+            not_computed[(r["tokenizer"], r["variant"], column_of[r["dataset"]], family)] = str(reason)
         for metric, v in r["metrics"].items():
             if isinstance(v, float) and math.isnan(v):
                 continue
@@ -62,7 +66,7 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
             metrics.append(m)  # e.g. FID[shapes-cnn] beside the paper's FID[inception]
     rows: list[Row] = list(spec.rows)
     known = {(r.tokenizer, r.variant) for r in rows}
-    for (tok, var, _, _) in sorted(values):
+    for (tok, var, _, _) in sorted([*values, *not_computed]):
         if (tok, var) not in known:  # a tokenizer the paper does not have (e.g. a user's new one)
             rows.append(Row(f"{tok}" + ("" if var == "base" else f"+{var.upper() if var == 'lg' else var}"), tok, var))
             known.add((tok, var))
@@ -72,7 +76,8 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
             for metric in metrics:
                 paper = row.paper.get((col, metric))
                 seeds = values.get((row.tokenizer, row.variant, col, metric), {}) if row.tokenizer else {}
-                if not seeds and paper is None:
+                reason = not_computed.get((row.tokenizer, row.variant, col, metric.split("[")[0])) if row.tokenizer else None
+                if not seeds and paper is None and reason is None:
                     continue
                 vals = [seeds[s] for s in sorted(seeds)]
                 mean = sum(vals) / len(vals) if vals else math.nan
@@ -84,6 +89,8 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
                         note = "system not run by this harness"
                     elif col not in our_columns:
                         note = f"not run: no {col} dataset configured"
+                    elif reason is not None:
+                        status, note = "not computed", reason
                     else:
                         note = "not run in this config"
                 base = values.get((row.tokenizer, "base", col, metric), {}) if row.tokenizer and row.variant != "base" else {}
@@ -116,7 +123,7 @@ def _cell(sub: pd.DataFrame, metric: str) -> str:
             ours += f" Δ{'+' if r.delta_vs_base >= 0 else '−'}{_fmt(abs(r.delta_vs_base), metric)}"
         parts.append(ours)
     else:
-        parts.append("—")
+        parts.append("not computed" if r.status == "not computed" else "—")
     if not math.isnan(r.paper):
         parts.append(f"paper {_fmt(r.paper, metric)}")
     return " · ".join(parts)
