@@ -50,7 +50,7 @@ def _data_list(a):
 def _data_check(a):
     from lgvq.data.check import check_dataset
 
-    report = check_dataset(a.name, a.root, [a.split] if a.split else None)
+    report = check_dataset(a.name, a.root, [a.split] if a.split else None, cache_dir=a.cache_dir)
     print(report.format())
     return 0 if report.ok else 1
 
@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="dataset registry name (lgvq data list)")
     p.add_argument("--root", required=True)
     p.add_argument("--split", default=None, help="one split (default: all)")
+    p.add_argument("--cache-dir", default=None, help="where derived files go (MM-CelebA-HQ label maps), as datasets.<name>.cache_dir")
     p.set_defaults(fn=_data_check)
     p = data.add_parser("prepare", help="generate (embedded) or check (real root) a configured dataset")
     _selectors(p, run=False)

@@ -92,6 +92,7 @@ def _path_keys(cfg: dict[str, Any]):
     """(key path, container, field) of every config value that is a local path."""
     for name, ds in cfg["datasets"].items():
         yield f"datasets.{name}.root", ds, "root"
+        yield f"datasets.{name}.cache_dir", ds, "cache_dir"
     yield "text_encoder.path", cfg["text_encoder"], "path"
     yield "eval.inception_weights", cfg["eval"], "inception_weights"
     yield "downstream.gpt2_path", cfg["downstream"], "gpt2_path"

@@ -270,6 +270,21 @@ def test_mmceleba_cache_dir_and_broken(tmp_path, monkeypatch):
         get_source("mmceleba", root).records("test")
 
 
+def test_label_map_cache_goes_to_the_configured_cache_dir(tmp_path):
+    from lgvq.config import ConfigError, validate_config
+    from lgvq.pipeline.common import dataset_source
+
+    root = make_mmceleba(tmp_path / "d")
+    cfg = validate_config({"datasets": {"celeba": {"source": "mmceleba", "root": str(root), "cache_dir": str(tmp_path / "c")},
+                                        "coco": {"source": "coco", "root": str(root), "cache_dir": str(tmp_path / "c")}},
+                           "tokenizers": {"vqgan": {"class": "vqgan"}}})
+    rec = dataset_source(cfg, "celeba", root).records("test")[0]
+    assert rec.mask_path == tmp_path / "c" / "1.png" and rec.mask_path.is_file()
+    assert not (root / ".lgvq_cache").exists()  # a read-only root stays untouched
+    with pytest.raises(ConfigError, match="datasets.coco.cache_dir"):
+        dataset_source(cfg, "coco", root)
+
+
 def test_textcaps(tmp_path):
     root = make_textcaps(tmp_path)
     src = get_source("textcaps", root)

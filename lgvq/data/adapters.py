@@ -283,7 +283,7 @@ class MMCelebASource(RealSource):
     each image's part PNGs `<id // 2000>/<id:05d>_<part>.png` are merged into one label map. The
     merge happens the first time the split is listed and is cached (atomic writes) in
     `cache_dir`, else `$LGVQ_LABELMAP_CACHE`, else `<root>/.lgvq_cache/celebamask-labelmaps-v1/`
-    (the registry passes no cache_dir, so the variable is how a read-only root is served).
+    (config: `datasets.<name>.cache_dir`; the variable serves `lgvq data check` on a read-only root).
     """
 
     name = "mmceleba"

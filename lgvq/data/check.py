@@ -96,12 +96,12 @@ def _decode_problem(path: Path, label_map: bool) -> str | None:
 
 
 def check_dataset(name: str, root: str | Path, splits: list[str] | None = None, *, verify_images: bool = True,
-                  workers: int | None = None) -> CheckReport:
+                  workers: int | None = None, cache_dir: str | Path | None = None) -> CheckReport:
     from lgvq.data.registry import get_source
 
     report = CheckReport(name, str(root))
     try:
-        source = get_source(name, root)
+        source = get_source(name, root, cache_dir=cache_dir)
         wanted = splits or source.splits()
         for s in wanted:
             if s not in source.splits():

@@ -7,6 +7,7 @@ Real-dataset adapters register here under their own names with the same interfac
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
@@ -83,10 +84,17 @@ def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_source(name: str, root: str | Path) -> DatasetSource:
+def get_source(name: str, root: str | Path, cache_dir: str | Path | None = None) -> DatasetSource:
+    """The source `name` reading `root`; `cache_dir` (only for sources that derive files, such as
+    MM-CelebA-HQ's merged label maps) says where derived files go."""
     if name not in _REGISTRY:
         raise ArtifactError(f"unknown dataset source '{name}' (registered: {', '.join(list_datasets())})")
-    return _REGISTRY[name](Path(root))
+    factory = _REGISTRY[name]
+    if cache_dir is None:
+        return factory(Path(root))
+    if "cache_dir" not in inspect.signature(factory).parameters:
+        raise ArtifactError(f"dataset source '{name}' writes no derived files: a cache_dir does not apply to it")
+    return factory(Path(root), cache_dir=Path(cache_dir))
 
 
 @register_dataset("shapes")

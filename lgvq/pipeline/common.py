@@ -45,7 +45,15 @@ def data_root(cfg: dict[str, Any], dataset: str) -> Path:
     return Path(read_json(marker)["root"])
 
 
-def dataset_source(cfg: dict[str, Any], dataset: str):
+def dataset_source(cfg: dict[str, Any], dataset: str, root: Path | None = None):
+    """The configured source of `dataset` reading `root` (default: the root `data prepare` recorded)."""
     from lgvq.data.registry import get_source
 
-    return get_source(cfg["datasets"][dataset]["source"], data_root(cfg, dataset))
+    ds = cfg["datasets"][dataset]
+    cache_dir = ds.get("cache_dir")
+    try:
+        return get_source(ds["source"], root or data_root(cfg, dataset), cache_dir=cache_dir)
+    except ArtifactError as e:
+        if cache_dir and "cache_dir" in str(e):
+            raise ConfigError(f"datasets.{dataset}.cache_dir: {e}") from e
+        raise

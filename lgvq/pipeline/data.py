@@ -38,9 +38,7 @@ def prepare(cfg: dict[str, Any], dataset: str) -> Path:
         root = Path(entry["root"]).expanduser().resolve()
         if not root.is_dir():
             raise ConfigError(f"datasets.{dataset}.root: directory not found: {root}")
-    from lgvq.data.registry import get_source
-
-    source = get_source(entry["source"], root)
+    source = dataset_source(cfg, dataset, root)
     counts = {split: len(source.records(split)) for split in source.splits()}
     record.write(out, root=str(root), counts=counts)
     marker = out / "prepared.json"
