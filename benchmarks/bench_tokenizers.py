@@ -1,6 +1,8 @@
 """Tokenizer training-step throughput (images/s) and peak memory, per model, at the default
-and paper sizes; on CUDA also bf16 autocast + channels_last against fp32 eager (a ratio from
-the same run). MFU comes from torch.utils.flop_counter's count of one training step.
+and paper sizes, in every mode the trainer offers: fp32 eager, torch.compile, and on CUDA the
+fast path (bf16 autocast, channels_last, TF32, fused Adam, pinned host batches) with and without
+compile — each a ratio against fp32 eager measured in the same run. MFU comes from
+torch.utils.flop_counter's count of one eager training step.
 
     python benchmarks/bench_tokenizers.py --out benchmarks/results/tokenizers_cpu.json
 """
@@ -8,7 +10,6 @@ the same run). MFU comes from torch.utils.flop_counter's count of one training s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import platform
 import resource
 import sys
@@ -41,56 +42,66 @@ def _words(n: int, dim: int = 64) -> torch.Tensor:
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(0))
 
 
-def bench(name: str, entry: dict, image_size: int, batch: int, device: torch.device, *, fast: bool,
-          steps: int, warmup: int) -> dict:
+# (label, fast path, torch.compile): every mode is reported as a ratio against fp32 eager, the
+# first row of its tokenizer, measured in the same run.
+CPU_MODES = [("fp32 eager", False, False), ("torch.compile", False, True)]
+CUDA_MODES = [("fp32 eager", False, False), ("bf16+channels_last+TF32+fused Adam", True, False),
+              ("fast path + torch.compile", True, True)]
+
+
+def bench(name: str, entry: dict, image_size: int, batch: int, device: torch.device, *, mode: str, fast: bool,
+          compile: bool, steps: int, warmup: int) -> dict:
     params = dict(entry["params"])
     params.pop("perceptual_weights", None)  # weights are not shipped; perceptual cost is excluded (recorded)
+    torch.manual_seed(0)
     model = build_tokenizer(entry["class"], params, image_size=image_size,
                             word_embeddings=lambda: _words(int(params.get("n_embed", 1024))))
-    if fast:
-        model = model.to(memory_format=torch.channels_last)
-    task = TokenizerTask(model, None, lr=1e-4, betas=(0.5, 0.9), device=device)
-    x = torch.randn(batch, 3, image_size, image_size, device=device)
-    if fast:
-        x = x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if fast else contextlib.nullcontext()
+    # the training task applies the modes itself, exactly as `lgvq tokenizer train` does
+    task = TokenizerTask(model, None, lr=1e-4, betas=(0.5, 0.9), device=device, fast_path=fast, compile=compile)
+    x = torch.randn(batch, 3, image_size, image_size)
     # step index beyond disc_start so the adversarial path (the expensive one) is measured
     step = int(params.get("disc_start", 0)) + 1
-    with autocast:
-        for _ in range(warmup):
-            task.train_step({"image": x}, step)
+    t0 = time.perf_counter()
+    for _ in range(warmup):  # includes compilation for the compiled modes
+        task.train_step({"image": x}, step)
+    warmup_s = time.perf_counter() - t0
     flops = None
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
+    if not compile:  # the count is the model's, not the mode's; the compiled graph hides it from the counter
+        try:
+            from torch.utils.flop_counter import FlopCounterMode
 
-        with FlopCounterMode(display=False) as counter, autocast:
-            task.train_step({"image": x}, step)
-        flops = counter.get_total_flops()
-    except Exception:  # flop counting is best-effort; throughput stands on its own
-        flops = None
+            with FlopCounterMode(display=False) as counter:
+                task.train_step({"image": x}, step)
+            flops = counter.get_total_flops()
+        except Exception:  # flop counting is best-effort; throughput stands on its own
+            flops = None
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    with autocast:
-        for _ in range(steps):
-            task.train_step({"image": x}, step)
+    for _ in range(steps):
+        task.train_step({"image": x}, step)
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     result = {"tokenizer": name, "class": entry["class"], "image_size": image_size, "batch": batch,
-              "mode": "bf16+channels_last" if fast else "fp32 eager", "steps": steps,
+              "mode": mode, "steps": steps, "warmup_steps": warmup, "warmup_s": round(warmup_s, 2),
               "images_per_s": round(batch * steps / dt, 2), "step_ms": round(1000 * dt / steps, 2),
               "flops_per_step": flops}
     if device.type == "cuda":
         result["peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        gpu = torch.cuda.get_device_name(0)
-        peak = next((v for k, v in PEAK_FLOPS.items() if k in gpu), None)
-        if peak and flops:
-            result["mfu"] = round(flops * steps / dt / peak, 4)
     else:
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
+
+
+def _mfu(result: dict, flops: int | None, device: torch.device) -> None:
+    if device.type != "cuda" or not flops:
+        return
+    gpu = torch.cuda.get_device_name(0)
+    peak = next((v for k, v in PEAK_FLOPS.items() if k in gpu), None)
+    if peak:
+        result["mfu"] = round(flops * result["images_per_s"] / result["batch"] / peak, 4)
 
 
 def main() -> None:
@@ -100,6 +111,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--paper-batch", type=int, default=None, help="override the paper batch (CPU: use 1-2)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes (they compile first)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
@@ -111,14 +123,16 @@ def main() -> None:
         if profile == "paper" and args.paper_batch:
             batch = args.paper_batch
         for name, entry in tokenizers.items():
-            modes = [False, True] if device.type == "cuda" else [False]
             base = None
-            for fast in modes:
-                r = bench(name, entry, image_size, batch, device, fast=fast, steps=args.steps, warmup=args.warmup)
+            for mode, fast, comp in (CUDA_MODES if device.type == "cuda" else CPU_MODES):
+                if comp and args.no_compile:
+                    continue
+                r = bench(name, entry, image_size, batch, device, mode=mode, fast=fast, compile=comp,
+                          steps=args.steps, warmup=max(args.warmup, 2 if comp else 0))
                 r["profile"] = profile
-                if fast and base:
-                    r["speedup_vs_fp32_eager"] = round(r["images_per_s"] / base["images_per_s"], 3)
                 base = base or r
+                r["speedup_vs_fp32_eager"] = round(r["images_per_s"] / base["images_per_s"], 3)
+                _mfu(r, base["flops_per_step"], device)
                 rows.append(r)
                 print(r, flush=True)
     atomic_write_json(args.out, {"benchmark": "tokenizer training step", "device": device_info(),

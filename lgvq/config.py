@@ -179,9 +179,10 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         "lg_weights": lg_weights_for(cfg, dataset, variant),
         "lg": cfg["lg"],
         "text_encoder": cfg["text_encoder"],
-        # one process is the default and leaves the hash of existing runs unchanged; the fast
-        # path is a speed setting (CUDA only), not part of what defines the trained model
-        "train": {k: v for k, v in cfg["train"].items() if not (k == "gpus" and v == 1) and k != "fast_path"},
+        # Speed settings stay out of the hash where they cannot change the weights, so finished
+        # runs stay valid: one process (the default), the fast path (CUDA only), compile when off.
+        "train": {k: v for k, v in cfg["train"].items()
+                  if not (k == "gpus" and v == 1) and not (k == "compile" and not v) and k != "fast_path"},
         "seed": seed,
     }
 

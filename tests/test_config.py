@@ -131,3 +131,15 @@ def test_paths_expand_environment_variables_and_an_unset_one_is_named(monkeypatc
     monkeypatch.delenv("LGVQ_TEST_DATA")
     with pytest.raises(ConfigError, match=r"datasets.cub.root: environment variable\(s\) LGVQ_TEST_DATA not set"):
         validate_config(cfg)
+
+
+def test_speed_settings_leave_a_runs_hash_alone_unless_they_change_the_weights():
+    from lgvq.config import tokenizer_job_slice
+    from lgvq.manifest import config_hash
+
+    def h(train):
+        return config_hash(tokenizer_job_slice(validate_config({**MINIMAL, "train": train}), "shapes", "vqgan", "base", 0))
+
+    assert h({}) == h({"compile": False}) == h({"fast_path": False}) == h({"gpus": 1})
+    assert h({"compile": True}) != h({})  # compiled kernels round differently
+    assert h({"gpus": 2}) != h({})  # the global batch doubles

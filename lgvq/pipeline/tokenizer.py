@@ -131,7 +131,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     tcfg = cfg["train"]
     lr = learning_rate(cfg, n_gpus=dist.world)
     task = TokenizerTask(model, lg, lr=lr, betas=tuple(tcfg["betas"]), micro_batch=tcfg["micro_batch"], device=dev,
-                         dist=dist, fast_path=tcfg["fast_path"])
+                         dist=dist, fast_path=tcfg["fast_path"], compile=tcfg["compile"])
     collate = TextBatcher(cache if lg is not None else None)
     # train.batch_size is per process, as in the authors' lr rule: the global batch has world x bs
     # images and each rank trains on its share.

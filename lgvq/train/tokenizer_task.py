@@ -30,6 +30,7 @@ class TokenizerTask:
         device: torch.device | str = "cpu",
         dist: DistInfo = SINGLE,
         fast_path: bool = True,
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device)
         # The GPU fast path, only ever on CUDA (CPU runs stay fp32 eager, so their results never
@@ -40,6 +41,17 @@ class TokenizerTask:
             torch.backends.cudnn.allow_tf32 = True
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
+        # torch.compile (opt-in, CPU or CUDA): the tokenizer's forward pass only, through a wrapper
+        # that shares the module's parameters, so state dicts and checkpoints keep their plain keys.
+        # The first step pays the compilation; fused kernels round differently from eager.
+        self.forward = self.model
+        if compile:
+            # VQ-GAN's adaptive GAN weight differentiates through the graph twice (retain_graph),
+            # which compiled backward functions refuse while they donate buffers (torch's own advice).
+            import torch._functorch.config as functorch_config
+
+            functorch_config.donated_buffer = False
+            self.forward = torch.compile(self.model)
         self.lg = lg.to(self.device) if lg is not None else None
         self.micro_batch = micro_batch
         self.dist = dist  # data parallel: this rank's batch share; gradients averaged over ranks
@@ -63,9 +75,11 @@ class TokenizerTask:
         return opts
 
     def _chunks(self, batch: dict[str, Any]) -> list[tuple[Tensor, TextFeatures | None]]:
-        x = batch["image"].to(self.device, non_blocking=True)
-        if self.fast:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = batch["image"]
+        if self.fast:  # pinned host memory: the copy to the GPU overlaps with the previous step's work
+            x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        else:
+            x = x.to(self.device)
         text = batch.get("text")
         if text is not None:
             text = text.to(self.device)
@@ -81,7 +95,7 @@ class TokenizerTask:
         outputs: list[tuple[Tensor, TokenizerOutput]] = []
         for x, text in chunks:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.model(x)
+                out = self.forward(x)
                 terms = dict(self.model.generator_losses(x, out, step))
                 if self.lg is not None:
                     if text is None:
