@@ -194,7 +194,8 @@ _RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers")
 def head_settings(cfg: dict[str, Any], stage: str) -> dict[str, Any]:
     """The settings of one second-stage or downstream model (its section minus the keys that only
     select which jobs run): narrowing `tasks` or `tokenizers` must not invalidate finished jobs."""
-    return {k: v for k, v in cfg[stage].items() if k not in _RUN_SELECTION_KEYS}
+    return {k: v for k, v in cfg[stage].items()
+            if k not in _RUN_SELECTION_KEYS and not (k == "gpus" and v == 1)}  # one process: the default
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

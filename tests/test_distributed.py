@@ -34,17 +34,37 @@ def train(name: str, info: DistInfo) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _worker(rank: int, world: int, init_file: str, name: str, out_dir: str) -> None:
+def train_head(per_process_batch: int, info: DistInfo) -> dict[str, torch.Tensor]:
+    """A second-stage GPT through the heads' loop pieces: shuffled_batches + HeadTask."""
+    from lgvq.downstream.task import HeadTask
+    from lgvq.stage2.gpt import CodeGPT
+    from lgvq.train.loop import shuffled_batches
+
+    torch.manual_seed(0)
+    codes = torch.randint(0, 16, (24, 9), generator=torch.Generator().manual_seed(1))
+    model = CodeGPT(16, 9, width=16, layers=1, heads=2, dropout=0.0)
+    task = HeadTask(model, lambda m, b: {"ce": m.loss(b)}, lr=1e-3, dist=info)
+    task.opt = torch.optim.SGD(model.parameters(), lr=0.5)  # see train(): Adam's sign-like first steps
+    batches = shuffled_batches(len(codes), per_process_batch, 0, lambda idx, epoch: codes[idx], dist=info)
+    step = 0
+    for epoch in range(2):
+        for b in batches(epoch):
+            task.train_step(b, step)
+            step += 1
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _worker(rank: int, world: int, init_file: str, fn: str, arg, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        torch.save(train(name, DistInfo(rank, world, rank)), os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(globals()[fn](arg, DistInfo(rank, world, rank)), os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def run_parallel(tmp_path, name: str, world: int = 2) -> list[dict[str, torch.Tensor]]:
-    mp.spawn(_worker, args=(world, str(tmp_path / "init"), name, str(tmp_path)), nprocs=world, join=True)
+def run_parallel(tmp_path, arg, world: int = 2, fn: str = "train") -> list[dict[str, torch.Tensor]]:
+    mp.spawn(_worker, args=(world, str(tmp_path / "init"), fn, arg, str(tmp_path)), nprocs=world, join=True)
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
 
 
@@ -62,6 +82,24 @@ def test_cvq_codebook_updates_outside_autograd_stay_identical_across_replicas(tm
         assert torch.equal(ranks[0][k], ranks[1][k]), f"{k} drifted between replicas"
 
 
+def test_second_stage_and_heads_train_data_parallel_like_one_process_with_the_global_batch(tmp_path):
+    ranks = run_parallel(tmp_path, 4, fn="train_head")  # 2 processes x 4 = the global batch of 8
+    single = train_head(8, SINGLE)
+    for k, v in single.items():
+        assert torch.allclose(ranks[0][k], v, atol=1e-6), f"{k} differs from the single-process run"
+        assert torch.equal(ranks[0][k], ranks[1][k]), f"{k} differs between replicas"
+
+
+def test_data_parallel_batches_refuse_a_global_batch_larger_than_the_data():
+    from lgvq.train.loop import shuffled_batches
+
+    with pytest.raises(ValueError, match="batch_size"):
+        shuffled_batches(10, 8, 0, lambda idx, epoch: idx, dist=DistInfo(0, 2))
+    ranks = [list(shuffled_batches(20, 4, 0, lambda idx, epoch: idx, dist=DistInfo(r, 2))(0)) for r in range(2)]
+    assert [len(b) for b in ranks[0]] == [4, 4]  # 20 = 2 global batches of 8; the ragged 4 is dropped
+    assert not set(sum(ranks[0], [])) & set(sum(ranks[1], []))  # disjoint shares
+
+
 def test_shard_splits_every_field_and_refuses_uneven_batches():
     b = {"image": torch.arange(8), "image_id": list(range(8))}
     assert shard(b, DistInfo(1, 2))["image"].tolist() == [4, 5, 6, 7]
@@ -71,8 +109,9 @@ def test_shard_splits_every_field_and_refuses_uneven_batches():
 
 
 @pytest.mark.slow
-def test_torchrun_trains_a_tokenizer_job_with_two_processes(tmp_path):
-    """What the DAG runs when train.gpus > 1 (gloo on the CPU): rank 0 writes, manifests say 2."""
+def test_torchrun_trains_a_tokenizer_and_a_head_job_with_two_processes(tmp_path):
+    """What the DAG runs when train.gpus / downstream.gpus > 1 (gloo on the CPU): rank 0 writes,
+    manifests say 2."""
     import json
     import subprocess
     import sys
@@ -85,6 +124,7 @@ def test_torchrun_trains_a_tokenizer_job_with_two_processes(tmp_path):
     root = Path(__file__).resolve().parent.parent
     cfg = yaml.safe_load((root / "config" / "smoke.yaml").read_text())
     cfg.update(results_dir=str(tmp_path / "r"), train={**cfg["train"], "gpus": 2},
+               downstream={**cfg["downstream"], "gpus": 2},
                tokenizers={"vqvae": cfg["tokenizers"]["vqvae"]}, ablation={"tokenizer": None})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -99,3 +139,12 @@ def test_torchrun_trains_a_tokenizer_job_with_two_processes(tmp_path):
     run = tmp_path / "r" / "shapes" / "tokenizers" / "vqvae" / "lg" / "seed0"
     assert json.loads((run / "manifest.json").read_text())["processes"] == 2
     assert torch.load(run / "model.pt", weights_only=True)["steps"] == cfg["train"]["steps"]
+
+    sel += ["--tokenizer", "vqvae", "--variant", "lg", "--seed", "0"]
+    assert main(["tokenizer", "encode", *sel]) == 0
+    out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "lgvq.cli", "downstream",
+                          "run", "--task", "vqa", *sel], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    vqa = tmp_path / "r" / "shapes" / "eval" / "vqa" / "vqvae" / "lg" / "seed0"
+    assert json.loads((vqa / "manifest.json").read_text())["processes"] == 2
+    assert "Accuracy" in json.loads((vqa / "metrics.json").read_text())["metrics"]

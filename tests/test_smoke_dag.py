@@ -32,6 +32,22 @@ def test_dry_run_plans_every_table(tmp_path, configfile):
         assert "dataset=shapes" not in out.stdout and "dataset=celebahq" in out.stdout
 
 
+def test_jobs_with_several_gpus_are_launched_by_torchrun(tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    for stage in ("train", "stage2", "downstream"):
+        cfg[stage]["gpus"] = 2
+    path = tmp_path / "gpus.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = snakemake(tmp_path, "-n", "-p", "--cores", "1", "results/tables", configfile=str(path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    launch = "torchrun --standalone --nproc_per_node 2 -m lgvq.cli"
+    for verb in ("tokenizer train", "stage2 run", "downstream run"):
+        assert f"{launch} {verb}" in out.stdout, verb
+    assert f"{launch} tokenizer encode" not in out.stdout  # only training is data parallel
+
+
 def test_bad_config_is_refused_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "config/smoke.yaml").read_text().replace("steps: 4", "steps: -4"))

@@ -7,15 +7,18 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from lgvq.train.distributed import SINGLE, DistInfo, average_gradients
 from lgvq.train.loop import check_finite
 
 
 class HeadTask:
-    """`loss_terms(model, batch)` returns named loss terms; their sum is minimised with AdamW."""
+    """`loss_terms(model, batch)` returns named loss terms; their sum is minimised with AdamW.
+    Data parallel (`dist`): each rank's batch is its share, gradients are averaged before clipping."""
 
     def __init__(self, model: nn.Module, loss_terms: Callable[[nn.Module, Any], dict[str, Tensor]], *,
-                 lr: float, weight_decay: float = 0.01, grad_clip: float = 1.0) -> None:
+                 lr: float, weight_decay: float = 0.01, grad_clip: float = 1.0, dist: DistInfo = SINGLE) -> None:
         self.model = model
+        self.dist = dist
         self.loss_terms = loss_terms
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
@@ -33,6 +36,7 @@ class HeadTask:
         loss = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients((p for p in self.model.parameters() if p.requires_grad), self.dist)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}

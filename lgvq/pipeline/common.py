@@ -37,6 +37,20 @@ def device(cfg: dict[str, Any]):
     return torch.device(want)
 
 
+def process_group(cfg: dict[str, Any]):
+    """(DistInfo, device) of this training process: one process, or one rank of the group torchrun
+    started (a job with `gpus` > 1), each rank on its own GPU when CUDA is used."""
+    import torch
+
+    from lgvq.train.distributed import init_from_env
+
+    dist = init_from_env()
+    dev = device(cfg)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+    return dist, dev
+
+
 def data_root(cfg: dict[str, Any], dataset: str) -> Path:
     """The dataset root recorded by `lgvq data prepare` (generated data or a real root)."""
     marker = paths.data_dir(cfg["results_dir"], dataset) / "prepared.json"

@@ -20,7 +20,7 @@ from lgvq.config import head_settings, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
-from lgvq.pipeline.common import dataset_source, device as pick_device
+from lgvq.pipeline.common import dataset_source, process_group
 from lgvq.pipeline.tokenizer import load_codes
 
 TASKS = ("captioning", "vqa", "grounding")
@@ -83,7 +83,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test", "train", "val"))
     codebook = torch.as_tensor(np.load(tokdir / "codes" / "codebook.npy", allow_pickle=False))
     source = dataset_source(cfg, dataset)
-    dev = pick_device(cfg)
+    dist, dev = process_group(cfg)  # one process unless torchrun started several (downstream.gpus > 1)
     seed_everything(seed)
     width = d["width"]
     if task == "captioning" and d["gpt2_path"]:  # the prefix must match the pretrained model's width
@@ -94,10 +94,14 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     builder = {"captioning": _captioning, "vqa": _vqa, "grounding": _grounding}[task]
     model, loss_terms, n_train, make_batch, evaluate, vocab = builder(cfg, dataset, source, frontend, train_codes, test_codes, dev, seed)
     model.to(dev)
-    atomic_write_json(work / "vocab.json", vocab)
-    train_loop(HeadTask(model, loss_terms, lr=d["lr"]), shuffled_batches(n_train, d["batch_size"], seed, make_batch),
+    if dist.is_main:
+        atomic_write_json(work / "vocab.json", vocab)
+    train_loop(HeadTask(model, loss_terms, lr=d["lr"], dist=dist),
+               shuffled_batches(n_train, d["batch_size"], seed, make_batch, dist=dist),
                out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=max(1, d["steps"] // 2),
-               log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}")
+               log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
+    if not dist.is_main:
+        return out / "metrics.json"  # rank 0 evaluates and writes
     model.eval()
     metrics, notes, predictions, extra = evaluate(model)
     common = {"dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed}
@@ -109,7 +113,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                    "tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
                    **({"decoder": vocab["decoder"]} if "decoder" in vocab else {})},
     })
-    record.write(out, head_dir=str(work))
+    record.write(out, head_dir=str(work), processes=dist.world)
     return out / "metrics.json"
 
 

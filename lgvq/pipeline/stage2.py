@@ -28,7 +28,7 @@ from lgvq.config import head_settings, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_path, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
-from lgvq.pipeline.common import dataset_source, device as pick_device
+from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
 from lgvq.pipeline.downstream import CodeTable
 
 TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar")
@@ -181,7 +181,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     out = paths.eval_dir(R, f"stage2-{task}", dataset, tokenizer, variant, seed)
     record = RunRecord(f"stage2/{task}", {"stage2": s, "task": task, "run": [dataset, tokenizer, variant, seed]},
                        seed=seed, config_hash_short=h)
-    dev = pick_device(cfg)
+    dist, dev = process_group(cfg)  # one process unless torchrun started several (stage2.gpus > 1)
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
     train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test",))
     grid = tuple(train_codes.codes.shape[1:])
@@ -221,10 +221,12 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for r, i in zip(recs, idx)]
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
-    train_loop(HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"]),
-               shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch), out_dir=work,
+    train_loop(HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist),
+               shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
-               log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}")
+               log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
+    if not dist.is_main:
+        return out / "metrics.json"  # rank 0 samples, scores and writes
     model.eval()
 
     # --- generate, decode, score -------------------------------------------------------------------
@@ -282,7 +284,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                                 + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
                    "text_encoder": cache.describe() if cache else None},
     })
-    record.write(out, fid=fid_note, work_dir=str(work))
+    record.write(out, fid=fid_note, work_dir=str(work), processes=dist.world)
     return out / "metrics.json"
 
 

@@ -17,7 +17,7 @@ from lgvq.config import ConfigError, learning_rate, lg_weights_for, tokenizer_jo
 from lgvq.io import ArtifactError, atomic_path
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
-from lgvq.pipeline.common import dataset_source, device as pick_device
+from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
 
 
 def _text_cache(cfg: dict[str, Any], dataset: str):
@@ -107,11 +107,11 @@ class TextBatcher:
 
 def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     from lgvq.data.dataset import ImageTextDataset
-    from lgvq.train.distributed import init_from_env, shard
+    from lgvq.train.distributed import shard
     from lgvq.train.loop import epoch_order, seed_everything, train_loop
     from lgvq.train.tokenizer_task import TokenizerTask
 
-    dist = init_from_env()  # one process unless launched by torchrun (train.gpus > 1)
+    dist, dev = process_group(cfg)  # one process unless launched by torchrun (train.gpus > 1)
     job = tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed)
     h = config_hash(job)
     out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed)
@@ -125,9 +125,6 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     source = dataset_source(cfg, dataset)
     train_set = ImageTextDataset(source.records("train"), image_size=ds_cfg["image_size"], train=True,
                                  resize_mode=ds_cfg["resize_mode"], seed=seed)
-    dev = pick_device(cfg)
-    if dist.enabled and dev.type == "cuda":
-        dev = torch.device("cuda", dist.local_rank)
     tcfg = cfg["train"]
     lr = learning_rate(cfg, n_gpus=dist.world)
     task = TokenizerTask(model, lg, lr=lr, betas=tuple(tcfg["betas"]), micro_batch=tcfg["micro_batch"], device=dev,

@@ -268,13 +268,27 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def shuffled_batches(n: int, batch_size: int, seed: int, make: Callable[[list[int], int], Any]):
+def shuffled_batches(n: int, batch_size: int, seed: int, make: Callable[[list[int], int], Any],
+                     dist: "DistInfo | None" = None):
     """`epoch_batches` for `train_loop` over n items: each epoch's `epoch_order` cut into
-    batches (the last one may be smaller), each built by `make(indices, epoch)`."""
+    batches (the last one may be smaller), each built by `make(indices, epoch)`.
+
+    Data parallel (`dist`): `batch_size` is per process, as for the tokenizers; every rank cuts the
+    same global batches of world x batch_size and builds only its share. The ragged last batch
+    is dropped there, so every rank's share has the same size."""
+    from lgvq.train.distributed import SINGLE, shard
+
+    dist = dist or SINGLE
+    step = batch_size * dist.world
+    if dist.enabled and n < step:
+        raise ValueError(f"batch_size: {dist.world} processes x {batch_size} is more than the {n} training items")
 
     def batches(epoch: int):
         order = epoch_order(n, seed, epoch)
-        for i in range(0, n, batch_size):
-            yield make(order[i : i + batch_size], epoch)
+        for i in range(0, n, step):
+            chunk = order[i : i + step]
+            if dist.enabled and len(chunk) < step:
+                break
+            yield make(shard(chunk, dist), epoch)
 
     return batches

@@ -27,9 +27,14 @@ def eval_hash(wc):
 
 
 LGVQ = "lgvq"
-# Training with several GPUs per job: torchrun starts one data-parallel process per GPU.
-TRAIN_LAUNCH = (f"torchrun --standalone --nproc_per_node {config['train']['gpus']} -m lgvq.cli"
-                if config["train"]["gpus"] > 1 else LGVQ)
+
+
+def launcher(gpus: int) -> str:
+    """A training job with several GPUs: torchrun starts one data-parallel process per GPU."""
+    return f"torchrun --standalone --nproc_per_node {gpus} -m lgvq.cli" if gpus > 1 else LGVQ
+
+
+TRAIN_LAUNCH = launcher(config["train"]["gpus"])
 SELECT = "--config {params.cfg} --dataset {wildcards.dataset}"
 RUN_SELECT = ("--config {params.cfg} --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
               " --variant {wildcards.variant} --seed {wildcards.seed}")

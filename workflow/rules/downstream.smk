@@ -20,6 +20,6 @@ rule downstream:
     resources:
         mem_mb=4000,
         runtime=600,
-        gpus=1,
+        gpus=config["downstream"]["gpus"],
     shell:
-        f"{LGVQ} downstream run --task {{wildcards.dstask}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{launcher(config['downstream']['gpus'])} downstream run --task {{wildcards.dstask}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"

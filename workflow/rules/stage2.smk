@@ -24,9 +24,9 @@ rule stage2:
     resources:
         mem_mb=4000,
         runtime=1440,
-        gpus=1,
+        gpus=config["stage2"]["gpus"],
     shell:
-        f"{LGVQ} stage2 run --task {{wildcards.s2task}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{launcher(config['stage2']['gpus'])} stage2 run --task {{wildcards.s2task}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
 
 
 rule labelmap_vq:
