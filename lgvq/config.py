@@ -123,6 +123,9 @@ def _check_cross_references(cfg: dict[str, Any], source: str) -> None:
             f"invalid config {source}:\n  ablation.tokenizer: '{abl['tokenizer']}' is not a key of `tokenizers` "
             f"({', '.join(cfg['tokenizers'])})"
         )
+    missing = [s for s in (abl.get("seeds") or []) if s not in cfg["seeds"]]
+    if missing:
+        raise ConfigError(f"invalid config {source}:\n  ablation.seeds: {missing} not in `seeds` {cfg['seeds']}")
     for stage in ("stage2", "downstream"):
         if cfg[stage]["width"] % cfg[stage]["heads"]:
             raise ConfigError(f"invalid config {source}:\n  {stage}.heads: {cfg[stage]['heads']} does not divide "

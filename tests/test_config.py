@@ -78,6 +78,16 @@ def test_ablation_table_reads_only_its_runs():
     assert len(files) == 6 * 2 and all("reconstruction" in f.parts for f in files)
 
 
+def test_ablation_seeds_narrow_table_2_only():
+    cfg = validate_config({**MINIMAL, "seeds": [0, 1, 2], "ablation": {"tokenizer": "vqgan", "seeds": [0]}})
+    assert {(f.parts[-3], f.parts[-2]) for f in plan.table_inputs(cfg, "ablation")} == {
+        (v, "seed0") for v in ("base", "gsa", "mtp", "mtp-ras", "mtp-gsa", "lg")}
+    assert {f.parts[-2] for f in plan.table_inputs(cfg, "reconstruction")} == {"seed0", "seed1", "seed2"}
+    assert len(list(plan.tokenizer_runs(cfg))) == 2 * 3 + 4  # base/+LG on 3 seeds, 4 ablation variants on 1
+    with pytest.raises(ConfigError, match="ablation.seeds"):
+        validate_config({**MINIMAL, "ablation": {"tokenizer": "vqgan", "seeds": [5]}})
+
+
 def test_every_table_has_a_plan():
     cfg = validate_config(MINIMAL)
     for table in plan.TABLE_IDS:

@@ -37,20 +37,25 @@ class Run:
 
 
 def tokenizer_runs(cfg: dict[str, Any]) -> Iterator[Run]:
-    """Every trained tokenizer: configured variants for all, plus the ablation variants."""
+    """Every trained tokenizer: configured variants for all, plus the ablation runs."""
     seen: set[Run] = set()
+    main = [Run(ds, tok, v, s) for ds in cfg["datasets"] for tok, e in cfg["tokenizers"].items()
+            for v in e["variants"] for s in cfg["seeds"]]
+    for run in [*main, *ablation_runs(cfg)]:
+        if run not in seen:
+            seen.add(run)
+            yield run
+
+
+def ablation_runs(cfg: dict[str, Any]) -> list[Run]:
+    """Table 2's runs: base, each ablation variant and +LG of `ablation.tokenizer`, over
+    `ablation.seeds` (default: `seeds`)."""
     abl = cfg["ablation"]
-    for ds in cfg["datasets"]:
-        for tok, entry in cfg["tokenizers"].items():
-            variants = list(entry["variants"])
-            if abl.get("tokenizer") == tok:
-                variants += ["base", *abl["variants"], "lg"]
-            for v in dict.fromkeys(variants):
-                for s in cfg["seeds"]:
-                    run = Run(ds, tok, v, s)
-                    if run not in seen:
-                        seen.add(run)
-                        yield run
+    if not abl.get("tokenizer"):
+        return []
+    seeds = abl.get("seeds") or cfg["seeds"]
+    variants = dict.fromkeys(["base", *abl["variants"], "lg"])
+    return [Run(ds, abl["tokenizer"], v, s) for ds in cfg["datasets"] for v in variants for s in seeds]
 
 
 def main_runs(cfg: dict[str, Any], *, expensive: bool = False) -> list[Run]:
@@ -86,12 +91,7 @@ def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
     if table == "codebook_usage":
         return _eval(cfg, "codebook", main_runs(cfg))
     if table == "ablation":
-        tok = cfg["ablation"].get("tokenizer")
-        if not tok:
-            return []
-        variants = ["base", *cfg["ablation"]["variants"], "lg"]
-        runs = [Run(ds, tok, v, s) for ds in cfg["datasets"] for v in dict.fromkeys(variants) for s in cfg["seeds"]]
-        return _eval(cfg, "reconstruction", runs)
+        return _eval(cfg, "reconstruction", ablation_runs(cfg))
     if table in ("masked_word", "word_code_similarity"):
         return _eval(cfg, "text_alignment", main_runs(cfg))
     if table == "vqct_lg":
