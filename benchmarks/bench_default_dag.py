@@ -1,0 +1,61 @@
+"""Wall time of the default DAG (`make tables`: config/config.yaml, embedded data) from a fresh
+clone, the number behind the README's "whole DAG in about 30 minutes on 2 CPU cores".
+
+    python benchmarks/bench_default_dag.py --out benchmarks/results/default_dag_cpu.json
+
+Clones HEAD (committed work only) into a scratch folder, runs `make setup` there (not timed:
+it installs packages), then times `make tables` and sums the wall times of the jobs' manifests.
+Run it on an otherwise idle machine: every other process shares the cores with the DAG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lgvq.io import atomic_write_json  # noqa: E402
+from lgvq.manifest import device_info, git_revision  # noqa: E402
+
+
+def _run(cmd: list[str], cwd: Path, log: Path) -> float:
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--workdir", default=None, help="scratch folder for the clone (default: a new temporary one)")
+    ap.add_argument("--cores", default="all")
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="lgvq-dag-"))
+    clone = work / "lgvq-bench"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    setup_s = _run(["make", "setup"], clone, work / "setup.log")
+    tables_s = _run(["make", "tables", f"CORES={args.cores}"], clone, work / "tables.log")
+    jobs = [json.loads(p.read_text()) for p in (clone / "results").rglob("*manifest*.json") if "tables" not in p.parts]
+    job_s = sum(float(j.get("wall_time_s", 0.0)) for j in jobs)
+    result = {"benchmark": "default DAG wall time (make tables, config/config.yaml)",
+              "git": git_revision(clone), "device": device_info(), "platform": platform.platform(),
+              "cores_flag": args.cores, "cpu_count": os.cpu_count(),
+              "setup_s": round(setup_s, 1), "make_tables_s": round(tables_s, 1),
+              "make_tables_min": round(tables_s / 60, 1), "jobs_with_manifest": len(jobs),
+              "job_seconds_sum": round(job_s, 1), "log": str(work / "tables.log")}
+    atomic_write_json(args.out, result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
