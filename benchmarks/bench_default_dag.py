@@ -1,5 +1,6 @@
 """Wall time of the default DAG (`make tables`: config/config.yaml, embedded data) from a fresh
-clone, the number behind the README's "whole DAG in about 30 minutes on 2 CPU cores".
+clone: the default profile's target is 30 minutes on 2 CPU cores (the README's results section
+quotes the measured time).
 
     python benchmarks/bench_default_dag.py --out benchmarks/results/default_dag_cpu.json
 

@@ -56,6 +56,8 @@ def bench(name: str, entry: dict, image_size: int, batch: int, device: torch.dev
     torch.manual_seed(0)
     model = build_tokenizer(entry["class"], params, image_size=image_size,
                             word_embeddings=lambda: _words(int(params.get("n_embed", 1024))))
+    if device.type == "cuda":  # TF32 flags are process-wide: the fp32 baseline must not inherit a fast row's
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     # the training task applies the modes itself, exactly as `lgvq tokenizer train` does
     task = TokenizerTask(model, None, lr=1e-4, betas=(0.5, 0.9), device=device, fast_path=fast, compile=compile)
     x = torch.randn(batch, 3, image_size, image_size)
@@ -114,9 +116,6 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes (they compile first)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     rows = []
     for profile in args.profiles:
         tokenizers, image_size, batch = _sizes(profile)

@@ -182,10 +182,11 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         "lg_weights": lg_weights_for(cfg, dataset, variant),
         "lg": cfg["lg"],
         "text_encoder": cfg["text_encoder"],
-        # Speed settings stay out of the hash where they cannot change the weights, so finished
-        # runs stay valid: one process (the default), the fast path (CUDA only), compile when off.
+        # How the steps execute stays out (a checkpoint resumes the same way under either; the
+        # manifest records them): the fast path and torch.compile. The number of processes stays
+        # in when above 1: it multiplies the global batch.
         "train": {k: v for k, v in cfg["train"].items()
-                  if not (k == "gpus" and v == 1) and not (k == "compile" and not v) and k != "fast_path"},
+                  if not (k == "gpus" and v == 1) and k not in ("compile", "fast_path")},
         "seed": seed,
     }
 
@@ -194,11 +195,23 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
 _RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers")
 
 
-def head_settings(cfg: dict[str, Any], stage: str) -> dict[str, Any]:
+def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True) -> dict[str, Any]:
     """The settings of one second-stage or downstream model (its section minus the keys that only
-    select which jobs run): narrowing `tasks` or `tokenizers` must not invalidate finished jobs."""
+    select which jobs run): narrowing `tasks` or `tokenizers` must not invalidate finished jobs.
+    `gpus` counts when above 1 for a data-parallel job (it multiplies the global batch), never
+    for a single-process one (`data_parallel=False`, the label-map VQ)."""
     return {k: v for k, v in cfg[stage].items()
-            if k not in _RUN_SELECTION_KEYS and not (k == "gpus" and v == 1)}  # one process: the default
+            if k not in _RUN_SELECTION_KEYS and not (k == "gpus" and (v == 1 or not data_parallel))}
+
+
+# Keys of a dataset entry that do not change what its jobs compute: which tasks run on it, where
+# derived files are cached, which paper column its numbers sit in.
+_DATASET_SELECTION_KEYS = ("stage2_tasks", "downstream_tasks", "cache_dir", "paper_column")
+
+
+def dataset_settings(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """A dataset entry as its jobs' hashes see it."""
+    return {k: v for k, v in cfg["datasets"][dataset].items() if k not in _DATASET_SELECTION_KEYS}
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

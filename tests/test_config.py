@@ -129,6 +129,19 @@ def test_narrowing_which_jobs_run_keeps_the_finished_jobs_hashes():
     assert head_settings(wide, "stage2") != head_settings(wider_model, "stage2")
 
 
+def test_single_process_jobs_and_datasets_ignore_keys_that_do_not_change_them():
+    from lgvq.config import dataset_settings, head_settings
+
+    one = validate_config({**MINIMAL, "stage2": {"enabled": True}})
+    two = validate_config({**MINIMAL, "stage2": {"enabled": True, "gpus": 2}})
+    assert head_settings(one, "stage2") != head_settings(two, "stage2")  # data parallel: the global batch doubles
+    assert head_settings(one, "stage2", data_parallel=False) == head_settings(two, "stage2", data_parallel=False)
+    moved = validate_config({**MINIMAL, "datasets": {"shapes": {"source": "shapes", "paper_column": "CUB-200",
+                                                                "stage2_tasks": ["completion"], "cache_dir": "/c"}}})
+    resized = validate_config({**MINIMAL, "datasets": {"shapes": {"source": "shapes", "image_size": 64}}})
+    assert dataset_settings(moved, "shapes") == dataset_settings(one, "shapes") != dataset_settings(resized, "shapes")
+
+
 def test_heads_must_divide_the_width():
     with pytest.raises(ConfigError, match="downstream.heads"):
         validate_config({**MINIMAL, "downstream": {"width": 30, "heads": 4}})
@@ -143,13 +156,13 @@ def test_paths_expand_environment_variables_and_an_unset_one_is_named(monkeypatc
         validate_config(cfg)
 
 
-def test_speed_settings_leave_a_runs_hash_alone_unless_they_change_the_weights():
+def test_execution_settings_leave_a_runs_hash_alone_but_the_global_batch_does_not():
     from lgvq.config import tokenizer_job_slice
     from lgvq.manifest import config_hash
 
     def h(train):
         return config_hash(tokenizer_job_slice(validate_config({**MINIMAL, "train": train}), "shapes", "vqgan", "base", 0))
 
-    assert h({}) == h({"compile": False}) == h({"fast_path": False}) == h({"gpus": 1})
-    assert h({"compile": True}) != h({})  # compiled kernels round differently
+    assert h({}) == h({"compile": True}) == h({"fast_path": False}) == h({"gpus": 1})  # how steps execute
     assert h({"gpus": 2}) != h({})  # the global batch doubles
+    assert h({"steps": 7}) != h({})

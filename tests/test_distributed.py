@@ -93,8 +93,10 @@ def test_second_stage_and_heads_train_data_parallel_like_one_process_with_the_gl
 def test_data_parallel_batches_refuse_a_global_batch_larger_than_the_data():
     from lgvq.train.loop import shuffled_batches
 
-    with pytest.raises(ValueError, match="batch_size"):
-        shuffled_batches(10, 8, 0, lambda idx, epoch: idx, dist=DistInfo(0, 2))
+    from lgvq.config import ConfigError
+
+    with pytest.raises(ConfigError, match="stage2.batch_size"):
+        shuffled_batches(10, 8, 0, lambda idx, epoch: idx, dist=DistInfo(0, 2), key="stage2.batch_size")
     ranks = [list(shuffled_batches(20, 4, 0, lambda idx, epoch: idx, dist=DistInfo(r, 2))(0)) for r in range(2)]
     assert [len(b) for b in ranks[0]] == [4, 4]  # 20 = 2 global batches of 8; the ragged 4 is dropped
     assert not set(sum(ranks[0], [])) & set(sum(ranks[1], []))  # disjoint shares

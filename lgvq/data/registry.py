@@ -92,9 +92,14 @@ def get_source(name: str, root: str | Path, cache_dir: str | Path | None = None)
     factory = _REGISTRY[name]
     if cache_dir is None:
         return factory(Path(root))
-    if "cache_dir" not in inspect.signature(factory).parameters:
+    if not accepts_cache_dir(name):
         raise ArtifactError(f"dataset source '{name}' writes no derived files: a cache_dir does not apply to it")
-    return factory(Path(root), cache_dir=Path(cache_dir))
+    return factory(Path(root), cache_dir=Path(cache_dir).expanduser())
+
+
+def accepts_cache_dir(name: str) -> bool:
+    """Whether source `name` derives files (and so takes a `cache_dir`)."""
+    return name in _REGISTRY and "cache_dir" in inspect.signature(_REGISTRY[name]).parameters
 
 
 @register_dataset("shapes")

@@ -61,13 +61,11 @@ def data_root(cfg: dict[str, Any], dataset: str) -> Path:
 
 def dataset_source(cfg: dict[str, Any], dataset: str, root: Path | None = None):
     """The configured source of `dataset` reading `root` (default: the root `data prepare` recorded)."""
-    from lgvq.data.registry import get_source
+    from lgvq.data.registry import accepts_cache_dir, get_source
 
     ds = cfg["datasets"][dataset]
     cache_dir = ds.get("cache_dir")
-    try:
-        return get_source(ds["source"], root or data_root(cfg, dataset), cache_dir=cache_dir)
-    except ArtifactError as e:
-        if cache_dir and "cache_dir" in str(e):
-            raise ConfigError(f"datasets.{dataset}.cache_dir: {e}") from e
-        raise
+    if cache_dir and not accepts_cache_dir(ds["source"]):
+        raise ConfigError(f"datasets.{dataset}.cache_dir: source '{ds['source']}' writes no derived files; "
+                          "remove the key")
+    return get_source(ds["source"], root or data_root(cfg, dataset), cache_dir=cache_dir)

@@ -97,7 +97,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     if dist.is_main:
         atomic_write_json(work / "vocab.json", vocab)
     train_loop(HeadTask(model, loss_terms, lr=d["lr"], dist=dist),
-               shuffled_batches(n_train, d["batch_size"], seed, make_batch, dist=dist),
+               shuffled_batches(n_train, d["batch_size"], seed, make_batch, dist=dist, key="downstream.batch_size"),
                out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=max(1, d["steps"] // 2),
                log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
     if not dist.is_main:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lgvq.config import head_settings, tokenizer_job_slice
+from lgvq.config import dataset_settings, head_settings, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_path, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
@@ -62,7 +62,8 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     ds = cfg["datasets"][dataset]
     out = paths.dataset_dir(R, dataset) / "labelmap_vq"
     seed = cfg["eval"]["mask_eval_seed"]
-    job = {"dataset": ds, "stage2": head_settings(cfg, "stage2"), "tokenizer_grids": _tokenizer_grid(cfg, dataset)}
+    job = {"dataset": dataset_settings(cfg, dataset), "stage2": head_settings(cfg, "stage2", data_parallel=False),
+           "tokenizer_grids": _tokenizer_grid(cfg, dataset)}
     h = config_hash(job)
     record = RunRecord("stage2/labelmap_vq", job, seed=seed, config_hash_short=h)
     recs = dataset_source(cfg, dataset).records("train")
@@ -88,9 +89,12 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
 
 
 def _tokenizer_grid(cfg: dict[str, Any], dataset: str) -> int:
-    """The code grid of the configured tokenizers (they must agree for one label-map VQ)."""
+    """The code grid of the tokenizers semantic synthesis runs on (they share one label-map VQ)."""
+    from lgvq.pipeline.plan import task_runs
+
     size = cfg["datasets"][dataset]["image_size"]
-    grids = {size // 2 ** (len(t["params"].get("ch_mult", (1, 1, 2, 2, 4))) - 1) for t in cfg["tokenizers"].values()}
+    names = {r.tokenizer for r in task_runs(cfg, "stage2", "semantic") if r.dataset == dataset} or set(cfg["tokenizers"])
+    grids = {size // 2 ** (len(cfg["tokenizers"][n]["params"].get("ch_mult", (1, 1, 2, 2, 4))) - 1) for n in names}
     if len(grids) != 1:
         raise ArtifactError(f"tokenizers of dataset {dataset} have different code grids {sorted(grids)}; "
                             "semantic synthesis needs one label-map VQ grid")
@@ -222,7 +226,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
     train_loop(HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist),
-               shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist), out_dir=work,
+               shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
                log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
     if not dist.is_main:

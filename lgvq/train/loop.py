@@ -211,6 +211,11 @@ def train_loop(
         _set_rng_state(payload["rng"])
     if state.step >= max_steps:
         return state
+    if dist.rank > 0:
+        # Data parallel: ranks other than 0 draw their own random numbers (dropout, LG word masks,
+        # diffusion time steps), else a global batch would repeat rank 0's draws on every share.
+        # Rank 0 keeps the single-process stream; a resumed rank > 0 restarts from (seed, rank, step).
+        seed_everything(seed * 1_000_003 + dist.rank * 7919 + state.step)
 
     for module in task.modules().values():
         module.train()
@@ -269,7 +274,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def shuffled_batches(n: int, batch_size: int, seed: int, make: Callable[[list[int], int], Any],
-                     dist: "DistInfo | None" = None):
+                     dist: "DistInfo | None" = None, *, key: str = "batch_size"):
     """`epoch_batches` for `train_loop` over n items: each epoch's `epoch_order` cut into
     batches (the last one may be smaller), each built by `make(indices, epoch)`.
 
@@ -281,7 +286,9 @@ def shuffled_batches(n: int, batch_size: int, seed: int, make: Callable[[list[in
     dist = dist or SINGLE
     step = batch_size * dist.world
     if dist.enabled and n < step:
-        raise ValueError(f"batch_size: {dist.world} processes x {batch_size} is more than the {n} training items")
+        from lgvq.config import ConfigError
+
+        raise ConfigError(f"{key}: {dist.world} processes x {batch_size} is more than the {n} training items")
 
     def batches(epoch: int):
         order = epoch_order(n, seed, epoch)

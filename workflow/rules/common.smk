@@ -13,7 +13,9 @@ wildcard_constraints:
 
 
 def dataset_hash(wc):
-    return config_hash(config["datasets"][wc.dataset])
+    from lgvq.config import dataset_settings
+
+    return config_hash(dataset_settings(config, wc.dataset))
 
 
 def tokenizer_hash(wc):
@@ -23,7 +25,9 @@ def tokenizer_hash(wc):
 
 
 def eval_hash(wc):
-    return config_hash([tokenizer_hash(wc), config["eval"]])
+    """What an evaluation of a tokenizer run depends on beyond the run: the evaluation settings
+    and how many test images it scores."""
+    return config_hash([tokenizer_hash(wc), config["eval"], config["datasets"][wc.dataset]["eval_images"]])
 
 
 LGVQ = "lgvq"
@@ -47,7 +51,7 @@ def fid_extractor_input(wc):
 
 
 def stage2_hash(wc):
-    return config_hash([tokenizer_hash(wc), head_settings(config, "stage2"), wc.s2task])
+    return config_hash([eval_hash(wc), head_settings(config, "stage2"), wc.s2task])  # its scores are evaluations
 
 
 def downstream_hash(wc):

@@ -38,7 +38,7 @@ rule labelmap_vq:
         f"{R}/{{dataset}}/labelmap_vq/model.pt",
     params:
         cfg=CONFIG_JSON,
-        h=lambda wc: config_hash([dataset_hash(wc), head_settings(config, "stage2")]),
+        h=lambda wc: config_hash([dataset_hash(wc), head_settings(config, "stage2", data_parallel=False)]),
     log:
         f"{R}/logs/labelmap_vq/{{dataset}}.log",
     threads: 1
