@@ -27,7 +27,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 tables: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake results/tables results/report.html --cores $(CORES) --configfile $(CONFIG)
+	@start=$$(date +%s); \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake results/tables results/report.html --cores $(CORES) --configfile $(CONFIG) \
+	&& echo "make tables: $(CONFIG) done in $$(( ($$(date +%s) - start) / 60 )) min $$(( ($$(date +%s) - start) % 60 )) s (wall time, set-up not counted)"
 
 # One table: make table T=ablation
 table: setup

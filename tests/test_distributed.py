@@ -102,6 +102,41 @@ def test_data_parallel_batches_refuse_a_global_batch_larger_than_the_data():
     assert not set(sum(ranks[0], [])) & set(sum(ranks[1], []))  # disjoint shares
 
 
+class _DrawTask:
+    """Records the random numbers each step draws (dropout masks, LG word masks, diffusion t)."""
+
+    def __init__(self) -> None:
+        self.model = torch.nn.Linear(1, 1)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.0)
+        self.draws: list[float] = []
+
+    def modules(self):
+        return {"m": self.model}
+
+    def optimizers(self):
+        return {"o": self.opt}
+
+    def train_step(self, batch, step):
+        self.draws.append(float(torch.rand(())))
+        return {"x": 0.0}
+
+
+def draws_in_loop(out_dir: str, info: DistInfo) -> dict[str, torch.Tensor]:
+    from lgvq.train.loop import train_loop
+
+    task = _DrawTask()
+    train_loop(task, lambda epoch: iter([0, 1, 2]), out_dir=f"{out_dir}/loop{info.rank}", max_steps=3, seed=5,
+               config_hash="h", ckpt_every=10, log_every=1, dist=info)
+    return {"draws": torch.tensor(task.draws)}
+
+
+def test_each_rank_draws_its_own_random_numbers_and_rank_0_those_of_one_process(tmp_path):
+    ranks = run_parallel(tmp_path, str(tmp_path), fn="draws_in_loop")
+    single = draws_in_loop(str(tmp_path / "single"), SINGLE)["draws"]
+    assert torch.equal(ranks[0]["draws"], single)
+    assert not torch.equal(ranks[0]["draws"], ranks[1]["draws"])  # else a global batch repeats one share's noise
+
+
 def test_shard_splits_every_field_and_refuses_uneven_batches():
     b = {"image": torch.arange(8), "image_id": list(range(8))}
     assert shard(b, DistInfo(1, 2))["image"].tolist() == [4, 5, 6, 7]
