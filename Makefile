@@ -10,7 +10,7 @@ export NLTK_DATA ?= $(CURDIR)/.nltk_data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup tables table test test-fast lint clean-results
+.PHONY: setup tables table test test-fast test-slurm lint clean-results
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ test: setup
 
 test-fast: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 -m "not slow"
+
+# The SLURM profile for real (root: installs slurm-wlm + munge, starts a one-node cluster here):
+# one table of the smoke DAG, every job through sbatch. The whole DAG: bash scripts/local_slurm.sh
+test-slurm: setup
+	bash scripts/local_slurm.sh $(CURDIR)/results/slurm_test.log results/tables/reconstruction.md
 
 lint: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint --configfile config/smoke.yaml

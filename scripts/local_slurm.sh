@@ -3,13 +3,24 @@
 # through workflow/profiles/slurm (snakemake-executor-plugin-slurm). Proves the cluster profile
 # for real: every job is an sbatch submission, queried with squeue.
 #
-#   sudo bash scripts/local_slurm.sh [LOG]        (root: it installs packages and starts daemons)
+#   sudo bash scripts/local_slurm.sh [LOG [TARGET...]]   (root: it installs packages and starts daemons)
+#
+# TARGET defaults to the whole smoke DAG (results/tables results/report.html); CI passes one
+# table (results/tables/reconstruction.md) to keep its run short. `--stop` as the only argument
+# stops the daemons again.
 #
 # Container-friendly settings: no cgroups (proctrack/linuxproc, task/none), no accounting
 # database (the profile queries job state with squeue; MinJobAge keeps finished jobs visible).
 set -euo pipefail
+if [ "${1:-}" = "--stop" ]; then
+  pkill -x slurmd || true; pkill -x slurmctld || true
+  exit 0
+fi
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 log="${1:-$repo/benchmarks/results/slurm_smoke.log}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(results/tables results/report.html)
 venv="$repo/.venv/bin"
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
@@ -64,10 +75,12 @@ work="$(mktemp -d)"
 cd "$repo"
 start=$(date +%s)
 set +e
-PATH="$venv:$PATH" HF_HUB_OFFLINE=1 "$venv/snakemake" results/tables results/report.html \
+PATH="$venv:$PATH" HF_HUB_OFFLINE=1 "$venv/snakemake" "${targets[@]}" \
   --profile workflow/profiles/slurm-local --directory "$work" -s "$repo/Snakefile" \
   --configfile "$repo/config/smoke.yaml" --config results_dir=results > "$log" 2>&1
 rc=$?
 set -e
-echo "SLURM smoke DAG: exit $rc in $(( $(date +%s) - start )) s; jobs submitted: $(grep -c 'Job .* has been submitted with SLURM jobid' "$log" || true)" | tee -a "$log"
-exit $rc
+submitted="$(grep -c 'Job .* has been submitted with SLURM jobid' "$log" || true)"
+echo "SLURM smoke DAG (${targets[*]}): exit $rc in $(( $(date +%s) - start )) s; jobs submitted: $submitted" | tee -a "$log"
+if [ $rc -ne 0 ]; then tail -n 60 "$log"; exit $rc; fi
+if [ "$submitted" -eq 0 ]; then echo "no job went through SLURM (sbatch)" | tee -a "$log"; exit 1; fi
