@@ -152,6 +152,14 @@ def _report(a):
     build_report(a.config, Path(a.out))
 
 
+def _plan_estimate(a):
+    from lgvq.config import load_config
+    from lgvq.pipeline.estimate import DEFAULT_BENCHMARK, estimate, render
+
+    rows = estimate(load_config(a.config), Path(a.benchmark) if a.benchmark else DEFAULT_BENCHMARK)
+    print(render(rows, peak_flops=a.peak_tflops * 1e12, mfu=a.mfu, source=a.config))
+
+
 def _doctor(a):
     from lgvq.doctor import main_doctor
 
@@ -246,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(fn=_report)
 
+    pl = groups.add_parser("plan", help="what a config will cost").add_subparsers(dest="verb", required=True)
+    p = pl.add_parser("estimate", help="device-hours per job kind, from the DAG's job list and measured FLOPs")
+    p.add_argument("--config", required=True)
+    p.add_argument("--benchmark", default=None, help="bench_tokenizers.py result with FLOP counts "
+                   "(default: benchmarks/results/tokenizers_cpu.json)")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak (default: H100 dense bf16)")
+    p.add_argument("--mfu", type=float, default=0.3, help="assumed model-FLOP utilisation")
+    p.set_defaults(fn=_plan_estimate)
     p = groups.add_parser("doctor", help="check optional dependencies, weights and data roots")
     p.add_argument("--config", default=None)
     p.set_defaults(fn=_doctor)
