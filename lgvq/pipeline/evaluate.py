@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,31 @@ def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
 FID_OFF_REASON = "FID not computed: eval.fid_extractor is none"
 
 
+@dataclass
+class FIDScore:
+    """The FID part of a metrics record: metric and note under the extractor's label, or the
+    reason it was not computed (`not_computed`); `description` goes into the manifest."""
+
+    metrics: dict[str, float]
+    notes: dict[str, str]
+    not_computed: dict[str, str]
+    description: str
+
+
+def score_fid(images: Path, reference: Path | None, extractor, cache_dir: Path, *, tag: str | None = None,
+              note_suffix: str = "") -> FIDScore:
+    """FID of the images in `images` against `reference` with `extractor` (None: FID is off).
+    `tag` names the generator inside the label, e.g. FID[shapes-cnn,AR-GPT]."""
+    from lgvq.metrics.fid import compute_fid, fid_label
+
+    if extractor is None:
+        return FIDScore({}, {}, {"FID": FID_OFF_REASON}, FID_OFF_REASON)
+    fid = compute_fid(images, reference, extractor=extractor, cache_dir=cache_dir)
+    label = fid_label(extractor.name)
+    label = f"{label[:-1]},{tag}]" if tag else label
+    return FIDScore({label: fid.value}, {label: fid.description + note_suffix}, {}, fid.description)
+
+
 def _extractor(cfg: dict[str, Any], dataset: str):
     """The configured FID feature extractor, or None when `eval.fid_extractor: none`."""
     from lgvq.metrics.extractors import InceptionExtractor, ShapesCNNExtractor
@@ -115,7 +141,6 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     """Reconstruction FID/PSNR/SSIM on the first `eval_images` test images + codebook statistics
     over the whole test split (usage counts codes used at least once over the split)."""
     from lgvq.metrics.codebook import codebook_statistics
-    from lgvq.metrics.fid import compute_fid, fid_label
     from lgvq.metrics.image import psnr_per_image, ssim_per_image
 
     R = cfg["results_dir"]
@@ -137,18 +162,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     real_u8, rec_u8 = np.concatenate(real), np.concatenate(rec)
     recon_dir = out / "reconstructions"
     _write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records], recon_dir)
-    metrics: dict[str, float] = {}
-    notes: dict[str, str] = {}
-    not_computed: dict[str, str] = {}
-    fid_note = FID_OFF_REASON
-    if extractor is None:
-        not_computed["FID"] = FID_OFF_REASON
-    else:
-        fid = compute_fid(str(recon_dir), str(ref), extractor=extractor,
-                          cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
-        fid_note = fid.description
-        metrics[fid_label(extractor.name)] = fid.value
-        notes[fid_label(extractor.name)] = fid.description
+    fid = score_fid(recon_dir, ref, extractor, paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
     psnr = psnr_per_image(real_u8, rec_u8)
     ssim = ssim_per_image(real_u8, rec_u8)
     common = {"dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
@@ -156,11 +170,11 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
                          "text_encoder": cfg["text_encoder"]["name"], "perceptual": model.describe().get("perceptual")}}
     atomic_write_json(out / "metrics.json", {
         "kind": "reconstruction", **common,
-        "metrics": {**metrics, "PSNR": float(psnr.mean()), "SSIM": float(ssim.mean())},
-        "notes": {**notes,
+        "metrics": {**fid.metrics, "PSNR": float(psnr.mean()), "SSIM": float(ssim.mean())},
+        "notes": {**fid.notes,
                   "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(psnr)} test images",
                   "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
-        "not_computed": not_computed,
+        "not_computed": fid.not_computed,
     })
     stats = codebook_statistics(codes, model.codebook_size)
     cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
@@ -171,7 +185,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
                            f"{codes.shape[0]} test images ({codes.shape[1]}x{codes.shape[2]} codes each)"},
     })
     _codebook_figures(model, codes, cb_dir)
-    record.write(out, fid=fid_note)
+    record.write(out, fid=fid.description)
     record.write(cb_dir)
 
 

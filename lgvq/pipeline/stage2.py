@@ -175,7 +175,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     if task not in TASKS:
         raise ArtifactError(f"unknown second-stage task '{task}' (tasks: {', '.join(TASKS)})")
     from lgvq.downstream.task import HeadTask
-    from lgvq.pipeline.evaluate import FID_OFF_REASON, _extractor, _to_uint8, _write_pngs, reference_folder
+    from lgvq.pipeline.evaluate import _extractor, _to_uint8, _write_pngs, reference_folder, score_fid
     from lgvq.pipeline.tokenizer import _text_cache, load_tokenizer
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
@@ -251,24 +251,13 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     _write_pngs(_to_uint8(x), [f"{r.image_id:012d}" for r in test_recs], samples_dir)
     _sample_grid(x[:16], out / "samples_grid.png")
 
-    from lgvq.metrics.fid import compute_fid, fid_label
-
     extractor = _extractor(cfg, dataset)
     tag = METRIC_TAG.get(task)
-    metrics: dict[str, float] = {}
-    notes: dict[str, str] = {}
-    not_computed: dict[str, str] = {}
-    fid_note = FID_OFF_REASON  # the samples and their grid are still written: a person can look
-    if extractor is None:
-        not_computed["FID"] = FID_OFF_REASON
-    else:
-        fid = compute_fid(samples_dir, reference_folder(cfg, dataset), extractor=extractor,
-                          cache_dir=paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
-        label = fid_label(extractor.name)
-        label = f"{label[:-1]},{tag}]" if tag else label
-        fid_note = fid.description
-        metrics[label] = fid.value
-        notes[label] = f"{fid.description}; one sample per test condition, seed {seed}"
+    # FID off: the samples and their grid are still written above, for a person to look at
+    fid = score_fid(samples_dir, reference_folder(cfg, dataset) if extractor is not None else None, extractor,
+                    paths.dataset_dir(R, dataset) / "eval" / "fid_cache", tag=tag,
+                    note_suffix=f"; one sample per test condition, seed {seed}")
+    metrics, notes = fid.metrics, fid.notes
     if task.startswith("t2i") and extractor is not None and extractor.name == "shapes-cnn":
         from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
         from lgvq.metrics.attributes import attribute_accuracy
@@ -282,13 +271,13 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                       f"(count not scored); {len(captions)} captions")
     atomic_write_json(out / "metrics.json", {
         "kind": TABLE_KIND[task], "dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
-        "task": task, "metrics": metrics, "notes": notes, "not_computed": not_computed,
+        "task": task, "metrics": metrics, "notes": notes, "not_computed": fid.not_computed,
         "labels": {"generator": f"{type(model.net).__name__}: width {s['width']}, {s['layers']} layers, {s['heads']} heads, "
                                 f"{s['steps']} steps (batch {s['batch_size']})"
                                 + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
                    "text_encoder": cache.describe() if cache else None},
     })
-    record.write(out, fid=fid_note, work_dir=str(work), processes=dist.world)
+    record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world)
     return out / "metrics.json"
 
 
