@@ -2,14 +2,18 @@
 # evaluations -> the paper's tables. Thin on purpose: the jobs are `lgvq <verb>` calls and
 # the experiment matrix lives in lgvq.pipeline.plan (shared with `lgvq tables build`).
 #
-#   snakemake --cores all results/tables                 all tables
-#   snakemake --cores all results/tables/ablation.md     one table, and only what it needs
-#   snakemake --cores all --configfile config/smoke.yaml results/tables
+#   snakemake --cores all results/tables                       all tables
+#   snakemake --cores all results/tables/ablation.md           one table, and only what it needs
+#   snakemake --cores all --configfile config/smoke.yaml       another config: all its tables (its default target)
+#
+# (--configfile takes several files: put targets before it, or use the default target.)
+# profiles/default (rerun-incomplete, show-failed-logs) is loaded by Snakemake automatically.
 
-from lgvq.config import head_settings, validate_config  # noqa: F401  (head_settings: the rules' params)
+from lgvq.config import validate_config
 from lgvq.io import atomic_write_json
-from lgvq.manifest import config_hash  # noqa: F401  (used by the rules' params)
-from lgvq.pipeline import paths, plan
+from lgvq.manifest import config_hash
+from lgvq.pipeline import jobs, plan  # noqa: F401  (jobs: the rules' params)
+from lgvq.pipeline.preflight import preflight
 
 
 # The default experiment only when no config names its datasets: `--configfile` replaces it
@@ -25,12 +29,17 @@ if "datasets" not in config:
 # by lgvq.config (also used by every `lgvq` verb), so errors name the bad key the same way.
 config = validate_config(dict(config), source="snakemake config")
 R = config["results_dir"]
+# Everything a job will look up (data roots, weight files, registry names) is checked now, before
+# Snakemake plans the run and deletes any output it would rebuild: a wrong path stops the run here.
+preflight(config)
 
-# The `lgvq` verbs read the validated config from this file. It is not declared as an input
-# (editing one tokenizer's params must not retrain the others); each rule carries the hash
-# of its own config slice in `params`, which is what makes Snakemake rerun exactly the
-# affected jobs.
-CONFIG_JSON = f"{R}/.config/config.json"  # a stable path: as a param it must not change with the config
+# The `lgvq` verbs read the validated config from a file named by its hash: parsing another config
+# (a dry run, a second run) writes another file and never changes what a planned or running job
+# reads. The path is filled into the commands when they run, not declared as an input or param
+# (editing one tokenizer's params must not retrain the others); each rule carries the hash of its
+# own config slice in `params.h` (lgvq.pipeline.jobs), which is what makes Snakemake rerun exactly
+# the affected jobs.
+CONFIG_JSON = f"{R}/.config/{config_hash(config)}.json"
 atomic_write_json(CONFIG_JSON, config)
 
 

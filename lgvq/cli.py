@@ -294,6 +294,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lgvq: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C outside a training loop (evaluation, encoding): every output is written atomically,
+        # so nothing half-written is left; one line instead of a traceback. 130 = 128 + SIGINT.
+        print("lgvq: interrupted (SIGINT); no partial output was kept, run the same command again", file=sys.stderr)
+        return 130
+    except Exception as e:
+        # Training stopped by SIGINT/SIGTERM after writing a checkpoint (lgvq.train.loop): quiet exit
+        # with 128 + the signal number, as a shell reports a signalled process.
+        loop = sys.modules.get("lgvq.train.loop")
+        if loop is None or not isinstance(e, loop.TrainingInterrupted):
+            raise
+        print(f"lgvq: {e}", file=sys.stderr)
+        return 128 + e.signum
     return int(rc or 0)
 
 

@@ -169,24 +169,39 @@ def learning_rate(cfg: dict[str, Any], n_gpus: int = 1) -> float:
     return float(train["base_lr"]) * train["batch_size"] * max(1, n_gpus)
 
 
+# Tokenizer classes that build their codebook from the text encoder's word embeddings (VQCT).
+WORD_EMBEDDING_CLASSES = ("vqct",)
+
+
+def tokenizer_needs_text(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str) -> bool:
+    """Whether training reads the text cache: an LG variant, or a codebook built from word embeddings.
+    A run that does not is neither retrained nor made to wait when the text encoder changes."""
+    return (any(w > 0 for w in lg_weights_for(cfg, dataset, variant).values())
+            or cfg["tokenizers"][tokenizer]["class"] in WORD_EMBEDDING_CLASSES)
+
+
 def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> dict[str, Any]:
     """Everything that determines a trained tokenizer; its hash names the checkpoint's config."""
     require(cfg, dataset=dataset, tokenizer=tokenizer)
     ds = cfg["datasets"][dataset]
+    weights = lg_weights_for(cfg, dataset, variant)
     return {
         "dataset": {k: ds[k] for k in ("source", "root", "synth", "image_size", "resize_mode")},
         "dataset_name": dataset,
         "tokenizer": cfg["tokenizers"][tokenizer],
         "tokenizer_name": tokenizer,
         "variant": variant,
-        "lg_weights": lg_weights_for(cfg, dataset, variant),
-        "lg": cfg["lg"],
-        "text_encoder": cfg["text_encoder"],
+        "lg_weights": weights,
+        # The LG module's and text encoder's settings only where they are used (a base VQ-VAE is the
+        # same model whatever lg.width says).
+        "lg": cfg["lg"] if any(w > 0 for w in weights.values()) else None,
+        "text_encoder": cfg["text_encoder"] if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None,
         # How the steps execute stays out (a checkpoint resumes the same way under either; the
-        # manifest records them): the fast path and torch.compile. The number of processes stays
+        # manifest records them): the fast path, torch.compile, and how often a checkpoint or a
+        # loss-log row is written (resume is exact at any cadence). The number of processes stays
         # in when above 1: it multiplies the global batch.
         "train": {k: v for k, v in cfg["train"].items()
-                  if not (k == "gpus" and v == 1) and k not in ("compile", "fast_path")},
+                  if not (k == "gpus" and v == 1) and k not in ("compile", "fast_path", "ckpt_every", "log_every")},
         "seed": seed,
     }
 
@@ -202,16 +217,6 @@ def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True
     for a single-process one (`data_parallel=False`, the label-map VQ)."""
     return {k: v for k, v in cfg[stage].items()
             if k not in _RUN_SELECTION_KEYS and not (k == "gpus" and (v == 1 or not data_parallel))}
-
-
-# Keys of a dataset entry that do not change what its jobs compute: which tasks run on it, where
-# derived files are cached, which paper column its numbers sit in.
-_DATASET_SELECTION_KEYS = ("stage2_tasks", "downstream_tasks", "cache_dir", "paper_column")
-
-
-def dataset_settings(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """A dataset entry as its jobs' hashes see it."""
-    return {k: v for k, v in cfg["datasets"][dataset].items() if k not in _DATASET_SELECTION_KEYS}
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

@@ -105,4 +105,16 @@ def main_doctor(args: argparse.Namespace) -> int:
             line += f"\n    {'':<{width}}  missing -> disables: {c.disables}"
         print(line)
     essential = {"torch", "text encoder: minilm", "snakemake"}
-    return 1 if any(not c.ok and c.name in essential for c in rows) else 0
+    failed = any(not c.ok and c.name in essential for c in rows)
+    if cfg is not None:
+        # What the config itself names (roots, weights, checkpoints, registry names): the DAG refuses
+        # to start on any of these, so neither does the doctor pass.
+        from lgvq.pipeline.preflight import problems
+
+        found = problems(cfg)
+        print(f"\nconfig {args.config}: " + ("everything it names is there" if not found else
+                                               f"{len(found)} problem(s), the DAG will not start:"))
+        for line in found:
+            print(f"  {line}")
+        failed = failed or bool(found)
+    return 1 if failed else 0

@@ -91,3 +91,27 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def load_torch_file(path: str | os.PathLike, *, key: str | None = None) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU with errors a user can act on, naming the
+    config `key` the path came from when there is one. Torch's own message for a file that is not
+    a checkpoint ends with advice to retry with `weights_only=False`, which would execute code
+    from the file: never what to do with a file named in a config."""
+    import torch
+
+    p = Path(path)
+    where = f"{key}: " if key else ""
+    if not p.is_file():
+        raise ArtifactError(f"{where}file not found: {p}")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a legacy pickle
+        raise ArtifactError(f"{where}{p} is not a PyTorch checkpoint (neither torch's zip format nor a pickle; "
+                            f"starts with {head!r})")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated archive, or objects other than tensors and containers
+        detail = str(e).split("\n")[0][:300]
+        raise ArtifactError(f"{where}cannot read the PyTorch checkpoint {p} ({type(e).__name__}: {detail}); "
+                            "only tensors and plain containers are loaded") from e

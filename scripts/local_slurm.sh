@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine (Debian's slurm-wlm + munge), then the smoke DAG
-# through workflow/profiles/slurm (snakemake-executor-plugin-slurm). Proves the cluster profile
+# through profiles/slurm (snakemake-executor-plugin-slurm). Proves the cluster profile
 # for real: every job is an sbatch submission, queried with squeue.
 #
 #   sudo bash scripts/local_slurm.sh [LOG [TARGET...]]   (root: it installs packages and starts daemons)
@@ -76,7 +76,7 @@ cd "$repo"
 start=$(date +%s)
 set +e
 PATH="$venv:$PATH" HF_HUB_OFFLINE=1 "$venv/snakemake" "${targets[@]}" \
-  --profile workflow/profiles/slurm-local --directory "$work" -s "$repo/Snakefile" \
+  --profile profiles/slurm-local --directory "$work" -s "$repo/Snakefile" \
   --configfile "$repo/config/smoke.yaml" --config results_dir=results > "$log" 2>&1
 rc=$?
 set -e

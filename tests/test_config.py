@@ -130,7 +130,8 @@ def test_narrowing_which_jobs_run_keeps_the_finished_jobs_hashes():
 
 
 def test_single_process_jobs_and_datasets_ignore_keys_that_do_not_change_them():
-    from lgvq.config import dataset_settings, head_settings
+    from lgvq.config import head_settings
+    from lgvq.pipeline import jobs
 
     one = validate_config({**MINIMAL, "stage2": {"enabled": True}})
     two = validate_config({**MINIMAL, "stage2": {"enabled": True, "gpus": 2}})
@@ -139,7 +140,14 @@ def test_single_process_jobs_and_datasets_ignore_keys_that_do_not_change_them():
     moved = validate_config({**MINIMAL, "datasets": {"shapes": {"source": "shapes", "paper_column": "CUB-200",
                                                                 "stage2_tasks": ["completion"], "cache_dir": "/c"}}})
     resized = validate_config({**MINIMAL, "datasets": {"shapes": {"source": "shapes", "image_size": 64}}})
-    assert dataset_settings(moved, "shapes") == dataset_settings(one, "shapes") != dataset_settings(resized, "shapes")
+    fewer_eval = validate_config({**MINIMAL, "datasets": {"shapes": {"source": "shapes", "eval_images": 4}}})
+    # the data stage (and so every job after it) ignores selection keys, image size and evaluation size
+    assert jobs.data(moved, "shapes") == jobs.data(one, "shapes") == jobs.data(resized, "shapes") \
+        == jobs.data(fewer_eval, "shapes")
+    # the image size reaches the jobs that read images at it; the evaluation size only the evaluations
+    assert jobs.feature_extractor(resized, "shapes") != jobs.feature_extractor(one, "shapes")
+    assert jobs.tokenizer(fewer_eval, "shapes", "vqgan", "base", 0) == jobs.tokenizer(one, "shapes", "vqgan", "base", 0)
+    assert jobs.reconstruction(fewer_eval, "shapes", "vqgan", "base", 0) != jobs.reconstruction(one, "shapes", "vqgan", "base", 0)
 
 
 def test_heads_must_divide_the_width():

@@ -71,10 +71,31 @@ def test_finished_run_is_not_retrained(tmp_path):
     assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == mtime
 
 
-def test_checkpoint_from_another_config_is_refused(tmp_path):
+def test_checkpoint_from_another_config_is_set_aside_never_resumed_and_restored_when_the_config_returns(tmp_path, capsys):
+    run(tmp_path, stop_after=3)
+    first = (tmp_path / "checkpoint.pt").read_bytes()
+    other = ToyTask()
+    state = train_loop(other, batches, out_dir=tmp_path, max_steps=11, seed=7, config_hash="other", ckpt_every=3,
+                       log_every=1, stop_after=2)
+    assert state.step == 2  # trained from scratch: nothing of "abc" was resumed
+    assert (tmp_path / "superseded" / "abc" / "checkpoint.pt").read_bytes() == first  # kept, byte for byte
+    assert (tmp_path / "superseded" / "abc" / "log.csv").is_file()
+    assert "written for config hash abc" in capsys.readouterr().out
+    # back to the first config: its checkpoint comes back and resumes at step 3; "other" goes aside
+    resumed = run(tmp_path)
+    assert (tmp_path / "superseded" / "other" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "superseded" / "abc").exists()
+    reference = run(tmp_path / "ref")
+    for a, b in zip(reference.net.parameters(), resumed.net.parameters()):
+        assert torch.equal(a, b)  # the resumed run is the uninterrupted one
+
+
+def test_loading_a_checkpoint_of_another_config_is_refused(tmp_path):
+    from lgvq.train.loop import load_checkpoint
+
     run(tmp_path, stop_after=3)
     with pytest.raises(CheckpointMismatchError, match="config hash"):
-        train_loop(ToyTask(), batches, out_dir=tmp_path, max_steps=11, seed=7, config_hash="other")
+        load_checkpoint(tmp_path / "checkpoint.pt", "other")
 
 
 def test_nan_loss_names_step_and_term(tmp_path):

@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lgvq.config import head_settings, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
-from lgvq.pipeline import paths
+from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, process_group
 from lgvq.pipeline.tokenizer import load_codes
 
@@ -61,11 +60,6 @@ class CodeTable:
         return torch.as_tensor(self.codes[rows], dtype=torch.long, device=device)
 
 
-def _job_hash(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> str:
-    return config_hash({"tokenizer": tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed),
-                        "downstream": head_settings(cfg, "downstream"), "task": task})
-
-
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     if task not in TASKS:
         raise ArtifactError(f"unknown downstream task '{task}' (tasks: {', '.join(TASKS)})")
@@ -74,11 +68,11 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, d = cfg["results_dir"], cfg["downstream"]
-    h = _job_hash(cfg, task, dataset, tokenizer, variant, seed)
+    h = config_hash(jobs.downstream_training(cfg, task, dataset, tokenizer, variant, seed))  # the checkpoint's
     work = paths.downstream_dir(R, task, dataset, tokenizer, variant, seed)
     out = paths.eval_dir(R, task, dataset, tokenizer, variant, seed)
-    record = RunRecord(f"downstream/{task}", {"downstream": d, "task": task, "run": [dataset, tokenizer, variant, seed]},
-                       seed=seed, config_hash_short=h)
+    record = RunRecord(f"downstream/{task}", jobs.downstream_job(cfg, task, dataset, tokenizer, variant, seed),
+                       seed=seed, training_hash=h)
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
     train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test", "train", "val"))
     codebook = torch.as_tensor(np.load(tokdir / "codes" / "codebook.npy", allow_pickle=False))

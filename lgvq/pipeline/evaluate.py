@@ -18,7 +18,7 @@ import torch
 
 from lgvq.io import ArtifactError, atomic_path, atomic_write_json
 from lgvq.manifest import RunRecord
-from lgvq.pipeline import paths
+from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, device as pick_device
 from lgvq.pipeline.tokenizer import load_codes, load_tokenizer
 
@@ -122,7 +122,7 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
 
     out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
     seed = cfg["eval"]["mask_eval_seed"]
-    record = RunRecord("metrics/train-extractor", {"dataset": cfg["datasets"][dataset], "eval": cfg["eval"]}, seed=seed)
+    record = RunRecord("metrics/train-extractor", jobs.feature_extractor(cfg, dataset), seed=seed)
     data, records = _eval_images(cfg, dataset, split="train")
     missing = [r.image_id for r in records if not r.attributes]
     if missing:
@@ -145,7 +145,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
 
     R = cfg["results_dir"]
     out = paths.eval_dir(R, "reconstruction", dataset, tokenizer, variant, seed)
-    record = RunRecord("eval/reconstruction", {"run": [dataset, tokenizer, variant, seed], "eval": cfg["eval"]}, seed=seed)
+    record = RunRecord("eval/reconstruction", jobs.reconstruction(cfg, dataset, tokenizer, variant, seed), seed=seed)
     dev = pick_device(cfg)
     # Every input is loaded before anything is written: missing FID weights or a corrupt code
     # file must not leave fresh reconstructions (or a metrics.json) behind a failed job.
@@ -219,7 +219,7 @@ def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
 
     R = cfg["results_dir"]
     out = paths.eval_dir(R, "text_alignment", dataset, tokenizer, variant, seed)
-    record = RunRecord("eval/text_alignment", {"run": [dataset, tokenizer, variant, seed], "eval": cfg["eval"]}, seed=seed)
+    record = RunRecord("eval/text_alignment", jobs.text_alignment(cfg, dataset, tokenizer, variant, seed), seed=seed)
     dev = pick_device(cfg)
     model, lg = load_tokenizer(cfg, dataset, tokenizer, variant, seed, with_lg=True)
     model, lg = model.to(dev), (lg.to(dev) if lg is not None else None)

@@ -36,11 +36,19 @@ class Run:
     seed: int
 
 
+def run_seeds(cfg: dict[str, Any], tokenizer: str, seeds: list[int]) -> list[int]:
+    """The seeds a tokenizer entry runs on. A seed fixes a tokenizer's training (initialisation, data
+    order, LG word masks) and the training of the heads on its codes. A frozen checkpoint has no
+    training, so its first-stage numbers are the same on every seed: it runs on the first one only
+    and its cells say n=1, instead of one evaluation counted as several seeds (± 0.00)."""
+    return list(seeds[:1]) if cfg["tokenizers"][tokenizer].get("checkpoint") else list(seeds)
+
+
 def tokenizer_runs(cfg: dict[str, Any]) -> Iterator[Run]:
     """Every trained tokenizer: configured variants for all, plus the ablation runs."""
     seen: set[Run] = set()
     main = [Run(ds, tok, v, s) for ds in cfg["datasets"] for tok, e in cfg["tokenizers"].items()
-            for v in e["variants"] for s in cfg["seeds"]]
+            for v in e["variants"] for s in run_seeds(cfg, tok, cfg["seeds"])]
     for run in [*main, *ablation_runs(cfg)]:
         if run not in seen:
             seen.add(run)
@@ -55,14 +63,15 @@ def ablation_runs(cfg: dict[str, Any]) -> list[Run]:
         return []
     seeds = abl.get("seeds") or cfg["seeds"]
     variants = dict.fromkeys(["base", *abl["variants"], "lg"])
-    return [Run(ds, abl["tokenizer"], v, s) for ds in cfg["datasets"] for v in variants for s in seeds]
+    return [Run(ds, abl["tokenizer"], v, s) for ds in cfg["datasets"] for v in variants
+            for s in run_seeds(cfg, abl["tokenizer"], seeds)]
 
 
 def main_runs(cfg: dict[str, Any], *, expensive: bool = False) -> list[Run]:
     """base / +LG runs of every tokenizer (the rows of most tables)."""
     seeds = cfg["expensive_seeds"] if expensive else cfg["seeds"]
     return [Run(ds, tok, v, s) for ds in cfg["datasets"] for tok, e in cfg["tokenizers"].items()
-            for v in e["variants"] if v in ("base", "lg") for s in seeds]
+            for v in e["variants"] if v in ("base", "lg") for s in run_seeds(cfg, tok, seeds)]
 
 
 def task_runs(cfg: dict[str, Any], stage: str, task: str) -> list[Run]:

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lgvq.config import dataset_settings, head_settings, tokenizer_job_slice
 from lgvq.io import ArtifactError, atomic_path, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
-from lgvq.pipeline import paths
+from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
 from lgvq.pipeline.downstream import CodeTable
 
@@ -62,8 +61,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     ds = cfg["datasets"][dataset]
     out = paths.dataset_dir(R, dataset) / "labelmap_vq"
     seed = cfg["eval"]["mask_eval_seed"]
-    job = {"dataset": dataset_settings(cfg, dataset), "stage2": head_settings(cfg, "stage2", data_parallel=False),
-           "tokenizer_grids": _tokenizer_grid(cfg, dataset)}
+    job = jobs.labelmap_vq(cfg, dataset)
     h = config_hash(job)
     record = RunRecord("stage2/labelmap_vq", job, seed=seed, config_hash_short=h)
     recs = dataset_source(cfg, dataset).records("train")
@@ -89,16 +87,12 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
 
 
 def _tokenizer_grid(cfg: dict[str, Any], dataset: str) -> int:
-    """The code grid of the tokenizers semantic synthesis runs on (they share one label-map VQ)."""
-    from lgvq.pipeline.plan import task_runs
-
-    size = cfg["datasets"][dataset]["image_size"]
-    names = {r.tokenizer for r in task_runs(cfg, "stage2", "semantic") if r.dataset == dataset} or set(cfg["tokenizers"])
-    grids = {size // 2 ** (len(cfg["tokenizers"][n]["params"].get("ch_mult", (1, 1, 2, 2, 4))) - 1) for n in names}
+    """The one code grid of the tokenizers semantic synthesis runs on (they share one label-map VQ)."""
+    grids = jobs.tokenizer_grid(cfg, dataset)
     if len(grids) != 1:
-        raise ArtifactError(f"tokenizers of dataset {dataset} have different code grids {sorted(grids)}; "
+        raise ArtifactError(f"tokenizers of dataset {dataset} have different code grids {grids}; "
                             "semantic synthesis needs one label-map VQ grid")
-    return grids.pop()
+    return grids[0]
 
 
 def load_labelmap_vq(cfg: dict[str, Any], dataset: str):
@@ -166,11 +160,6 @@ class Stage2Model(nn.Module):
         return flat.view(n, *self.grid)
 
 
-def _job_hash(cfg, task, dataset, tokenizer, variant, seed) -> str:
-    return config_hash({"tokenizer": tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed),
-                        "stage2": head_settings(cfg, "stage2"), "task": task})
-
-
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     if task not in TASKS:
         raise ArtifactError(f"unknown second-stage task '{task}' (tasks: {', '.join(TASKS)})")
@@ -180,11 +169,11 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, s = cfg["results_dir"], cfg["stage2"]
-    h = _job_hash(cfg, task, dataset, tokenizer, variant, seed)
+    h = config_hash(jobs.stage2_training(cfg, task, dataset, tokenizer, variant, seed))  # the checkpoint's
     work = paths.stage2_dir(R, task, dataset, tokenizer, variant, seed)
     out = paths.eval_dir(R, f"stage2-{task}", dataset, tokenizer, variant, seed)
-    record = RunRecord(f"stage2/{task}", {"stage2": s, "task": task, "run": [dataset, tokenizer, variant, seed]},
-                       seed=seed, config_hash_short=h)
+    record = RunRecord(f"stage2/{task}", jobs.stage2_job(cfg, task, dataset, tokenizer, variant, seed),
+                       seed=seed, training_hash=h)
     dist, dev = process_group(cfg)  # one process unless torchrun started several (stage2.gpus > 1)
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
     train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test",))

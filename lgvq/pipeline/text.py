@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lgvq.manifest import RunRecord
+from lgvq.pipeline import jobs
 from lgvq.pipeline.common import dataset_source
 
 
@@ -14,7 +15,7 @@ def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
     from lgvq.text.registry import get_text_encoder
 
     tcfg = cfg["text_encoder"]
-    record = RunRecord("text/cache", {"dataset": cfg["datasets"][dataset], "text_encoder": tcfg})
+    record = RunRecord("text/cache", jobs.text_cache(cfg, dataset))
     source = dataset_source(cfg, dataset)
     captions: dict[int, list[str]] = {}
     for split in source.splits():

@@ -13,8 +13,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lgvq.config import ConfigError, learning_rate, lg_weights_for, tokenizer_job_slice
-from lgvq.io import ArtifactError, atomic_path
+from lgvq.config import (WORD_EMBEDDING_CLASSES, ConfigError, learning_rate, lg_weights_for, tokenizer_job_slice,
+                         tokenizer_needs_text)
+from lgvq.io import ArtifactError, atomic_path, load_torch_file
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
@@ -68,7 +69,7 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
     image_size = cfg["datasets"][dataset]["image_size"]
     params = dict(entry["params"])
     words = None
-    if entry["class"] == "vqct":
+    if entry["class"] in WORD_EMBEDDING_CLASSES:
         cache = cache or _text_cache(cfg, dataset)
         words = vqct_vocabulary_embeddings(cache, int(params.get("n_embed", 1024)))
     model = build_tokenizer(entry["class"], params, image_size=image_size, word_embeddings=words,
@@ -119,7 +120,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     if cfg["tokenizers"][tokenizer].get("checkpoint"):
         return _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out, record)
     seed_everything(seed)
-    cache = _text_cache(cfg, dataset)
+    cache = _text_cache(cfg, dataset) if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None
     model, lg, weights = build_models(cfg, dataset, tokenizer, variant, cache)
     ds_cfg = cfg["datasets"][dataset]
     source = dataset_source(cfg, dataset)
@@ -154,7 +155,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                     "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
                     "lg_weights": weights, "steps": state.step}, tmp)
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights,
-                 text_encoder=cache.describe(), steps=state.step, lr=lr, processes=dist.world)
+                 text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
+                 execution={"fast_path": tcfg["fast_path"], "compile": tcfg["compile"], "device": str(dev)})
     return model_path
 
 
@@ -184,10 +186,7 @@ def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         # Name the config key when the path came from the config (a frozen external checkpoint).
         where = f"tokenizers.{tokenizer}.checkpoint: " if external else ""
         raise ArtifactError(f"{where}trained tokenizer not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ArtifactError(f"corrupt tokenizer checkpoint {path}: {e}") from e
+    payload = load_torch_file(path, key=f"tokenizers.{tokenizer}.checkpoint" if external else None)
     expected = config_hash(tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed))
     if not external and payload.get("config_hash") != expected:
         raise ArtifactError(f"{path} was trained with another config (hash {payload.get('config_hash')} != {expected}); "

@@ -148,7 +148,9 @@ def render_markdown(table_id: str, df: pd.DataFrame, *, experiment: str, notes: 
     out += ["Cells: ours as mean ± sample std over seeds (n = number of seeds); Δ = this +LG variant minus the same "
             "tokenizer's base; `paper` = the number printed in the paper (real data, Inception FID, CLIP text encoder), "
             "never computed here.",
-            f"Experiment `{experiment}`; seeds: {', '.join(seeds) or 'none'}.",
+            f"Experiment `{experiment}`; seeds: {', '.join(seeds) or 'none'}. A seed fixes the tokenizer's training "
+            "(initialisation, data order, LG word masks) and the training of any head on its codes; evaluation "
+            "masks and samples use eval.mask_eval_seed. A frozen checkpoint has no training and is evaluated once (n=1).",
             "PSNR/SSIM: per image, RGB, uint8, data_range 255, averaged over images. FID[x]: clean-fid (clean mode) "
             "with feature extractor x. CIDEr-D as in pycocoevalcap (no SPICE). Percent metrics (usage, recall, "
             "accuracy, WUPS) are shown ×100."]

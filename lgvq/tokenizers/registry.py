@@ -59,11 +59,10 @@ def _ensure_builtin() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    from lgvq.tokenizers.cvq import CVQ
-    from lgvq.tokenizers.fsq import FSQTokenizer
-    from lgvq.tokenizers.vqct import VQCT
-    from lgvq.tokenizers.vqgan import VQGAN
-    from lgvq.tokenizers.vqvae import VQVAE
+    import importlib
 
-    for n, c in (("vqvae", VQVAE), ("vqgan", VQGAN), ("cvq", CVQ), ("vqct", VQCT), ("fsq", FSQTokenizer)):
-        _REGISTRY.setdefault(n, c)
+    from lgvq.tokenizers import BUILTIN
+
+    for name, target in BUILTIN.items():
+        module, cls = target.split(":")
+        _REGISTRY.setdefault(name, getattr(importlib.import_module(module), cls))

@@ -8,8 +8,11 @@ and that a crash must not lose:
   the batches an uninterrupted run would;
 - checkpoints every `ckpt_every` steps, written atomically, holding modules, optimisers,
   RNG states, the loss log and the config hash (a checkpoint from another config is refused);
-- exact resume: re-running the same command continues from the last checkpoint;
+- exact resume: re-running the same command continues from the last checkpoint; a checkpoint
+  of another config is set aside (`superseded/<hash>/`), never resumed and never deleted;
 - NaN/inf detection (`check_finite`), which names the step and the offending term;
+- SIGINT/SIGTERM (Ctrl-C, a pre-empted cluster job): the current step ends, a checkpoint is written
+  and `TrainingInterrupted` is raised (the CLI exits quietly with 128 + the signal number);
 - a tqdm progress bar and a CSV loss log (`log.csv`: step + one column per term).
 """
 
@@ -17,7 +20,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import random
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
     from lgvq.train.distributed import DistInfo
 
 CHECKPOINT_NAME = "checkpoint.pt"
+SUPERSEDED_DIR = "superseded"  # <out_dir>/superseded/<config hash>/: another config's checkpoint and log
 CHECKPOINT_KEYS = ("config_hash", "step", "epoch", "batch_in_epoch", "log", "modules", "optimizers", "rng")
 LOG_NAME = "log.csv"
 
@@ -46,6 +53,40 @@ class CheckpointMismatchError(ArtifactError):
 
     An ArtifactError (itself a RuntimeError), so `lgvq` reports it as one line naming the
     checkpoint and exits with status 2 instead of printing a traceback."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived (Ctrl-C, `scancel`, a pre-empted SLURM job): training finished the
+    step it was in, wrote a checkpoint, and stops. Re-running the same command continues from it."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}: checkpoint {checkpoint} "
+                         "saved; run the same command again to continue")
+
+
+class _StopRequests:
+    """While active, SIGINT and SIGTERM only record that a stop was asked for; the loop checks it
+    between steps (a Python flag: no device sync). Only the main thread can install handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._record)
+        return self
+
+    def _record(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 class TrainTask(Protocol):
@@ -139,6 +180,42 @@ def load_checkpoint(path: Path, config_hash: str | None = None) -> dict[str, Any
     return payload
 
 
+def _checkpoint_hash(path: Path) -> str | None:
+    """The config hash a checkpoint was written for (None when unreadable: load_checkpoint says why)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return payload.get("config_hash") if isinstance(payload, dict) else None
+
+
+def _swap_in_this_configs_checkpoint(out: Path, config_hash: str) -> None:
+    """A changed config never needs a manual delete, and never resumes another config's state.
+
+    A checkpoint (and its loss log) written for another config hash is moved to
+    `superseded/<its hash>/` and training starts fresh; one kept there for *this* hash (the
+    config was changed and then changed back) is moved back and resumed. One line says which."""
+    ckpt = out / CHECKPOINT_NAME
+    other = _checkpoint_hash(ckpt) if ckpt.exists() else None
+    if other is not None and other != config_hash:
+        aside = out / SUPERSEDED_DIR / other
+        aside.mkdir(parents=True, exist_ok=True)
+        for name in (CHECKPOINT_NAME, LOG_NAME):
+            if (out / name).exists():
+                os.replace(out / name, aside / name)
+        print(f"lgvq: {ckpt} was written for config hash {other}, not this run's {config_hash}: "
+              f"kept it in {aside}/ and training from scratch", flush=True)
+    kept = out / SUPERSEDED_DIR / config_hash
+    if not ckpt.exists() and (kept / CHECKPOINT_NAME).is_file():
+        for name in (CHECKPOINT_NAME, LOG_NAME):
+            if (kept / name).exists():
+                os.replace(kept / name, out / name)
+        if not any(kept.iterdir()):
+            kept.rmdir()
+        print(f"lgvq: resuming this config's checkpoint (hash {config_hash}), kept in {kept}/ while another "
+              "config ran", flush=True)
+
+
 def write_log(path: Path, rows: list[dict[str, float]]) -> None:
     keys: list[str] = ["step"]
     for row in rows:
@@ -192,6 +269,7 @@ def train_loop(
         for stale in out.rglob(".*.tmp-*"):
             if stale.is_file():
                 stale.unlink(missing_ok=True)
+        _swap_in_this_configs_checkpoint(out, config_hash)
     barrier(dist)
     seed_everything(seed)
     state = LoopState(log=[])
@@ -209,6 +287,8 @@ def train_loop(
                                 f"{str(e)[:300]}); delete it to retrain from scratch") from e
         state = LoopState(payload["step"], payload["epoch"], payload["batch_in_epoch"], list(payload["log"]))
         _set_rng_state(payload["rng"])
+        if dist.is_main and state.step < max_steps:
+            print(f"lgvq: resuming {ckpt_path} at step {state.step} of {max_steps}", flush=True)
     if state.step >= max_steps:
         return state
     if dist.rank > 0:
@@ -222,43 +302,51 @@ def train_loop(
     bar = tqdm(total=max_steps, initial=state.step, desc=desc, dynamic_ncols=True, mininterval=1.0,
                disable=not dist.is_main)
     last_saved = state.step
-    try:
-        while state.step < max_steps:
-            batches: Iterator[Any] = iter(epoch_batches(state.epoch))
-            for _ in range(state.batch_in_epoch):  # fast-forward to the resume position
-                next(batches)
-            exhausted = True
-            for batch in batches:
-                terms = dict(task.train_step(batch, state.step))
-                state.step += 1
-                state.batch_in_epoch += 1
-                if state.step % log_every == 0 or state.step == max_steps:
-                    row = {"step": state.step, **{k: float(v) for k, v in terms.items()}}
-                    state.log.append(row)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
-                    if on_log is not None:
-                        on_log(state.step, terms)
-                bar.update(1)
-                done = state.step >= max_steps or (stop_after is not None and state.step >= stop_after)
-                if state.step % ckpt_every == 0 or done:
-                    if dist.is_main:
-                        save_checkpoint(ckpt_path, task, state, config_hash)
-                        write_log(out / LOG_NAME, state.log)
-                        if on_checkpoint is not None:
-                            on_checkpoint(state.step)
-                    barrier(dist)
-                    last_saved = state.step
-                if done:
-                    exhausted = False
+    with _StopRequests() as stop:
+        try:
+            while state.step < max_steps:
+                batches: Iterator[Any] = iter(epoch_batches(state.epoch))
+                for _ in range(state.batch_in_epoch):  # fast-forward to the resume position
+                    next(batches)
+                exhausted = True
+                for batch in batches:
+                    terms = dict(task.train_step(batch, state.step))
+                    state.step += 1
+                    state.batch_in_epoch += 1
+                    if state.step % log_every == 0 or state.step == max_steps:
+                        row = {"step": state.step, **{k: float(v) for k, v in terms.items()}}
+                        state.log.append(row)
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+                        if on_log is not None:
+                            on_log(state.step, terms)
+                    bar.update(1)
+                    done = state.step >= max_steps or (stop_after is not None and state.step >= stop_after)
+                    if state.step % ckpt_every == 0 or done:
+                        if dist.is_main:
+                            save_checkpoint(ckpt_path, task, state, config_hash)
+                            write_log(out / LOG_NAME, state.log)
+                            if on_checkpoint is not None:
+                                on_checkpoint(state.step)
+                        barrier(dist)
+                        last_saved = state.step
+                    if done:
+                        exhausted = False
+                        break
+                    if stop.signum is not None:
+                        # No collective here: data-parallel ranks are in step (every step all-reduces), rank 0
+                        # writes, and a rank that stops first makes torchrun end the others.
+                        if dist.is_main and last_saved != state.step:
+                            save_checkpoint(ckpt_path, task, state, config_hash)
+                            write_log(out / LOG_NAME, state.log)
+                        raise TrainingInterrupted(stop.signum, state.step, ckpt_path)
+                if not exhausted:
                     break
-            if not exhausted:
-                break
-            if state.batch_in_epoch == 0:
-                raise ArtifactError("the training data yielded no batches (empty split or batch larger than the split)")
-            state.epoch += 1
-            state.batch_in_epoch = 0
-    finally:
-        bar.close()
+                if state.batch_in_epoch == 0:
+                    raise ArtifactError("the training data yielded no batches (empty split or batch larger than the split)")
+                state.epoch += 1
+                state.batch_in_epoch = 0
+        finally:
+            bar.close()
     if last_saved != state.step:
         if dist.is_main:
             save_checkpoint(ckpt_path, task, state, config_hash)

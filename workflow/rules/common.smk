@@ -12,22 +12,57 @@ wildcard_constraints:
     dstask=r"captioning|vqa|grounding",
 
 
-def dataset_hash(wc):
-    from lgvq.config import dataset_settings
+def job_config(wildcards, output):
+    """params.cfg of every rule: the validated config file the job reads, named by the config's hash.
+    Snakemake does not count a param computed from a job's outputs among its rerun triggers (the
+    outputs are tracked already), so the name changing with the config reruns nothing by itself:
+    params.h decides what reruns."""
+    return CONFIG_JSON
 
-    return config_hash(dataset_settings(config, wc.dataset))
+
+# Each job's params.h: the hash of the config slice its output depends on (lgvq.pipeline.jobs,
+# where docs/config_changes.md's table comes from). Snakemake reruns a job when it changes.
+def _run(wc):
+    return wc.dataset, wc.tokenizer, wc.variant, int(wc.seed)
+
+
+def data_hash(wc):
+    return jobs.job_hash(jobs.data(config, wc.dataset))
+
+
+def text_cache_hash(wc):
+    return jobs.job_hash(jobs.text_cache(config, wc.dataset))
 
 
 def tokenizer_hash(wc):
-    from lgvq.config import tokenizer_job_slice
-
-    return config_hash(tokenizer_job_slice(config, wc.dataset, wc.tokenizer, wc.variant, int(wc.seed)))
+    return jobs.job_hash(jobs.tokenizer(config, *_run(wc)))
 
 
-def eval_hash(wc):
-    """What an evaluation of a tokenizer run depends on beyond the run: the evaluation settings
-    and how many test images it scores."""
-    return config_hash([tokenizer_hash(wc), config["eval"], config["datasets"][wc.dataset]["eval_images"]])
+def extractor_hash(wc):
+    return jobs.job_hash(jobs.feature_extractor(config, wc.dataset))
+
+
+def reconstruction_hash(wc):
+    return jobs.job_hash(jobs.reconstruction(config, *_run(wc)))
+
+
+def text_alignment_hash(wc):
+    return jobs.job_hash(jobs.text_alignment(config, *_run(wc)))
+
+
+def stage2_hash(wc):
+    return jobs.job_hash(jobs.stage2_job(config, wc.s2task, *_run(wc)))
+
+
+def labelmap_vq_hash(wc):
+    return jobs.job_hash(jobs.labelmap_vq(config, wc.dataset))
+
+
+def downstream_hash(wc):
+    return jobs.job_hash(jobs.downstream_job(config, wc.dstask, *_run(wc)))
+
+
+TABLES_HASH = jobs.job_hash(jobs.tables(config))
 
 
 LGVQ = "lgvq"
@@ -48,14 +83,6 @@ def fid_extractor_input(wc):
     if config["eval"]["fid_extractor"] == "shapes-cnn":
         return [f"{R}/{wc.dataset}/shapes_cnn/model.pt"]
     return []
-
-
-def stage2_hash(wc):
-    return config_hash([eval_hash(wc), head_settings(config, "stage2"), wc.s2task])  # its scores are evaluations
-
-
-def downstream_hash(wc):
-    return config_hash([tokenizer_hash(wc), head_settings(config, "downstream"), wc.dstask])
 
 
 def labelmap_vq_input(wc):

@@ -8,8 +8,8 @@ rule prepare_data:
     output:
         f"{R}/{{dataset}}/data/prepared.json",
     params:
-        cfg=CONFIG_JSON,
-        h=dataset_hash,
+        cfg=job_config,
+        h=data_hash,
     log:
         f"{R}/logs/prepare_data/{{dataset}}.log",
     threads: 1
@@ -28,7 +28,8 @@ rule dataset_stats:
     output:
         f"{R}/{{dataset}}/data/stats.json",
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
+        h=data_hash,
     log:
         f"{R}/logs/dataset_stats/{{dataset}}.log",
     threads: 1
@@ -47,8 +48,8 @@ rule text_cache:
     output:
         f"{R}/{{dataset}}/text/{{encoder}}.npz",
     params:
-        cfg=CONFIG_JSON,
-        h=lambda wc: config_hash([dataset_hash(wc), config["text_encoder"]]),
+        cfg=job_config,
+        h=text_cache_hash,
     log:
         f"{R}/logs/text_cache/{{dataset}}-{{encoder}}.log",
     threads: 2

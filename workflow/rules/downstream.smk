@@ -12,7 +12,7 @@ rule downstream:
     output:
         f"{R}/{{dataset}}/eval/{{dstask}}/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
         h=downstream_hash,
     log:
         f"{R}/logs/downstream/{{dstask}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",

@@ -13,8 +13,8 @@ rule train_feature_extractor:
     output:
         f"{R}/{{dataset}}/shapes_cnn/model.pt",
     params:
-        cfg=CONFIG_JSON,
-        h=lambda wc: config_hash([dataset_hash(wc), config["eval"]]),
+        cfg=job_config,
+        h=extractor_hash,
     log:
         f"{R}/logs/feature_extractor/{{dataset}}.log",
     threads: 1
@@ -36,8 +36,8 @@ rule eval_reconstruction:
         recon=f"{R}/{{dataset}}/eval/reconstruction/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
         codebook=f"{R}/{{dataset}}/eval/codebook/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
     params:
-        cfg=CONFIG_JSON,
-        h=eval_hash,
+        cfg=job_config,
+        h=reconstruction_hash,
     log:
         f"{R}/logs/eval_reconstruction/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1
@@ -57,8 +57,8 @@ rule eval_text_alignment:
     output:
         f"{R}/{{dataset}}/eval/text_alignment/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
     params:
-        cfg=CONFIG_JSON,
-        h=eval_hash,
+        cfg=job_config,
+        h=text_alignment_hash,
     log:
         f"{R}/logs/eval_text_alignment/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1

@@ -16,7 +16,7 @@ rule stage2:
     output:
         f"{R}/{{dataset}}/eval/stage2-{{s2task}}/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
         h=stage2_hash,
     log:
         f"{R}/logs/stage2/{{s2task}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
@@ -37,8 +37,8 @@ rule labelmap_vq:
     output:
         f"{R}/{{dataset}}/labelmap_vq/model.pt",
     params:
-        cfg=CONFIG_JSON,
-        h=lambda wc: config_hash([dataset_hash(wc), head_settings(config, "stage2", data_parallel=False)]),
+        cfg=job_config,
+        h=labelmap_vq_hash,
     log:
         f"{R}/logs/labelmap_vq/{{dataset}}.log",
     threads: 1

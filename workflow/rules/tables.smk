@@ -11,7 +11,8 @@ rule tables:
     output:
         directory(f"{R}/tables"),
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
+        h=TABLES_HASH,
     log:
         f"{R}/logs/tables.log",
     threads: 1
@@ -32,7 +33,8 @@ rule table:
         csv=f"{R}/tables/{{table}}.csv",
         tex=f"{R}/tables/{{table}}.tex",
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
+        h=TABLES_HASH,
     log:
         f"{R}/logs/table-{{table}}.log",
     threads: 1
@@ -51,7 +53,8 @@ rule report:
     output:
         f"{R}/report.html",
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
+        h=TABLES_HASH,
     log:
         f"{R}/logs/report.log",
     threads: 1

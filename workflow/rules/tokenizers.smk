@@ -4,16 +4,25 @@ TEXT_CACHE = f"{R}/{{dataset}}/text/{config['text_encoder']['name']}.npz"
 TOKDIR = f"{R}/{{dataset}}/tokenizers/{{tokenizer}}/{{variant}}/seed{{seed}}"
 
 
+def text_cache_if_needed(wc):
+    """Only runs that read text (LG variants, VQCT's word-embedding codebook) wait for the text cache."""
+    from lgvq.config import tokenizer_needs_text
+
+    if tokenizer_needs_text(config, wc.dataset, wc.tokenizer, wc.variant):
+        return [TEXT_CACHE.format(dataset=wc.dataset)]
+    return []
+
+
 rule train_tokenizer:
     conda:
         "../../environment.yml"
     input:
         data=f"{R}/{{dataset}}/data/prepared.json",
-        text=TEXT_CACHE,
+        text=text_cache_if_needed,
     output:
         f"{TOKDIR}/model.pt",
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
         h=tokenizer_hash,
     log:
         f"{R}/logs/train_tokenizer/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
@@ -37,7 +46,7 @@ rule encode_codes:
         test=f"{TOKDIR}/codes/test.npy",
         codebook=f"{TOKDIR}/codes/codebook.npy",
     params:
-        cfg=CONFIG_JSON,
+        cfg=job_config,
         h=tokenizer_hash,
     log:
         f"{R}/logs/encode_codes/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",

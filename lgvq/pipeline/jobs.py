@@ -1,0 +1,122 @@
+"""What each job of the DAG depends on: one function per job kind, returning the config slice
+whose hash decides when Snakemake reruns it (the rules' `params.h`) and which the job writes
+into its manifest. Spelled once, here; the rules and the verbs both call these.
+
+A slice holds exactly the keys that change the job's output. Upstream jobs are not repeated
+in it: when an upstream output is rewritten, Snakemake reruns its consumers by file time.
+The tokenizer slice is the exception: it names the trained run (model.pt and every code file
+carry its hash), so the slices of its evaluations contain it.
+
+Trained second-stage models and understanding heads have two identities: `*_training` (what
+the checkpoint holds: its hash is checked on resume) and `*_job` (training + how it is
+evaluated). Changing only an evaluation setting reruns the job, which finds its finished
+checkpoint and re-evaluates without retraining.
+
+docs/config_changes.md lists, for each config key, which jobs a change reruns;
+tests/test_dag_faults.py checks that table against Snakemake's own dry run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lgvq.config import head_settings, tokenizer_job_slice
+from lgvq.manifest import config_hash
+
+__all__ = ["data", "text_cache", "tokenizer", "feature_extractor", "reconstruction", "text_alignment",
+           "labelmap_vq", "stage2_training", "stage2_job", "downstream_training", "downstream_job", "tables",
+           "job_hash"]
+
+job_hash = config_hash
+
+
+def data(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """`prepare_data`, `dataset_stats`: which images and captions the dataset holds."""
+    ds = cfg["datasets"][dataset]
+    return {"dataset_name": dataset, **{k: ds[k] for k in ("source", "root", "synth")}}
+
+
+def text_cache(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """`text_cache`: the captions, encoded by the configured text encoder."""
+    return {"data": data(cfg, dataset), "text_encoder": cfg["text_encoder"]}
+
+
+def tokenizer(cfg: dict[str, Any], dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
+    """`train_tokenizer`, `encode_codes`: one trained tokenizer run."""
+    return tokenizer_job_slice(cfg, dataset, name, variant, seed)
+
+
+def _images(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    ds = cfg["datasets"][dataset]
+    return {"data": data(cfg, dataset), "image_size": ds["image_size"], "resize_mode": ds["resize_mode"]}
+
+
+def feature_extractor(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """`train_feature_extractor` (shapes-cnn): trained on the train split's images."""
+    ev = cfg["eval"]
+    return {"images": _images(cfg, dataset), "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
+
+
+def _fid(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """How an FID is computed: the extractor (a shapes-cnn model is an input file, so only its
+    name counts here), its weights, and how many test images are scored."""
+    ev = cfg["eval"]
+    return {"extractor": ev["fid_extractor"],
+            "inception_weights": ev["inception_weights"] if ev["fid_extractor"] == "inception" else None,
+            "eval_images": cfg["datasets"][dataset]["eval_images"]}
+
+
+def reconstruction(cfg: dict[str, Any], dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
+    """`eval_reconstruction`: FID/PSNR/SSIM on the first `eval_images` test images + codebook usage."""
+    return {"run": tokenizer(cfg, dataset, name, variant, seed), "fid": _fid(cfg, dataset)}
+
+
+def text_alignment(cfg: dict[str, Any], dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
+    """`eval_text_alignment`: masked-word recall, word-code similarity, retrieval (whole splits)."""
+    return {"run": tokenizer(cfg, dataset, name, variant, seed), "mask_seed": cfg["eval"]["mask_eval_seed"]}
+
+
+def tokenizer_grid(cfg: dict[str, Any], dataset: str) -> list[int]:
+    """The code grids of the tokenizers semantic synthesis runs on (they share one label-map VQ)."""
+    from lgvq.pipeline.plan import task_runs
+
+    size = cfg["datasets"][dataset]["image_size"]
+    names = {r.tokenizer for r in task_runs(cfg, "stage2", "semantic") if r.dataset == dataset} or set(cfg["tokenizers"])
+    return sorted({size // 2 ** (len(cfg["tokenizers"][n]["params"].get("ch_mult", (1, 1, 2, 2, 4))) - 1)
+                   for n in names})
+
+
+def labelmap_vq(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """`labelmap_vq`: semantic synthesis' conditioning stage (one per dataset, single process)."""
+    return {"images": _images(cfg, dataset), "stage2": head_settings(cfg, "stage2", data_parallel=False),
+            "tokenizer_grids": tokenizer_grid(cfg, dataset), "seed": cfg["eval"]["mask_eval_seed"]}
+
+
+def stage2_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
+    """What a second-stage checkpoint holds: the generator trained on one run's codes."""
+    return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed), "stage2": head_settings(cfg, "stage2"),
+            "task": task}
+
+
+def stage2_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
+    """`stage2`: training, then sampling for the first `eval_images` test conditions and FID."""
+    return {"training": stage2_training(cfg, task, dataset, name, variant, seed), "fid": _fid(cfg, dataset),
+            "sample_seed": cfg["eval"]["mask_eval_seed"]}
+
+
+def downstream_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str,
+                        seed: int) -> dict[str, Any]:
+    """What an understanding head's checkpoint holds."""
+    return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed), "downstream": head_settings(cfg, "downstream"),
+            "task": task}
+
+
+def downstream_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
+    """`downstream`: the head is evaluated on the whole test split with settings of its own section."""
+    return {"training": downstream_training(cfg, task, dataset, name, variant, seed)}
+
+
+def tables(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`tables`, `table`, `report`: cheap, and they print the experiment's name and seeds, so the
+    whole config counts."""
+    return cfg

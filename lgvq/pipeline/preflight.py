@@ -1,0 +1,91 @@
+"""Checks of everything a config points at, run when the DAG is built (the Snakefile calls
+`preflight`) and by `lgvq doctor --config`: data roots, weight files, frozen checkpoints and
+registry names. A job that would fail on one of these fails with the same message, but by then
+Snakemake has already deleted the outputs it was about to rebuild; here nothing is touched yet.
+
+Torch-free (names are checked against the built-in tables), so parsing the Snakefile stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lgvq.config import ConfigError
+
+GENERATED_SOURCES = ("shapes", "shapes-text")  # the sources `lgvq data prepare` can generate (root: null)
+
+
+def dataset_problems(cfg: dict[str, Any], dataset: str) -> list[str]:
+    """Why the jobs of `dataset` cannot run (empty when they can)."""
+    from lgvq.data.registry import accepts_cache_dir, list_datasets
+
+    entry = cfg["datasets"][dataset]
+    key = f"datasets.{dataset}"
+    if entry["source"] not in list_datasets():
+        return [f"{key}.source: unknown dataset source '{entry['source']}' (registered: {', '.join(list_datasets())})"]
+    out = []
+    if entry["root"] is None:
+        if entry["source"] not in GENERATED_SOURCES:
+            out.append(f"{key}.root: required for source '{entry['source']}' (only the embedded 'shapes' data can "
+                       "be generated)")
+    elif not Path(entry["root"]).expanduser().is_dir():
+        out.append(f"{key}.root: directory not found: {Path(entry['root']).expanduser().resolve()}")
+    if entry.get("cache_dir") and not accepts_cache_dir(entry["source"]):
+        out.append(f"{key}.cache_dir: source '{entry['source']}' writes no derived files; remove the key")
+    return out
+
+
+def check_dataset(cfg: dict[str, Any], dataset: str) -> None:
+    problems = dataset_problems(cfg, dataset)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _file(key: str, value: str | None, what: str) -> list[str]:
+    if value and not Path(value).expanduser().exists():
+        return [f"{key}: {what} not found: {Path(value).expanduser().resolve()}"]
+    return []
+
+
+def problems(cfg: dict[str, Any]) -> list[str]:
+    """Every reason, across the config, that a job of the DAG would fail on what the config names."""
+    from lgvq.tokenizers import BUILTIN
+
+    out: list[str] = []
+    for dataset in cfg["datasets"]:
+        out += dataset_problems(cfg, dataset)
+    te = cfg["text_encoder"]
+    if te["name"] == "clip" and not te["path"]:
+        out.append("text_encoder.path: required for text_encoder.name: clip (a local Hugging Face directory)")
+    out += _file("text_encoder.path", te["path"], "text encoder directory")
+    ev = cfg["eval"]
+    if ev["fid_extractor"] == "inception" and not ev["inception_weights"]:
+        out.append("eval.inception_weights: required for eval.fid_extractor: inception (clean-fid's "
+                   "inception-2015-12-05.pt), or set eval.fid_extractor: none")
+    out += _file("eval.inception_weights", ev["inception_weights"], "Inception weights")
+    if cfg["downstream"]["enabled"] and "captioning" in cfg["downstream"]["tasks"]:
+        out += _file("downstream.gpt2_path", cfg["downstream"]["gpt2_path"], "GPT-2 directory")
+    for name, entry in cfg["tokenizers"].items():
+        key = f"tokenizers.{name}"
+        if entry["class"] not in BUILTIN:
+            from lgvq.tokenizers.registry import list_tokenizers  # a class registered outside the built-ins
+
+            if entry["class"] not in list_tokenizers():
+                out.append(f"{key}.class: unknown tokenizer '{entry['class']}' (registered: "
+                           f"{', '.join(list_tokenizers())})")
+        if entry.get("checkpoint"):
+            out += _file(f"{key}.checkpoint", entry["checkpoint"], "frozen checkpoint")
+            if list(entry["variants"]) != ["base"]:
+                out.append(f"{key}.variants: a frozen checkpoint has no +LG training; set {key}.variants: [base]")
+        out += _file(f"{key}.params.perceptual_weights", entry.get("params", {}).get("perceptual_weights"),
+                     "VGG16 weights")
+    return out
+
+
+def preflight(cfg: dict[str, Any]) -> None:
+    """Raise a ConfigError listing every problem `problems` finds."""
+    found = problems(cfg)
+    if found:
+        raise ConfigError("the config names things that are not there (nothing was run or deleted):\n  "
+                          + "\n  ".join(found))
