@@ -13,7 +13,7 @@ from lgvq.config import validate_config
 from lgvq.io import atomic_write_json
 from lgvq.manifest import config_hash
 from lgvq.pipeline import jobs, plan  # noqa: F401  (jobs: the rules' params)
-from lgvq.pipeline.preflight import preflight
+from lgvq.pipeline.preflight import preflight, refuse_to_start
 
 
 # The default experiment only when no config names its datasets: `--configfile` replaces it
@@ -29,9 +29,11 @@ if "datasets" not in config:
 # by lgvq.config (also used by every `lgvq` verb), so errors name the bad key the same way.
 config = validate_config(dict(config), source="snakemake config")
 R = config["results_dir"]
-# Everything a job will look up (data roots, weight files, registry names) is checked now, before
-# Snakemake plans the run and deletes any output it would rebuild: a wrong path stops the run here.
-preflight(config)
+# Everything a job will look up (data roots, weight files, registry names) is checked now: a problem
+# is printed at once, and `onstart` (a real run, before its first job, so before Snakemake deletes any
+# output it would rebuild) stops the run on it. A dry run only warns: planning and pricing a paper
+# run before its data are in place is a use.
+PROBLEMS = preflight(config)
 
 # The `lgvq` verbs read the validated config from a file named by its hash: parsing another config
 # (a dry run, a second run) writes another file and never changes what a planned or running job
@@ -50,6 +52,10 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/stage2.smk"
 include: "workflow/rules/downstream.smk"
 include: "workflow/rules/tables.smk"
+
+
+onstart:
+    refuse_to_start(PROBLEMS)
 
 
 rule all:

@@ -218,10 +218,11 @@ def test_a_wrong_dataset_root_stops_the_run_before_anything_is_deleted(finished,
     work = copy_run(finished["dir"], tmp_path / "w")
     before = snapshot(work / "results")
     bad = write_config(work, _set(CONFIG, "datasets.shapes.root", str(tmp_path / "nonexistent")), "bad.yaml")
-    for args in (("-n",), ()):  # the dry run and the real run both refuse
-        out = snakemake(work, bad, *args)
-        assert out.returncode != 0
-        assert f"datasets.shapes.root: directory not found: {tmp_path / 'nonexistent'}" in out.stdout + out.stderr
+    message = f"datasets.shapes.root: directory not found: {tmp_path / 'nonexistent'}"
+    dry = snakemake(work, bad, "-n")  # a dry run deletes nothing: it plans, and warns that the real run will stop
+    assert "a real run of this config stops before its first job" in dry.stderr and message in dry.stderr
+    out = snakemake(work, bad)
+    assert out.returncode != 0 and message in out.stdout + out.stderr
     assert snapshot(work / "results") == before  # no output deleted or rewritten
     doctor = subprocess.run([str(BIN / "lgvq"), "doctor", "--config", str(bad)], env=env(), capture_output=True,
                             text=True)

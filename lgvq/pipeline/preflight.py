@@ -8,6 +8,7 @@ Torch-free (names are checked against the built-in tables), so parsing the Snake
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,18 @@ def problems(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
-def preflight(cfg: dict[str, Any]) -> None:
-    """Raise a ConfigError listing every problem `problems` finds."""
+def preflight(cfg: dict[str, Any]) -> list[str]:
+    """Every problem `problems` finds, printed as a warning (the Snakefile calls this when it is
+    parsed, before it knows whether the run is a dry one); `refuse_to_start` stops a real run on them."""
     found = problems(cfg)
     if found:
-        raise ConfigError("the config names things that are not there (nothing was run or deleted):\n  "
+        print("lgvq: warning: a real run of this config stops before its first job:\n  " + "\n  ".join(found),
+              file=sys.stderr)
+    return found
+
+
+def refuse_to_start(found: list[str]) -> None:
+    """Raise a ConfigError listing the problems (the Snakefile's `onstart`: no job ran, nothing was deleted)."""
+    if found:
+        raise ConfigError("the config names things that are not there (no job was run, no output deleted):\n  "
                           + "\n  ".join(found))
