@@ -70,6 +70,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save through an open file, atomically. Given a file *name*, torch names the archive's
+    root folder after it (here: the random temporary name), so two saves of equal tensors would
+    differ in bytes; through a file object the folder is always `archive/`: the bytes depend only
+    on the content (a resumed run's model.pt is byte-identical to an uninterrupted one's)."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 

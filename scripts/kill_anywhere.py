@@ -190,7 +190,9 @@ def compare(ref_dir: Path, run_dir: Path) -> dict[str, Any]:
         diffs: list[str] = []
         same(torch.load(ref_dir / name, map_location="cpu", weights_only=True),
              torch.load(run_dir / name, map_location="cpu", weights_only=True), name, diffs)
-        out[name] = {"equal": not diffs, "differences": diffs[:20]}
+        # the files too, not only the tensors: nothing of the run's history (temporary names) is in them
+        out[name] = {"equal": not diffs, "differences": diffs[:20],
+                     "bytes_equal": (ref_dir / name).read_bytes() == (run_dir / name).read_bytes()}
     out["log.csv"] = {"equal": (ref_dir / "log.csv").read_bytes() == (run_dir / "log.csv").read_bytes()}
     n_tensors = sum(1 for sd in torch.load(ref_dir / "model.pt", weights_only=True).values()
                     if isinstance(sd, dict) for v in sd.values() if isinstance(v, torch.Tensor))

@@ -86,4 +86,7 @@ def test_kill_anywhere_script_three_kills(tmp_path):
     assert summary["equal"] is True
     for r in summary["rounds"]:
         assert r["comparison"]["model.pt"]["equal"] and r["comparison"]["model.pt"]["tensors"] > 0
+        # model.pt is the same file byte for byte (the checkpoint's tensors are equal; its bytes may differ in
+        # how optimiser-state storages are laid out after a load, which no later stage reads)
+        assert r["comparison"]["model.pt"]["bytes_equal"]
         assert r["comparison"]["checkpoint.pt"]["equal"] and r["comparison"]["log.csv"]["equal"]

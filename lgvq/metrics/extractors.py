@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lgvq.io import ArtifactError, atomic_path, atomic_write_json
+from lgvq.io import ArtifactError, atomic_torch_save, atomic_write_json
 
 INCEPTION_FILENAME = "inception-2015-12-05.pt"
 INCEPTION_INPUT_SIZE = 299
@@ -134,8 +134,7 @@ class ShapesCNNExtractor(nn.Module):
         the attribute names and the held-out report; both written atomically."""
         if len(attribute_names) != self.model.n_attributes:
             raise ValueError(f"{len(attribute_names)} attribute names for a model with {self.model.n_attributes} outputs")
-        with atomic_path(path) as tmp:
-            torch.save(self.model.state_dict(), tmp)
+        atomic_torch_save(path, self.model.state_dict())
         atomic_write_json(Path(path).with_suffix(".json"), {
             "n_attributes": self.model.n_attributes, "input_size": self.model.input_size,
             "width": self.model.width, "feat_dim": self.model.feat_dim,

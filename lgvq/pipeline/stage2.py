@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lgvq.io import ArtifactError, atomic_path, atomic_write_json
+from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
@@ -79,8 +79,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
                log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
     model.eval()
     acc = float((model.reconstruct(maps[:256].to(dev)).cpu() == maps[:256]).float().mean())
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"state": model.state_dict(), "meta": meta}, tmp)
+    atomic_torch_save(out / "model.pt", {"state": model.state_dict(), "meta": meta})
     atomic_write_json(out / "meta.json", {**meta, "train_pixel_accuracy": acc})
     record.write(out, train_pixel_accuracy=acc)
     return out / "model.pt"

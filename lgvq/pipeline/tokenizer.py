@@ -15,7 +15,7 @@ import torch
 
 from lgvq.config import (WORD_EMBEDDING_CLASSES, ConfigError, learning_rate, lg_weights_for, tokenizer_job_slice,
                          tokenizer_needs_text)
-from lgvq.io import ArtifactError, atomic_path, load_torch_file
+from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, load_torch_file
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
@@ -150,10 +150,9 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
         return out / "model.pt"  # rank 0 writes the outputs
     _save_val_grid(cfg, dataset, model, out / "samples_val.png", dev)
     model_path = out / "model.pt"
-    with atomic_path(model_path) as tmp:
-        torch.save({"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
-                    "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
-                    "lg_weights": weights, "steps": state.step}, tmp)
+    atomic_torch_save(model_path, {"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
+                                   "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
+                                   "lg_weights": weights, "steps": state.step})
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights,
                  text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
                  execution={"fast_path": tcfg["fast_path"], "compile": tcfg["compile"], "device": str(dev)})
@@ -168,9 +167,9 @@ def _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out: Path, record: 
                             f"set tokenizers.{tokenizer}.variants: [base]")
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed)
     src = cfg["tokenizers"][tokenizer]["checkpoint"]
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"], "tokenizer": model.state_dict(),
-                    "lg": None, "lg_weights": {}, "steps": 0, "frozen_from": str(src)}, tmp)
+    atomic_torch_save(out / "model.pt", {"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
+                                         "tokenizer": model.state_dict(), "lg": None, "lg_weights": {}, "steps": 0,
+                                         "frozen_from": str(src)})
     record.write(out, tokenizer_description=model.describe(), frozen_checkpoint=str(src), steps=0)
     return out / "model.pt"
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lgvq.io import ArtifactError, atomic_path, atomic_write_text
+from lgvq.io import ArtifactError, atomic_torch_save, atomic_write_text
 
 if TYPE_CHECKING:
     from lgvq.train.distributed import DistInfo
@@ -153,8 +153,7 @@ def save_checkpoint(path: Path, task: TrainTask, state: LoopState, config_hash: 
         "optimizers": {k: o.state_dict() for k, o in task.optimizers().items()},
         "rng": _rng_state(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(path, payload)
 
 
 def load_checkpoint(path: Path, config_hash: str | None = None) -> dict[str, Any]:
