@@ -78,11 +78,23 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
         lines = []
         for err in errors[:10]:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"  {key}: {err.message}")
+            lines.append(f"  {key}: {err.message}{_hint(err)}")
         raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines))
     _check_cross_references(cfg, source)
     _expand_paths(cfg, source)
     return cfg
+
+
+def _hint(err) -> str:
+    """What to write instead, for the mistakes whose schema message does not say it."""
+    if err.validator == "type" and isinstance(err.instance, str):
+        try:
+            float(err.instance)
+        except ValueError:
+            return ""
+        # PyYAML follows YAML 1.1: a float needs a dot, so `2e-4` is read as the string '2e-4'.
+        return f" (YAML reads {err.instance} as a string: write it with a dot, e.g. {float(err.instance)!r})"
+    return ""
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")

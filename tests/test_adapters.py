@@ -393,3 +393,15 @@ def test_coco_serves_cocoqa_and_refcocog_so_the_heads_use_the_coco_codebook(tmp_
     assert {r.image_id for s in ("train", "test") for r in src.refs(s)} <= ids
     with pytest.raises(ArtifactError, match="no question-answer annotations"):
         get_source("coco", make_coco(tmp_path / "bare")).qa("train")
+
+
+def test_check_summary_agrees_with_its_error_lines_when_a_split_cannot_be_read(tmp_path, capsys):
+    from lgvq.data.synth import generate
+
+    generate(tmp_path / "d", n=20, size=16, seed=0)
+    (tmp_path / "d" / "annotations" / "captions_val.json").unlink()
+    assert main(["data", "check", "shapes", "--root", str(tmp_path / "d")]) == 1
+    out = capsys.readouterr().out
+    assert "val: could not be read" in out and "val: 0 images" not in out
+    assert f"error: missing file: {tmp_path / 'd' / 'annotations' / 'captions_val.json'}" in out
+    assert out.strip().splitlines()[-1] == "FAILED: 1 error(s) reading the annotations or the root"

@@ -174,3 +174,22 @@ def test_execution_settings_leave_a_runs_hash_alone_but_the_global_batch_does_no
     assert h({}) == h({"compile": True}) == h({"fast_path": False}) == h({"gpus": 1})  # how steps execute
     assert h({"gpus": 2}) != h({})  # the global batch doubles
     assert h({"steps": 7}) != h({})
+
+
+def test_a_float_yaml_reads_as_a_string_gets_a_hint_how_to_write_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("datasets: {shapes: {source: shapes}}\ntokenizers: {vqgan: {class: vqgan}}\ntrain: {lr: 2e-4}\n")
+    with pytest.raises(ConfigError, match=r"train\.lr: .*YAML reads 2e-4 as a string: write it with a dot, e\.g\. 0\.0002"):
+        load_config(path)
+
+
+def test_a_base_tokenizers_hash_ignores_the_lg_module_and_the_text_encoder_it_does_not_use():
+    from lgvq.config import tokenizer_job_slice
+
+    one = validate_config(MINIMAL)
+    wider = validate_config({**MINIMAL, "lg": {"width": 32}, "text_encoder": {"max_length": 16}})
+    assert tokenizer_job_slice(one, "shapes", "vqgan", "base", 0) == tokenizer_job_slice(wider, "shapes", "vqgan", "base", 0)
+    assert tokenizer_job_slice(one, "shapes", "vqgan", "lg", 0) != tokenizer_job_slice(wider, "shapes", "vqgan", "lg", 0)
+    vqct = {**MINIMAL, "tokenizers": {"vqct": {"class": "vqct"}}}  # its codebook comes from word embeddings
+    assert tokenizer_job_slice(validate_config(vqct), "shapes", "vqct", "base", 0) != tokenizer_job_slice(
+        validate_config({**vqct, "text_encoder": {"max_length": 16}}), "shapes", "vqct", "base", 0)

@@ -53,6 +53,8 @@ class CheckReport:
         lines += [f"  error: {e}" for e in self.errors]
         for s in self.splits:
             row = f"  {s.split}: {s.images} images, {s.captions} captions"
+            if s.errors and not s.images and not s.captions:  # its records could not be listed: not "0 images"
+                row = f"  {s.split}: could not be read"
             if s.same_as:
                 lines.append(row + f" (the same files as '{s.same_as}')")
                 continue
@@ -73,9 +75,12 @@ class CheckReport:
         if self.ok:
             lines.append("OK: no missing files, unreadable images or images without captions")
         else:
-            lines.append(f"FAILED: {totals['missing']} missing file(s), {totals['unreadable']} unreadable image(s), "
-                         f"{totals['no_captions']} image(s) without captions, "
-                         f"{totals['errors'] + len(self.errors)} other error(s)")
+            # Only what was found, each under the label of the lines above it (an annotation file that cannot
+            # be read makes its split unreadable: an error, not a "missing file" of the split).
+            counts = ((totals["missing"], "missing file(s)"), (totals["unreadable"], "unreadable image(s)"),
+                      (totals["no_captions"], "image(s) without captions"),
+                      (totals["errors"] + len(self.errors), "error(s) reading the annotations or the root"))
+            lines.append("FAILED: " + ", ".join(f"{n} {label}" for n, label in counts if n))
         return "\n".join(lines)
 
 
