@@ -26,14 +26,18 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# results_dir of $(CONFIG) (results/smoke for config/smoke.yaml): expanded when a recipe runs, after setup
+RESULTS = $(shell $(BIN)/python -c 'import sys; from lgvq.config import load_config; print(load_config(sys.argv[1])["results_dir"])' $(CONFIG))
+
 tables: setup
 	@start=$$(date +%s); \
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake results/tables results/report.html --cores $(CORES) --configfile $(CONFIG) \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake $(RESULTS)/tables $(RESULTS)/report.html --cores $(CORES) --configfile $(CONFIG) \
 	&& echo "make tables: $(CONFIG) done in $$(( ($$(date +%s) - start) / 60 )) min $$(( ($$(date +%s) - start) % 60 )) s (wall time, set-up not counted)"
 
-# One table: make table T=ablation
+# One table: make table T=ablation [CONFIG=config/smoke.yaml]
 table: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake results/tables/$(T).md --cores $(CORES) --configfile $(CONFIG)
+	@test -n "$(T)" || { echo "make table: name the table, e.g. make table T=ablation (ids: README.md, Tables)"; exit 2; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake $(RESULTS)/tables/$(T).md --cores $(CORES) --configfile $(CONFIG)
 
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --durations=15
