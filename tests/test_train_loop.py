@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 from torch import nn
@@ -107,3 +110,32 @@ def test_nan_loss_names_step_and_term(tmp_path):
 def test_empty_training_data_is_an_error(tmp_path):
     with pytest.raises(Exception, match="no batches"):
         train_loop(ToyTask(), lambda e: [], out_dir=tmp_path, max_steps=2, seed=0, config_hash="x")
+
+
+class SignalledTask(ToyTask):
+    """Sends itself a signal in the middle of one step, as `scancel` or a pre-emption would."""
+
+    def __init__(self, signum: int, at_step: int) -> None:
+        super().__init__()
+        self.signum, self.at_step = signum, at_step
+
+    def train_step(self, batch, step):
+        if step == self.at_step:
+            os.kill(os.getpid(), self.signum)
+        return super().train_step(batch, step)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_step_writes_a_checkpoint_and_the_rerun_is_exact(tmp_path, signum):
+    from lgvq.train.loop import TrainingInterrupted
+
+    before = signal.getsignal(signum)
+    with pytest.raises(TrainingInterrupted, match=rf"interrupted by {signal.Signals(signum).name} at step 5") as err:
+        train_loop(SignalledTask(signum, at_step=4), batches, out_dir=tmp_path / "cut", max_steps=11, seed=7,
+                   config_hash="abc", ckpt_every=3, log_every=1)
+    assert err.value.step == 5  # the step in flight finished; the checkpoint is at step 5, between cadences
+    assert signal.getsignal(signum) is before  # the loop's handler is gone once it returns
+    resumed = run(tmp_path / "cut")
+    reference = run(tmp_path / "ref")
+    for a, b in zip(reference.net.parameters(), resumed.net.parameters()):
+        assert torch.equal(a, b)
