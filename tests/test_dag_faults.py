@@ -277,3 +277,13 @@ def test_a_frozen_checkpoint_is_evaluated_once_and_shown_with_n_1(finished, tmp_
     assert "seed=1" not in out.stdout + out.stderr
     table = (work / "results/tables/reconstruction.md").read_text()
     assert "(n=1)" in table and "± 0.00" not in table
+
+
+def test_an_unknown_tokenizer_class_is_named_before_any_job_runs(tmp_path):
+    cfg = _set(CONFIG, "tokenizers.vqvae.class", "vqvea")
+    path = write_config(tmp_path, cfg)
+    dry = snakemake(tmp_path, path, "-n")
+    assert "tokenizers.vqvae.class: unknown tokenizer 'vqvea'" in dry.stderr  # the dry run warns
+    out = snakemake(tmp_path, path)
+    assert out.returncode != 0 and "tokenizers.vqvae.class: unknown tokenizer 'vqvea'" in out.stdout + out.stderr
+    assert not (tmp_path / "results" / "logs").exists()  # no job started

@@ -1,0 +1,30 @@
+"""Ctrl-C and signals reach the user as one line and an exit status, never as a traceback."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import lgvq.cli as cli
+
+
+def test_ctrl_c_outside_training_is_one_line_and_status_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_doctor", interrupted)
+    assert cli.main(["doctor"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "lgvq: interrupted (SIGINT); no partial output was kept, run the same command again"
+
+
+def test_training_stopped_by_a_signal_exits_with_128_plus_its_number(monkeypatch, capsys):
+    from lgvq.train.loop import TrainingInterrupted
+
+    def stopped(args):
+        raise TrainingInterrupted(signal.SIGTERM, 17, Path("/r/checkpoint.pt"))
+
+    monkeypatch.setattr(cli, "_doctor", stopped)
+    assert cli.main(["doctor"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == ("lgvq: interrupted by SIGTERM at step 17: checkpoint /r/checkpoint.pt "
+                                               "saved; run the same command again to continue")
