@@ -12,7 +12,7 @@
 from lgvq.config import validate_config
 from lgvq.io import atomic_write_json
 from lgvq.manifest import config_hash
-from lgvq.pipeline import jobs, plan  # noqa: F401  (jobs: the rules' params)
+from lgvq.pipeline import jobs, paths, plan  # noqa: F401  (the rules use them)
 from lgvq.pipeline.preflight import preflight, refuse_to_start
 
 
@@ -61,5 +61,5 @@ onstart:
 rule all:
     default_target: True
     input:
-        f"{R}/tables",
-        f"{R}/report.html",
+        TABLES,
+        REPORT,

@@ -53,7 +53,7 @@ def process_group(cfg: dict[str, Any]):
 
 def data_root(cfg: dict[str, Any], dataset: str) -> Path:
     """The dataset root recorded by `lgvq data prepare` (generated data or a real root)."""
-    marker = paths.data_dir(cfg["results_dir"], dataset) / "prepared.json"
+    marker = paths.prepared_marker(cfg["results_dir"], dataset)
     if not marker.is_file():
         raise ArtifactError(f"{marker} is missing: run `lgvq data prepare --dataset {dataset}` (or the DAG) first")
     return Path(read_json(marker)["root"])

@@ -31,7 +31,7 @@ def prepare(cfg: dict[str, Any], dataset: str) -> Path:
     source = dataset_source(cfg, dataset, root)
     counts = {split: len(source.records(split)) for split in source.splits()}
     record.write(out, root=str(root), counts=counts)
-    marker = out / "prepared.json"
+    marker = paths.prepared_marker(cfg["results_dir"], dataset)
     atomic_write_json(marker, {"dataset": dataset, "source": entry["source"], "root": str(root), "counts": counts})
     return marker
 

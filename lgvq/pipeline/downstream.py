@@ -75,7 +75,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                        seed=seed, training_hash=h)
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
     train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test", "train", "val"))
-    codebook = torch.as_tensor(np.load(tokdir / "codes" / "codebook.npy", allow_pickle=False))
+    codebook = torch.as_tensor(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False))
     source = dataset_source(cfg, dataset)
     dist, dev = process_group(cfg)  # one process unless torchrun started several (downstream.gpus > 1)
     seed_everything(seed)

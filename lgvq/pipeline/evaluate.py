@@ -112,7 +112,7 @@ def _extractor(cfg: dict[str, Any], dataset: str):
         return None
     if ev["fid_extractor"] == "inception":
         return InceptionExtractor(ev["inception_weights"])
-    return ShapesCNNExtractor.load(paths.shapes_cnn_dir(cfg["results_dir"], dataset) / "model.pt")
+    return ShapesCNNExtractor.load(paths.shapes_cnn_model(cfg["results_dir"], dataset))
 
 
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:

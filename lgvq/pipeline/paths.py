@@ -1,10 +1,12 @@
-"""Where every artifact of the DAG lives. The Snakefile and the `lgvq` verbs both use these,
-so a path is spelled once.
+"""Where every artifact of the DAG lives. The rules (with wildcards such as "{dataset}" in place of
+names: workflow/rules/common.smk) and the `lgvq` verbs both use these, so a path is spelled once.
 
     <results>/<dataset>/data/                                  embedded dataset (or a link to the real root)
     <results>/<dataset>/text/<encoder>.npz                     frozen text features, once per dataset x encoder
-    <results>/<dataset>/shapes_cnn/                            offline FID feature extractor (embedded data)
-    <results>/<dataset>/tokenizers/<tok>/<variant>/seed<s>/    checkpoint.pt, model.pt, log.csv, codes/<split>.npy
+    <results>/<dataset>/shapes_cnn/model.pt                    offline FID feature extractor (embedded data)
+    <results>/<dataset>/labelmap_vq/model.pt                   semantic synthesis' label-map VQ
+    <results>/<dataset>/tokenizers/<tok>/<variant>/seed<s>/    checkpoint.pt, model.pt, log.csv, codes/<split>.npy,
+                                                               superseded/<hash>/ (another config's checkpoint)
     <results>/<dataset>/eval/<kind>/<tok>/<variant>/seed<s>/metrics.json
     <results>/<dataset>/stage2/<task>/<tok>/<variant>/seed<s>/
     <results>/<dataset>/downstream/<task>/<tok>/<variant>/seed<s>/
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+METRICS_NAME = "metrics.json"
+
 
 def dataset_dir(results: str | Path, dataset: str) -> Path:
     return Path(results) / dataset
@@ -22,6 +26,14 @@ def dataset_dir(results: str | Path, dataset: str) -> Path:
 
 def data_dir(results: str | Path, dataset: str) -> Path:
     return dataset_dir(results, dataset) / "data"
+
+
+def prepared_marker(results: str | Path, dataset: str) -> Path:
+    return data_dir(results, dataset) / "prepared.json"
+
+
+def stats_file(results: str | Path, dataset: str) -> Path:
+    return data_dir(results, dataset) / "stats.json"
 
 
 def text_cache(results: str | Path, dataset: str, encoder: str) -> Path:
@@ -32,6 +44,18 @@ def shapes_cnn_dir(results: str | Path, dataset: str) -> Path:
     return dataset_dir(results, dataset) / "shapes_cnn"
 
 
+def shapes_cnn_model(results: str | Path, dataset: str) -> Path:
+    return shapes_cnn_dir(results, dataset) / "model.pt"
+
+
+def labelmap_vq_dir(results: str | Path, dataset: str) -> Path:
+    return dataset_dir(results, dataset) / "labelmap_vq"
+
+
+def labelmap_vq_model(results: str | Path, dataset: str) -> Path:
+    return labelmap_vq_dir(results, dataset) / "model.pt"
+
+
 def tokenizer_dir(results: str | Path, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
     return dataset_dir(results, dataset) / "tokenizers" / tokenizer / variant / f"seed{seed}"
 
@@ -40,8 +64,22 @@ def codes_file(results: str | Path, dataset: str, tokenizer: str, variant: str, 
     return tokenizer_dir(results, dataset, tokenizer, variant, seed) / "codes" / f"{split}.npy"
 
 
+def tokenizer_model(results: str | Path, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    return tokenizer_dir(results, dataset, tokenizer, variant, seed) / "model.pt"
+
+
+def codebook_file(results: str | Path, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    return tokenizer_dir(results, dataset, tokenizer, variant, seed) / "codes" / "codebook.npy"
+
+
 def eval_dir(results: str | Path, kind: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
     return dataset_dir(results, dataset) / "eval" / kind / tokenizer / variant / f"seed{seed}"
+
+
+def metrics_file(results: str | Path, kind: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    """The metric record of one evaluation (`kind`: reconstruction, codebook, text_alignment,
+    stage2-<task>, or a downstream task)."""
+    return eval_dir(results, kind, dataset, tokenizer, variant, seed) / METRICS_NAME
 
 
 def stage2_dir(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
@@ -54,3 +92,7 @@ def downstream_dir(results: str | Path, task: str, dataset: str, tokenizer: str,
 
 def tables_dir(results: str | Path) -> Path:
     return Path(results) / "tables"
+
+
+def report_file(results: str | Path) -> Path:
+    return Path(results) / "report.html"

@@ -86,15 +86,24 @@ def task_runs(cfg: dict[str, Any], stage: str, task: str) -> list[Run]:
             and (tokenizers is None or r.tokenizer in tokenizers)]
 
 
-def _eval(cfg: dict[str, Any], kind: str, runs: list[Run]) -> list[Path]:
+@dataclass(frozen=True)
+class MetricInput:
+    """One file a table reads: the evaluation record, and the tokenizer run it evaluates (None for
+    the dataset statistics)."""
+
+    path: Path
+    run: Run | None = None
+
+
+def _eval(cfg: dict[str, Any], kind: str, runs: list[Run]) -> list[MetricInput]:
     R = cfg["results_dir"]
-    return [paths.eval_dir(R, kind, r.dataset, r.tokenizer, r.variant, r.seed) / "metrics.json" for r in runs]
+    return [MetricInput(paths.metrics_file(R, kind, r.dataset, r.tokenizer, r.variant, r.seed), r) for r in runs]
 
 
-def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
+def table_metric_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
     R = cfg["results_dir"]
     if table == "dataset_stats":
-        return [paths.data_dir(R, ds) / "stats.json" for ds in cfg["datasets"]]
+        return [MetricInput(paths.stats_file(R, ds)) for ds in cfg["datasets"]]
     if table in ("reconstruction", "vqct_reconstruction"):
         return _eval(cfg, "reconstruction", main_runs(cfg))
     if table == "codebook_usage":
@@ -104,14 +113,18 @@ def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
     if table in ("masked_word", "word_code_similarity"):
         return _eval(cfg, "text_alignment", main_runs(cfg))
     if table == "vqct_lg":
-        files = _eval(cfg, "reconstruction", main_runs(cfg))
-        return files + _eval(cfg, "vqa", task_runs(cfg, "downstream", "vqa"))
+        return _eval(cfg, "reconstruction", main_runs(cfg)) + _eval(cfg, "vqa", task_runs(cfg, "downstream", "vqa"))
     if table in STAGE2_TABLE_TASK:
         return [f for t in STAGE2_TABLE_TASK[table] for f in _eval(cfg, f"stage2-{t}", task_runs(cfg, "stage2", t))]
     if table in DOWNSTREAM_TABLE_TASK:
         task = DOWNSTREAM_TABLE_TASK[table]
         return _eval(cfg, task, task_runs(cfg, "downstream", task))
     raise KeyError(f"unknown table '{table}' (known: {', '.join(TABLE_IDS)})")
+
+
+def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
+    """The files a table is built from (the table rule's input)."""
+    return [m.path for m in table_metric_inputs(cfg, table)]
 
 
 def all_table_inputs(cfg: dict[str, Any]) -> list[Path]:

@@ -59,7 +59,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
 
     R, s = cfg["results_dir"], cfg["stage2"]
     ds = cfg["datasets"][dataset]
-    out = paths.dataset_dir(R, dataset) / "labelmap_vq"
+    out = paths.labelmap_vq_dir(R, dataset)
     seed = cfg["eval"]["mask_eval_seed"]
     job = jobs.labelmap_vq(cfg, dataset)
     h = config_hash(job)
@@ -97,7 +97,7 @@ def _tokenizer_grid(cfg: dict[str, Any], dataset: str) -> int:
 def load_labelmap_vq(cfg: dict[str, Any], dataset: str):
     from lgvq.stage2.labelmap_vq import LabelMapVQ
 
-    path = paths.dataset_dir(cfg["results_dir"], dataset) / "labelmap_vq" / "model.pt"
+    path = paths.labelmap_vq_model(cfg["results_dir"], dataset)
     if not path.is_file():
         raise ArtifactError(f"label-map VQ not found: {path} (rule labelmap_vq / `lgvq stage2 labelmap-vq`)")
     try:
@@ -177,7 +177,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
     train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test",))
     grid = tuple(train_codes.codes.shape[1:])
-    n_codes = int(np.load(tokdir / "codes" / "codebook.npy", allow_pickle=False).shape[0])
+    n_codes = int(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False).shape[0])
     source = dataset_source(cfg, dataset)
     train_recs, test_recs = source.records("train"), source.records("test")[: cfg["datasets"][dataset]["eval_images"]]
 

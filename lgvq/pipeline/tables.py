@@ -48,13 +48,11 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
     seconds: dict[Path, tuple[str, float]] = {}  # manifest -> (device, wall s), read once across tables
     for table in plan.TABLE_IDS:
         manifests: set[Path] = set()
-        for f in plan.table_inputs(cfg, table):
-            manifests.add(f.parent / "manifest.json")
-            parts = f.parts
-            if "eval" in parts:  # <R>/<dataset>/eval/<kind>/<tok>/<variant>/seed<s>/metrics.json
-                i = parts.index("eval")
-                tokdir = paths.tokenizer_dir(cfg["results_dir"], parts[i - 1], parts[i + 2], parts[i + 3],
-                                             parts[i + 4].removeprefix("seed"))
+        for m in plan.table_metric_inputs(cfg, table):
+            manifests.add(m.path.parent / "manifest.json")
+            if m.run is not None:  # the training and encoding of the run it evaluates
+                r = m.run
+                tokdir = paths.tokenizer_dir(cfg["results_dir"], r.dataset, r.tokenizer, r.variant, r.seed)
                 manifests |= {tokdir / "manifest.json", tokdir / "codes" / "manifest.json"}
         hours: dict[str, float] = {}
         for m in sorted(manifests):

@@ -178,7 +178,7 @@ def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
                    *, with_lg: bool = False):
     """Rebuild a trained tokenizer (and LG module) from its model.pt, refusing a stale config."""
     entry = cfg["tokenizers"][tokenizer]
-    run_path = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed) / "model.pt"
+    run_path = paths.tokenizer_model(cfg["results_dir"], dataset, tokenizer, variant, seed)
     external = bool(entry.get("checkpoint")) and not run_path.is_file()
     path = Path(entry["checkpoint"]) if external else run_path
     if not path.is_file():

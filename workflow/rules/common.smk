@@ -79,13 +79,44 @@ RUN_SELECT = ("--config {params.cfg} --dataset {wildcards.dataset} --tokenizer {
               " --variant {wildcards.variant} --seed {wildcards.seed}")
 
 
+# Artifact paths as patterns: lgvq.pipeline.paths (where each path is spelled, for the verbs too)
+# with wildcards in place of names. Logs live only here.
+RUN = ("{dataset}", "{tokenizer}", "{variant}", "{seed}")
+PREPARED = str(paths.prepared_marker(R, "{dataset}"))
+STATS = str(paths.stats_file(R, "{dataset}"))
+TEXT_CACHE = str(paths.text_cache(R, "{dataset}", config["text_encoder"]["name"]))
+SHAPES_CNN = str(paths.shapes_cnn_model(R, "{dataset}"))
+LABELMAP_VQ = str(paths.labelmap_vq_model(R, "{dataset}"))
+MODEL = str(paths.tokenizer_model(R, *RUN))
+CODEBOOK = str(paths.codebook_file(R, *RUN))
+TABLES = str(paths.tables_dir(R))
+REPORT = str(paths.report_file(R))
+
+
+def codes(split: str) -> str:
+    return str(paths.codes_file(R, *RUN, split))
+
+
+def metrics(kind: str) -> str:
+    return str(paths.metrics_file(R, kind, *RUN))
+
+
 def fid_extractor_input(wc):
     if config["eval"]["fid_extractor"] == "shapes-cnn":
-        return [f"{R}/{wc.dataset}/shapes_cnn/model.pt"]
+        return [SHAPES_CNN.format(dataset=wc.dataset)]
+    return []
+
+
+def text_cache_if_needed(wc):
+    """Only runs that read text (LG variants, VQCT's word-embedding codebook) wait for the text cache."""
+    from lgvq.config import tokenizer_needs_text
+
+    if tokenizer_needs_text(config, wc.dataset, wc.tokenizer, wc.variant):
+        return [TEXT_CACHE.format(dataset=wc.dataset)]
     return []
 
 
 def labelmap_vq_input(wc):
     if wc.s2task == "semantic":
-        return [f"{R}/{wc.dataset}/labelmap_vq/model.pt"]
+        return [LABELMAP_VQ.format(dataset=wc.dataset)]
     return []

@@ -6,7 +6,7 @@ rule prepare_data:
     conda:
         "../../environment.yml"
     output:
-        f"{R}/{{dataset}}/data/prepared.json",
+        PREPARED,
     params:
         cfg=job_config,
         h=data_hash,
@@ -24,9 +24,9 @@ rule dataset_stats:
     conda:
         "../../environment.yml"
     input:
-        f"{R}/{{dataset}}/data/prepared.json",
+        PREPARED,
     output:
-        f"{R}/{{dataset}}/data/stats.json",
+        STATS,
     params:
         cfg=job_config,
         h=data_hash,
@@ -44,9 +44,9 @@ rule text_cache:
     conda:
         "../../environment.yml"
     input:
-        f"{R}/{{dataset}}/data/prepared.json",
+        PREPARED,
     output:
-        f"{R}/{{dataset}}/text/{{encoder}}.npz",
+        str(paths.text_cache(R, "{dataset}", "{encoder}")),
     params:
         cfg=job_config,
         h=text_cache_hash,

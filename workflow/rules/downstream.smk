@@ -6,11 +6,11 @@ rule downstream:
     conda:
         "../../environment.yml"
     input:
-        train=f"{TOKDIR}/codes/train.npy",
-        test=f"{TOKDIR}/codes/test.npy",
-        codebook=f"{TOKDIR}/codes/codebook.npy",
+        train=codes("train"),
+        test=codes("test"),
+        codebook=CODEBOOK,
     output:
-        f"{R}/{{dataset}}/eval/{{dstask}}/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
+        metrics("{dstask}"),
     params:
         cfg=job_config,
         h=downstream_hash,

@@ -2,16 +2,15 @@
 # with codebook statistics, and the text-alignment evaluations (masked-word recall, word-code
 # similarity, image-to-text retrieval).
 
-EVALDIR = f"{R}/{{dataset}}/eval/{{kind}}/{{tokenizer}}/{{variant}}/seed{{seed}}"
 
 
 rule train_feature_extractor:
     conda:
         "../../environment.yml"
     input:
-        f"{R}/{{dataset}}/data/prepared.json",
+        PREPARED,
     output:
-        f"{R}/{{dataset}}/shapes_cnn/model.pt",
+        SHAPES_CNN,
     params:
         cfg=job_config,
         h=extractor_hash,
@@ -29,12 +28,12 @@ rule eval_reconstruction:
     conda:
         "../../environment.yml"
     input:
-        model=f"{TOKDIR}/model.pt",
-        test=f"{TOKDIR}/codes/test.npy",
+        model=MODEL,
+        test=codes("test"),
         extractor=fid_extractor_input,
     output:
-        recon=f"{R}/{{dataset}}/eval/reconstruction/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
-        codebook=f"{R}/{{dataset}}/eval/codebook/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
+        recon=metrics("reconstruction"),
+        codebook=metrics("codebook"),
     params:
         cfg=job_config,
         h=reconstruction_hash,
@@ -52,10 +51,10 @@ rule eval_text_alignment:
     conda:
         "../../environment.yml"
     input:
-        model=f"{TOKDIR}/model.pt",
+        model=MODEL,
         text=TEXT_CACHE,
     output:
-        f"{R}/{{dataset}}/eval/text_alignment/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
+        metrics("text_alignment"),
     params:
         cfg=job_config,
         h=text_alignment_hash,

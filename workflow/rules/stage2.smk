@@ -6,15 +6,15 @@ rule stage2:
     conda:
         "../../environment.yml"
     input:
-        model=f"{TOKDIR}/model.pt",
-        train=f"{TOKDIR}/codes/train.npy",
-        test=f"{TOKDIR}/codes/test.npy",
-        codebook=f"{TOKDIR}/codes/codebook.npy",
+        model=MODEL,
+        train=codes("train"),
+        test=codes("test"),
+        codebook=CODEBOOK,
         text=TEXT_CACHE,
         extractor=fid_extractor_input,
         labelmap=labelmap_vq_input,
     output:
-        f"{R}/{{dataset}}/eval/stage2-{{s2task}}/{{tokenizer}}/{{variant}}/seed{{seed}}/metrics.json",
+        metrics("stage2-{s2task}"),
     params:
         cfg=job_config,
         h=stage2_hash,
@@ -33,9 +33,9 @@ rule labelmap_vq:
     conda:
         "../../environment.yml"
     input:
-        f"{R}/{{dataset}}/data/prepared.json",
+        PREPARED,
     output:
-        f"{R}/{{dataset}}/labelmap_vq/model.pt",
+        LABELMAP_VQ,
     params:
         cfg=job_config,
         h=labelmap_vq_hash,

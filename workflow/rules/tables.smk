@@ -9,7 +9,7 @@ rule tables:
     input:
         plan.all_table_inputs(config),
     output:
-        directory(f"{R}/tables"),
+        directory(TABLES),
     params:
         cfg=job_config,
         h=TABLES_HASH,
@@ -29,9 +29,9 @@ rule table:
     input:
         lambda wc: plan.table_inputs(config, wc.table),
     output:
-        md=f"{R}/tables/{{table}}.md",
-        csv=f"{R}/tables/{{table}}.csv",
-        tex=f"{R}/tables/{{table}}.tex",
+        md=f"{TABLES}/{{table}}.md",
+        csv=f"{TABLES}/{{table}}.csv",
+        tex=f"{TABLES}/{{table}}.tex",
     params:
         cfg=job_config,
         h=TABLES_HASH,
@@ -42,16 +42,16 @@ rule table:
         mem_mb=1000,
         runtime=10,
     shell:
-        f"{LGVQ} tables build --config {{params.cfg}} --table {{wildcards.table}} --out-dir {R}/tables > {{log}} 2>&1"
+        f"{LGVQ} tables build --config {{params.cfg}} --table {{wildcards.table}} --out-dir {TABLES} > {{log}} 2>&1"
 
 
 rule report:
     conda:
         "../../environment.yml"
     input:
-        f"{R}/tables",
+        TABLES,
     output:
-        f"{R}/report.html",
+        REPORT,
     params:
         cfg=job_config,
         h=TABLES_HASH,

@@ -1,26 +1,14 @@
 # First stage: train each tokenizer (base, +LG, ablation variants) and encode every split.
 
-TEXT_CACHE = f"{R}/{{dataset}}/text/{config['text_encoder']['name']}.npz"
-TOKDIR = f"{R}/{{dataset}}/tokenizers/{{tokenizer}}/{{variant}}/seed{{seed}}"
-
-
-def text_cache_if_needed(wc):
-    """Only runs that read text (LG variants, VQCT's word-embedding codebook) wait for the text cache."""
-    from lgvq.config import tokenizer_needs_text
-
-    if tokenizer_needs_text(config, wc.dataset, wc.tokenizer, wc.variant):
-        return [TEXT_CACHE.format(dataset=wc.dataset)]
-    return []
-
 
 rule train_tokenizer:
     conda:
         "../../environment.yml"
     input:
-        data=f"{R}/{{dataset}}/data/prepared.json",
+        data=PREPARED,
         text=text_cache_if_needed,
     output:
-        f"{TOKDIR}/model.pt",
+        MODEL,
     params:
         cfg=job_config,
         h=tokenizer_hash,
@@ -39,12 +27,12 @@ rule encode_codes:
     conda:
         "../../environment.yml"
     input:
-        f"{TOKDIR}/model.pt",
+        MODEL,
     output:
-        train=f"{TOKDIR}/codes/train.npy",
-        val=f"{TOKDIR}/codes/val.npy",
-        test=f"{TOKDIR}/codes/test.npy",
-        codebook=f"{TOKDIR}/codes/codebook.npy",
+        train=codes("train"),
+        val=codes("val"),
+        test=codes("test"),
+        codebook=CODEBOOK,
     params:
         cfg=job_config,
         h=tokenizer_hash,
