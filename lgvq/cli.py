@@ -285,28 +285,26 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lgvq: error: {e}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:
-        # A NaN/inf loss stops training with the step and the term in the message: one line and
-        # status 2 like the other user-fixable errors (lower the lr, check the data). Matched via
-        # sys.modules so that this module never imports torch; other FloatingPointErrors propagate.
-        loop = sys.modules.get("lgvq.train.loop")
-        if loop is None or not isinstance(e, loop.NonFiniteLossError):
-            raise
-        print(f"lgvq: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         # Ctrl-C outside a training loop (evaluation, encoding): every output is written atomically,
         # so nothing half-written is left; one line instead of a traceback. 130 = 128 + SIGINT.
         print("lgvq: interrupted (SIGINT); no partial output was kept, run the same command again", file=sys.stderr)
         return 130
     except Exception as e:
-        # Training stopped by SIGINT/SIGTERM after writing a checkpoint (lgvq.train.loop): quiet exit
-        # with 128 + the signal number, as a shell reports a signalled process.
+        # Two ways a training loop stops that the user acts on, matched via sys.modules so that this
+        # module never imports torch; anything else propagates with its traceback.
+        # - a NaN/inf loss (the step and the term are in the message): status 2 like the other
+        #   user-fixable errors (lower the lr, check the data);
+        # - SIGINT/SIGTERM after a checkpoint was written: 128 + the signal number, as a shell
+        #   reports a signalled process.
         loop = sys.modules.get("lgvq.train.loop")
-        if loop is None or not isinstance(e, loop.TrainingInterrupted):
-            raise
-        print(f"lgvq: {e}", file=sys.stderr)
-        return 128 + e.signum
+        if loop is not None and isinstance(e, loop.NonFiniteLossError):
+            print(f"lgvq: error: {e}", file=sys.stderr)
+            return 2
+        if loop is not None and isinstance(e, loop.TrainingInterrupted):
+            print(f"lgvq: {e}", file=sys.stderr)
+            return 128 + e.signum
+        raise
     return int(rc or 0)
 
 
