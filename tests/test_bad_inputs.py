@@ -505,7 +505,7 @@ def disk_full_while_writing_a_checkpoint(e: Env) -> None:
         calls.append(f)
         if len(calls) < 2:
             return real_save(obj, f, *a, **k)
-        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+        f.write(b"PK\x03\x04 half a checkpoint")  # torch.save writes through the temporary file's handle
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     e.monkeypatch.setattr(loop.torch, "save", save_then_fill_the_disk)
