@@ -8,8 +8,11 @@ config, missing or corrupt input) print one clear line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def _selectors(p: argparse.ArgumentParser, *, run: bool = True) -> None:
@@ -22,8 +25,75 @@ def _selectors(p: argparse.ArgumentParser, *, run: bool = True) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this job")
 
 
-def _run(args: argparse.Namespace) -> tuple:
-    return args.dataset, args.tokenizer, args.variant, args.seed
+@dataclass(frozen=True)
+class PipelineVerb:
+    """One DAG job kind as a command: `lgvq <group> <verb> --config --dataset [run selectors]`
+    calls `target(cfg, [task,] dataset, [tokenizer, variant, seed,] [out])` with the validated config."""
+
+    group: str
+    verb: str
+    target: str              # "module:function", imported when the verb runs (`lgvq --help` imports no torch)
+    help: str
+    run: bool = True         # takes --tokenizer --variant --seed
+    tasks: tuple[str, ...] = ()  # takes --task, one of these
+    out: bool = False        # takes --out (a file the job writes)
+    prints: bool = False     # prints what the function returns (the path it wrote)
+
+
+STAGE2_TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar")
+DOWNSTREAM_TASKS = ("captioning", "vqa", "grounding")
+
+PIPELINE_VERBS = (
+    PipelineVerb("data", "prepare", "lgvq.pipeline.data:prepare",
+                 "generate (embedded) or check (real root) a configured dataset", run=False, prints=True),
+    PipelineVerb("data", "stats", "lgvq.pipeline.data:stats", "dataset statistics JSON", run=False, out=True),
+    PipelineVerb("text", "cache", "lgvq.pipeline.text:build_cache",
+                 "encode every caption once (dataset x text encoder)", run=False, out=True),
+    PipelineVerb("tokenizer", "train", "lgvq.pipeline.tokenizer:train", "train (resumes from the last checkpoint)",
+                 prints=True),
+    PipelineVerb("tokenizer", "encode", "lgvq.pipeline.tokenizer:encode", "encode every split into code grids"),
+    PipelineVerb("metrics", "train-extractor", "lgvq.pipeline.evaluate:train_feature_extractor",
+                 "train the offline FID feature extractor (shapes-cnn)", run=False),
+    PipelineVerb("eval", "reconstruction", "lgvq.pipeline.evaluate:reconstruction",
+                 "FID/PSNR/SSIM and codebook usage on the test split"),
+    PipelineVerb("eval", "text-alignment", "lgvq.pipeline.evaluate:text_alignment",
+                 "masked-word recall, word-code similarity, image-to-text retrieval"),
+    PipelineVerb("stage2", "run", "lgvq.pipeline.stage2:run",
+                 "train on the train split's codes, generate for the test conditions, score",
+                 tasks=STAGE2_TASKS, prints=True),
+    PipelineVerb("stage2", "labelmap-vq", "lgvq.pipeline.stage2:train_labelmap_vq",
+                 "train the label-map VQ (semantic synthesis' conditioning stage)", run=False, prints=True),
+    PipelineVerb("downstream", "run", "lgvq.pipeline.downstream:run",
+                 "train a head on the train split's codes, evaluate on the test split", tasks=DOWNSTREAM_TASKS,
+                 prints=True),
+)
+
+
+def _pipeline_handler(spec: PipelineVerb):
+    def handler(a: argparse.Namespace):
+        from lgvq.pipeline.common import job_config, set_threads
+
+        set_threads(a.threads)
+        module, name = spec.target.split(":")
+        fn = getattr(importlib.import_module(module), name)
+        cfg = job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer if spec.run else None)
+        args = [cfg, *([a.task] if spec.tasks else []), a.dataset,
+                *((a.tokenizer, a.variant, a.seed) if spec.run else ()), *([Path(a.out)] if spec.out else [])]
+        result = fn(*args)
+        if spec.prints:
+            print(result)
+
+    return handler
+
+
+def _add_pipeline_verb(groups: dict[str, Any], spec: PipelineVerb) -> None:
+    p = groups[spec.group].add_parser(spec.verb, help=spec.help)
+    _selectors(p, run=spec.run)
+    if spec.tasks:
+        p.add_argument("--task", required=True, choices=spec.tasks)
+    if spec.out:
+        p.add_argument("--out", required=True)
+    p.set_defaults(fn=_pipeline_handler(spec))
 
 
 # --- handlers (imports are lazy: `lgvq --help` must not import torch) -------------------------
@@ -53,91 +123,6 @@ def _data_check(a):
     report = check_dataset(a.name, a.root, [a.split] if a.split else None, cache_dir=a.cache_dir)
     print(report.format())
     return 0 if report.ok else 1
-
-
-def _data_prepare(a):
-    from lgvq.pipeline.common import job_config
-    from lgvq.pipeline.data import prepare
-
-    print(prepare(job_config(a.config, dataset=a.dataset), a.dataset))
-
-
-def _data_stats(a):
-    from lgvq.pipeline.common import job_config
-    from lgvq.pipeline.data import stats
-
-    stats(job_config(a.config, dataset=a.dataset), a.dataset, Path(a.out))
-
-
-def _text_cache(a):
-    from lgvq.pipeline.common import job_config
-    from lgvq.pipeline.text import build_cache
-
-    build_cache(job_config(a.config, dataset=a.dataset), a.dataset, Path(a.out))
-
-
-def _tok_train(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.tokenizer import train
-
-    set_threads(a.threads)
-    print(train(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), *_run(a)))
-
-
-def _tok_encode(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.tokenizer import encode
-
-    set_threads(a.threads)
-    encode(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), *_run(a))
-
-
-def _train_extractor(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.evaluate import train_feature_extractor
-
-    set_threads(a.threads)
-    train_feature_extractor(job_config(a.config, dataset=a.dataset), a.dataset)
-
-
-def _eval_reconstruction(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.evaluate import reconstruction
-
-    set_threads(a.threads)
-    reconstruction(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), *_run(a))
-
-
-def _downstream_run(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.downstream import run
-
-    set_threads(a.threads)
-    print(run(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), a.task, *_run(a)))
-
-
-def _stage2_run(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.stage2 import run
-
-    set_threads(a.threads)
-    print(run(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), a.task, *_run(a)))
-
-
-def _labelmap_vq(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.stage2 import train_labelmap_vq
-
-    set_threads(a.threads)
-    print(train_labelmap_vq(job_config(a.config, dataset=a.dataset), a.dataset))
-
-
-def _eval_text_alignment(a):
-    from lgvq.pipeline.common import job_config, set_threads
-    from lgvq.pipeline.evaluate import text_alignment
-
-    set_threads(a.threads)
-    text_alignment(job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer), *_run(a))
 
 
 def _tables_build(a):
@@ -170,7 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lgvq", description=__doc__.splitlines()[0])
     groups = parser.add_subparsers(dest="group", required=True)
 
-    data = groups.add_parser("data", help="datasets: generate, list, prepare, statistics").add_subparsers(dest="verb", required=True)
+    sub = {name: groups.add_parser(name, help=hlp).add_subparsers(dest="verb", required=True) for name, hlp in (
+        ("data", "datasets: generate, list, prepare, statistics"), ("text", "frozen text features"),
+        ("tokenizer", "first stage"), ("metrics", "metric assets"), ("eval", "first-stage evaluations"),
+        ("stage2", "second-stage generators on frozen codes"), ("downstream", "understanding heads on frozen codes"))}
+    for spec in PIPELINE_VERBS:  # every DAG rule's command
+        _add_pipeline_verb(sub, spec)
+
+    data = sub["data"]
     p = data.add_parser("synth", help="generate the embedded 'shapes' dataset in real on-disk formats")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=1000)
@@ -190,55 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="one split (default: all)")
     p.add_argument("--cache-dir", default=None, help="where derived files go (MM-CelebA-HQ label maps), as datasets.<name>.cache_dir")
     p.set_defaults(fn=_data_check)
-    p = data.add_parser("prepare", help="generate (embedded) or check (real root) a configured dataset")
-    _selectors(p, run=False)
-    p.set_defaults(fn=_data_prepare)
-    p = data.add_parser("stats", help="dataset statistics JSON")
-    _selectors(p, run=False)
-    p.add_argument("--out", required=True)
-    p.set_defaults(fn=_data_stats)
-
-    text = groups.add_parser("text", help="frozen text features").add_subparsers(dest="verb", required=True)
-    p = text.add_parser("cache", help="encode every caption once (dataset x text encoder)")
-    _selectors(p, run=False)
-    p.add_argument("--out", required=True)
-    p.set_defaults(fn=_text_cache)
-
-    tok = groups.add_parser("tokenizer", help="first stage").add_subparsers(dest="verb", required=True)
-    for verb, fn, hlp in (("train", _tok_train, "train (resumes from the last checkpoint)"),
-                          ("encode", _tok_encode, "encode every split into code grids")):
-        p = tok.add_parser(verb, help=hlp)
-        _selectors(p)
-        p.set_defaults(fn=fn)
-
-    met = groups.add_parser("metrics", help="metric assets").add_subparsers(dest="verb", required=True)
-    p = met.add_parser("train-extractor", help="train the offline FID feature extractor (shapes-cnn)")
-    _selectors(p, run=False)
-    p.set_defaults(fn=_train_extractor)
     from lgvq.metrics.cli import add_fid_parser
 
-    add_fid_parser(met)
-
-    ev = groups.add_parser("eval", help="first-stage evaluations").add_subparsers(dest="verb", required=True)
-    for verb, fn in (("reconstruction", _eval_reconstruction), ("text-alignment", _eval_text_alignment)):
-        p = ev.add_parser(verb)
-        _selectors(p)
-        p.set_defaults(fn=fn)
-
-    s2 = groups.add_parser("stage2", help="second-stage generators on frozen codes").add_subparsers(dest="verb", required=True)
-    p = s2.add_parser("run", help="train on the train split's codes, generate for the test conditions, score")
-    _selectors(p)
-    p.add_argument("--task", required=True, choices=("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar"))
-    p.set_defaults(fn=_stage2_run)
-    p = s2.add_parser("labelmap-vq", help="train the label-map VQ (semantic synthesis' conditioning stage)")
-    _selectors(p, run=False)
-    p.set_defaults(fn=_labelmap_vq)
-
-    dst = groups.add_parser("downstream", help="understanding heads on frozen codes").add_subparsers(dest="verb", required=True)
-    p = dst.add_parser("run", help="train a head on the train split's codes, evaluate on the test split")
-    _selectors(p)
-    p.add_argument("--task", required=True, choices=("captioning", "vqa", "grounding"))
-    p.set_defaults(fn=_downstream_run)
+    add_fid_parser(sub["metrics"])
 
     tab = groups.add_parser("tables", help="the paper's tables").add_subparsers(dest="verb", required=True)
     p = tab.add_parser("build")

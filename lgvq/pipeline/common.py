@@ -18,10 +18,11 @@ def job_config(path: str | Path, *, dataset: str | None = None, tokenizer: str |
 
 
 def set_threads(n: int | None) -> None:
-    """Pin intra-op threads to the job's Snakemake `threads` (jobs run side by side)."""
-    import torch
-
+    """Pin intra-op threads to the job's Snakemake `threads` (jobs run side by side). Without a
+    number nothing is imported: the data verbs stay torch-free."""
     if n:
+        import torch
+
         torch.set_num_threads(int(n))
         os.environ.setdefault("OMP_NUM_THREADS", str(n))
 

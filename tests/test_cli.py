@@ -1,4 +1,5 @@
-"""Ctrl-C and signals reach the user as one line and an exit status, never as a traceback."""
+"""The CLI: Ctrl-C and signals reach the user as one line and an exit status, never as a traceback;
+every DAG rule calls a declared pipeline verb."""
 
 from __future__ import annotations
 
@@ -28,3 +29,16 @@ def test_training_stopped_by_a_signal_exits_with_128_plus_its_number(monkeypatch
     assert cli.main(["doctor"]) == 128 + signal.SIGTERM
     assert capsys.readouterr().err.strip() == ("lgvq: interrupted by SIGTERM at step 17: checkpoint /r/checkpoint.pt "
                                                "saved; run the same command again to continue")
+
+
+def test_every_rules_command_is_a_declared_pipeline_verb():
+    """Each DAG job kind is one row of cli.PIPELINE_VERBS (tables and report have their own flags)."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    used = set()
+    for smk in (root / "workflow" / "rules").glob("*.smk"):
+        used |= set(re.findall(r'\{(?:LGVQ|TRAIN_LAUNCH|launcher\([^)]*\))\} ([a-z0-9]+) ([a-z0-9-]+)', smk.read_text()))
+    declared = {(v.group, v.verb) for v in cli.PIPELINE_VERBS}
+    assert len(used) >= 12 and used - declared == {("tables", "build"), ("report", "--config")}, used - declared
+    assert declared <= used  # and no declared verb is left without a rule
