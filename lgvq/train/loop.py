@@ -174,7 +174,7 @@ def load_checkpoint(path: Path, config_hash: str | None = None) -> dict[str, Any
         raise CheckpointMismatchError(
             f"checkpoint {path} was written for config hash {payload.get('config_hash')}, "
             f"but this run's config hash is {config_hash}; refusing to resume from another config. "
-            "Delete the directory or restore the original config."
+            "(train_loop sets such a checkpoint aside in superseded/<hash>/ before it loads one)"
         )
     return payload
 
