@@ -62,11 +62,11 @@ def data_root(cfg: dict[str, Any], dataset: str) -> Path:
 
 def dataset_source(cfg: dict[str, Any], dataset: str, root: Path | None = None):
     """The configured source of `dataset` reading `root` (default: the root `data prepare` recorded)."""
-    from lgvq.data.registry import accepts_cache_dir, get_source
+    from lgvq.data.registry import get_source
+    from lgvq.pipeline.preflight import cache_dir_problem
 
     ds = cfg["datasets"][dataset]
-    cache_dir = ds.get("cache_dir")
-    if cache_dir and not accepts_cache_dir(ds["source"]):
-        raise ConfigError(f"datasets.{dataset}.cache_dir: source '{ds['source']}' writes no derived files; "
-                          "remove the key")
-    return get_source(ds["source"], root or data_root(cfg, dataset), cache_dir=cache_dir)
+    problem = cache_dir_problem(cfg, dataset)
+    if problem:
+        raise ConfigError(problem)
+    return get_source(ds["source"], root or data_root(cfg, dataset), cache_dir=ds.get("cache_dir"))

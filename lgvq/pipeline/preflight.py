@@ -17,9 +17,19 @@ from lgvq.config import ConfigError
 GENERATED_SOURCES = ("shapes", "shapes-text")  # the sources `lgvq data prepare` can generate (root: null)
 
 
+def cache_dir_problem(cfg: dict[str, Any], dataset: str) -> str | None:
+    """A `cache_dir` on a source that derives no files (checked here and by every job's dataset access)."""
+    from lgvq.data.registry import accepts_cache_dir
+
+    entry = cfg["datasets"][dataset]
+    if entry.get("cache_dir") and not accepts_cache_dir(entry["source"]):
+        return f"datasets.{dataset}.cache_dir: source '{entry['source']}' writes no derived files; remove the key"
+    return None
+
+
 def dataset_problems(cfg: dict[str, Any], dataset: str) -> list[str]:
     """Why the jobs of `dataset` cannot run (empty when they can)."""
-    from lgvq.data.registry import accepts_cache_dir, list_datasets
+    from lgvq.data.registry import list_datasets
 
     entry = cfg["datasets"][dataset]
     key = f"datasets.{dataset}"
@@ -32,9 +42,8 @@ def dataset_problems(cfg: dict[str, Any], dataset: str) -> list[str]:
                        "be generated)")
     elif not Path(entry["root"]).expanduser().is_dir():
         out.append(f"{key}.root: directory not found: {Path(entry['root']).expanduser().resolve()}")
-    if entry.get("cache_dir") and not accepts_cache_dir(entry["source"]):
-        out.append(f"{key}.cache_dir: source '{entry['source']}' writes no derived files; remove the key")
-    return out
+    problem = cache_dir_problem(cfg, dataset)
+    return out + ([problem] if problem else [])
 
 
 def check_dataset(cfg: dict[str, Any], dataset: str) -> None:
