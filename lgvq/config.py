@@ -192,6 +192,12 @@ def tokenizer_needs_text(cfg: dict[str, Any], dataset: str, tokenizer: str, vari
             or cfg["tokenizers"][tokenizer]["class"] in WORD_EMBEDDING_CLASSES)
 
 
+# Bumped when a code change alters what a tokenizer job computes for the same config, so that
+# every result built on the old code is rerun (old checkpoints move to superseded/).
+# 2: the authors' f_vt and masked-text decoder, beta placement and CVQ anchors as switches.
+METHOD_REVISION = 2
+
+
 def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> dict[str, Any]:
     """Everything that determines a trained tokenizer; its hash names the checkpoint's config."""
     require(cfg, dataset=dataset, tokenizer=tokenizer)
@@ -205,8 +211,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         "variant": variant,
         "lg_weights": weights,
         # The LG module's and text encoder's settings only where they are used (a base VQ-VAE is the
-        # same model whatever lg.width says).
+        # same model whatever lg.layers says).
         "lg": cfg["lg"] if any(w > 0 for w in weights.values()) else None,
+        "method_revision": METHOD_REVISION,
         "text_encoder": cfg["text_encoder"] if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None,
         # How the steps execute stays out (a checkpoint resumes the same way under either; the
         # manifest records them): the fast path, torch.compile, and how often a checkpoint or a

@@ -79,7 +79,6 @@ def write_config(work: Path, args: argparse.Namespace) -> Path:
         "tokenizers": {"vqvae": {"class": "vqvae", "params": tiny},
                        "vqgan": {"class": "vqgan", "params": {**tiny, **adversarial}},
                        "cvq": {"class": "cvq", "params": {**tiny, **adversarial}}},
-        "lg": {"width": 16},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": 0.0005, "ckpt_every": args.ckpt_every,
                   "log_every": 1},
     }

@@ -42,7 +42,6 @@ CONFIG = {
     "text_encoder": {"name": "minilm", "max_length": 30},
     "tokenizers": {"vqvae": {"class": "vqvae", "params": dict(TINY)},
                    "vqgan": {"class": "vqgan", "params": {**TINY, "disc_start": 1, "disc_ch": 8, "disc_layers": 1}}},
-    "lg": {"width": 16},
     "train": {"steps": 2, "batch_size": 4, "lr": 0.001, "ckpt_every": 1, "log_every": 1},
     "eval": {"shapes_cnn_epochs": 1},
 }

@@ -187,7 +187,7 @@ def test_a_base_tokenizers_hash_ignores_the_lg_module_and_the_text_encoder_it_do
     from lgvq.config import tokenizer_job_slice
 
     one = validate_config(MINIMAL)
-    wider = validate_config({**MINIMAL, "lg": {"width": 32}, "text_encoder": {"max_length": 16}})
+    wider = validate_config({**MINIMAL, "lg": {"layers": 1}, "text_encoder": {"max_length": 16}})
     assert tokenizer_job_slice(one, "shapes", "vqgan", "base", 0) == tokenizer_job_slice(wider, "shapes", "vqgan", "base", 0)
     assert tokenizer_job_slice(one, "shapes", "vqgan", "lg", 0) != tokenizer_job_slice(wider, "shapes", "vqgan", "lg", 0)
     vqct = {**MINIMAL, "tokenizers": {"vqct": {"class": "vqct"}}}  # its codebook comes from word embeddings

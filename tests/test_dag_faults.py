@@ -43,7 +43,6 @@ CONFIG = {
                             "eval_images": 4}},
     "text_encoder": {"name": "minilm", "max_length": 30},
     "tokenizers": {"vqvae": {"class": "vqvae", "variants": ["base", "lg"], "params": dict(TINY)}},
-    "lg": {"width": 16},
     # enough steps that the dry run of scenario 1 lands while the tokenizers train
     "train": {"steps": 40, "batch_size": 4, "lr": 0.0002, "ckpt_every": 5, "log_every": 1},
     "eval": {"shapes_cnn_epochs": 1},
@@ -156,7 +155,7 @@ CHANGES = {
     "datasets.shapes.lg_weights.gsa": 0.5,
     "text_encoder.max_length": 16,
     "tokenizers.vqvae.params.n_embed": 32,
-    "lg.width": 32,
+    "lg.layers": 1,
     "train.steps": 41,
     "train.ckpt_every": 7,
     "train.log_every": 2,
@@ -192,7 +191,7 @@ def test_each_config_key_reruns_exactly_the_jobs_the_docs_list(finished):
 
 
 def test_a_setting_of_the_lg_module_leaves_the_base_tokenizer_alone(finished):
-    out = snakemake(finished["dir"], write_config(finished["dir"], _set(CONFIG, "lg.width", 32), "lg.yaml"), "-n")
+    out = snakemake(finished["dir"], write_config(finished["dir"], _set(CONFIG, "lg.layers", 1), "lg.yaml"), "-n")
     assert "variant=lg" in out.stdout and "variant=base" not in out.stdout
 
 

@@ -63,7 +63,8 @@ def test_mask_never_touches_special_or_pad_tokens_and_its_ratio_is_bounded():
 def module(**w):
     torch.manual_seed(0)
     weights = {"gsa": 1.0, "mtp": 1.0, "ras": 1.0, **w}
-    return LanguageGuidance(code_dim=D, text_width=DT, token_embeddings=torch.randn(V, DT), max_len=L, **weights)
+    return LanguageGuidance(code_dim=D, text_width=DT, token_embeddings=torch.randn(V, DT), max_len=L,
+                            grid_tokens=9, **weights)
 
 
 def test_gradients_reach_codes_and_lg_parameters_never_the_token_embeddings():
@@ -73,7 +74,7 @@ def test_gradients_reach_codes_and_lg_parameters_never_the_token_embeddings():
     assert set(terms) == {"gsa", "mtp", "ras"}
     sum(terms.values()).backward()
     assert z.grad.abs().sum() > 0
-    assert lg.in_proj.weight.grad.abs().sum() > 0 and lg.ras_proj[0].weight.grad.abs().sum() > 0
+    assert lg.f_vt.blocks[0].attn.q.weight.grad.abs().sum() > 0 and lg.ras_proj[0].weight.grad.abs().sum() > 0
     assert not lg.token_embeddings.requires_grad and lg.token_embeddings.grad is None
 
 

@@ -6,6 +6,10 @@ Protocols (the paper leaves them open; these are ours, applied identically to ev
   seeded generator among real, non-special tokens; Recall@1 = fraction of masked tokens whose
   top-1 prediction is the original token (Mask-3 is scored per word). Captions with fewer than
   k maskable tokens are not scored for that k, and their number is written in the notes.
+  Leak-free variant (ours, beside it): the paper's decoder input is the features of the FULL
+  caption with the masked slots overwritten, so the word has leaked into the other positions'
+  features; the leak-free score re-encodes the caption with the word replaced by the encoder's
+  mask token first.
 - Word–code similarity MSE. The base model has no visual-token transformer, so alignment may
   not rely on one: for EVERY model we fit a ridge map from the mean quantised vector of an
   image to its caption's global text feature on the train split (closed form), then align each
@@ -23,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lgvq.text.base import TextFeatures
+
 RIDGE = 1e-2
 
 
@@ -39,8 +45,9 @@ def _quantised(model, data, device, batch: int = 64) -> torch.Tensor:
     return torch.cat(out)  # (n, D, h, w)
 
 
-def masked_word_recall(lg, z_q: torch.Tensor, text, k: int, seed: int) -> tuple[float, int, int]:
-    """-> (recall, scored captions, skipped captions)."""
+def masked_positions(text, k: int, seed: int) -> tuple[torch.Tensor, int]:
+    """(B, L) bool: k real, non-special tokens per caption at seeded positions (none for captions
+    with fewer than k such tokens) -> (mask, skipped captions)."""
     g = torch.Generator().manual_seed(seed + k)
     maskable = text.valid & ~text.special
     masked = torch.zeros_like(maskable)
@@ -51,13 +58,32 @@ def masked_word_recall(lg, z_q: torch.Tensor, text, k: int, seed: int) -> tuple[
             skipped += 1
             continue
         masked[b, pos[torch.randperm(len(pos), generator=g)[:k]]] = True
+    return masked, skipped
+
+
+def reencode_masked(text, masked: torch.Tensor, encoder, batch: int = 256):
+    """The leak-free input: the caption with its masked words replaced by the encoder's mask
+    token BEFORE encoding, so no later position has seen the word (CLIP's text tower is causal,
+    MiniLM's bidirectional: with the paper's protocol both leak it). Targets stay the original ids."""
+    ids = torch.where(masked, torch.full_like(text.token_ids, encoder.mask_id), text.token_ids)
+    tokens = torch.cat([encoder.encode_ids(ids[i:i + batch], text.valid[i:i + batch])
+                        for i in range(0, len(ids), batch)])
+    return TextFeatures(text.token_ids, tokens.to(text.tokens.dtype), text.valid, text.special, text.global_)
+
+
+def masked_word_recall(lg, z_q: torch.Tensor, text, k: int, seed: int, encoder=None) -> tuple[float, int, int]:
+    """-> (recall, scored captions, skipped captions). With `encoder`, the leak-free protocol
+    (the same masked positions, the caption re-encoded with the words masked); without, the
+    paper's (features of the full caption, masked slots overwritten by the [mask] vectors)."""
+    masked, skipped = masked_positions(text, k, seed)
     keep = masked.any(1)
     if not bool(keep.any()):
         return float("nan"), 0, skipped
-    logits = lg.predict_masked(z_q[keep], text[keep], masked[keep])
-    pred = logits.argmax(-1)
-    sel = masked[keep]
-    return float((pred[sel] == text.token_ids[keep][sel]).float().mean()), int(keep.sum()), skipped
+    text, masked = text[keep], masked[keep]
+    if encoder is not None:
+        text = reencode_masked(text, masked, encoder)
+    pred = lg.predict_masked(z_q[keep], text, masked).argmax(-1)
+    return float((pred[masked] == text.token_ids[masked]).float().mean()), int(keep.sum()), skipped
 
 
 def fit_ridge(x: torch.Tensor, y: torch.Tensor, lam: float = RIDGE) -> torch.Tensor:
@@ -87,7 +113,9 @@ def retrieval(cls: torch.Tensor, text_global: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device,
+                       encoder=None) -> tuple[dict[str, float], dict[str, Any]]:
+    """`encoder`: the frozen text encoder, for the leak-free masked-word protocol (skipped without)."""
     (train_data, train_recs), (test_data, test_recs) = train, test
     z_train = _quantised(model, train_data, device)
     z_test = _quantised(model, test_data, device)
@@ -105,6 +133,12 @@ def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device) -> t
                 metrics[f"Recall@1[Mask-{k}]"] = rec
                 notes[f"Recall@1[Mask-{k}]"] = (f"first caption of {n} test images, {k} word token(s) masked, scored "
                                                 f"per word; {skipped} captions too short")
+                if encoder is not None:
+                    rec, n, _ = masked_word_recall(lg, z_test, t_test, k, seed, encoder=encoder)
+                    metrics[f"Recall@1[Mask-{k}, leak-free]"] = rec
+                    notes[f"Recall@1[Mask-{k}, leak-free]"] = (
+                        f"the same {n} captions and positions, re-encoded by {encoder.name} with the masked "
+                        f"word(s) replaced by token id {encoder.mask_id} before encoding")
         if lg.weights["gsa"] > 0:
             metrics.update(retrieval(lg.cls_embedding(z_test), t_test.global_))
             notes["I2T-R@1"] = f"{len(test_recs)} test images vs their first captions"

@@ -224,9 +224,15 @@ def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     model, lg = load_tokenizer(cfg, dataset, tokenizer, variant, seed, with_lg=True)
     model, lg = model.to(dev), (lg.to(dev) if lg is not None else None)
     cache = _text_cache(cfg, dataset)
+    encoder = None
+    if lg is not None and lg.weights["mtp"] > 0:  # the leak-free masked-word protocol re-encodes captions
+        from lgvq.text.registry import get_text_encoder
+
+        t = cfg["text_encoder"]
+        encoder = get_text_encoder(t["name"], path=t["path"], max_length=t["max_length"], device=str(dev))
     metrics, notes = lg_eval.evaluate_alignment(
         model, lg, cache, train=_eval_images(cfg, dataset, split="train"), test=_eval_images(cfg, dataset, split="test"),
-        seed=cfg["eval"]["mask_eval_seed"], device=dev)
+        seed=cfg["eval"]["mask_eval_seed"], device=dev, encoder=encoder)
     atomic_write_json(out / "metrics.json", {
         "kind": "text_alignment", "dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
         "metrics": metrics, "notes": notes,

@@ -83,10 +83,11 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
         lg = LanguageGuidance(
             code_dim=model.embed_dim,
             text_width=cache.width,
+            grid_tokens=(image_size // model.downsample) ** 2,
             token_embeddings=torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32)),
             gsa=weights["gsa"], mtp=weights["mtp"], ras=weights["ras"],
             layers=cfg["lg"]["layers"], heads=cfg["lg"]["heads"], dropout=cfg["lg"]["dropout"],
-            max_len=cfg["text_encoder"]["max_length"], width=cfg["lg"]["width"],
+            max_len=cfg["text_encoder"]["max_length"],
         )
     return model, lg, weights
 

@@ -43,6 +43,13 @@ class TextEncoder:
     def encode(self, captions: list[str]) -> TextFeatures:  # pragma: no cover - interface
         raise NotImplementedError
 
+    mask_id: int       # token standing for a masked word when a caption is re-encoded
+
+    def encode_ids(self, token_ids: Tensor, valid: Tensor) -> Tensor:  # pragma: no cover - interface
+        """Per-token features (B, L, Dt) of already tokenised captions (the leak-free protocol of
+        masked-word recall re-encodes captions whose masked words became `mask_id`)."""
+        raise NotImplementedError
+
     def token_embedding_matrix(self) -> Tensor:  # pragma: no cover - interface
         """(vocab_size, Dt) input token embeddings, detached."""
         raise NotImplementedError

@@ -36,10 +36,18 @@ class _FrozenHFEncoder(TextEncoder):
         self.width = self.model.config.hidden_size
         self.vocab_size = self.model.config.vocab_size
         self.pad_id = self.tokenizer.pad_token_id
+        # BERT's [MASK]; CLIP's BPE has no mask token, so its unknown token (<|endoftext|>) stands in.
+        mask = self.tokenizer.mask_token_id
+        self.mask_id = int(mask if mask is not None else self.tokenizer.unk_token_id)
 
     def _tokenise(self, captions: list[str]):
         return self.tokenizer(list(captions), padding="max_length", truncation=True, max_length=self.max_length,
                               return_tensors="pt").to(self.device)
+
+    @torch.no_grad()
+    def encode_ids(self, token_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=token_ids.to(self.device), attention_mask=valid.long().to(self.device))
+        return out.last_hidden_state.float().cpu()
 
     def token_embedding_matrix(self) -> torch.Tensor:
         return self.model.get_input_embeddings().weight.detach().cpu()

@@ -6,11 +6,10 @@ gradient to the encoder, and the two VQ terms of PAPER.md's Eq. 2, reported unwe
 encoder); the model multiplies "commit" by beta (0.25).
 
 `ClusteredVectorQuantizer` (CVQ, Zheng & Vedaldi, ICCV 2023, "Online clustered codebook"):
-same assignment, plus an exponential moving average of each code's usage; during training,
-every code is blended towards an anchor (its closest encoder feature in the batch) with a
-weight that is ~1 for rarely used codes and ~0 for codes in regular use, so no code stays
-dead (CVQ's "closest" anchor sampling). CVQ's contrastive loss is not used (the CVQ paper
-reports it as optional).
+nearest code by L2 or cosine, plus an exponential moving average of each code's usage; during
+training, every code is blended towards an anchor (a batch feature: the closest, or one drawn
+by similarity) with a weight that is ~1 for rarely used codes and ~0 for codes in regular use,
+so no code stays dead; optionally CVQ's contrastive codebook term.
 """
 
 from __future__ import annotations
@@ -40,17 +39,16 @@ class VectorQuantizer(nn.Module):
         return d.argmin(1)
 
     def forward(self, z_e: Tensor) -> QuantizerOutput:
+        flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])
+        return self._quantise(z_e, self.nearest(flat.detach()))
+
+    def _quantise(self, z_e: Tensor, idx: Tensor) -> QuantizerOutput:
+        """Codes (N,) -> z_q, the two unweighted VQ terms, straight-through output."""
         b, d, h, w = z_e.shape
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
-        idx = self.nearest(flat.detach())
         z_q = self.weight()[idx].view(b, h, w, d).permute(0, 3, 1, 2)
         losses = {"codebook": F.mse_loss(z_q, z_e.detach()), "commit": F.mse_loss(z_e, z_q.detach())}
-        self._after_assignment(flat.detach(), idx)
         z_st = z_e + (z_q - z_e).detach()  # straight-through: forward z_q, gradient to z_e
         return QuantizerOutput(z_st, idx.view(b, h, w), losses, z_e)
-
-    def _after_assignment(self, flat: Tensor, idx: Tensor) -> None:
-        """Hook for codebook maintenance (CVQ)."""
 
     def lookup(self, codes: Tensor) -> Tensor:
         """(B, h, w) codes -> (B, D, h, w) quantised features."""
@@ -58,9 +56,29 @@ class VectorQuantizer(nn.Module):
 
 
 class ClusteredVectorQuantizer(VectorQuantizer):
-    def __init__(self, n_embed: int, embed_dim: int, decay: float = 0.99) -> None:
+    """CVQ's online clustered codebook, with the choices that differ between the original
+    CVQ-VAE code and the authors' LG_cvq as switches:
+
+    - `distance`: "l2" (squared Euclidean) or "cos" (cosine of the normalised vectors) for both
+      the assignment and the anchors.
+    - `anchor`: "closest" (each code's most similar batch feature) or "probrandom" (a batch
+      feature drawn with probability softmax(similarity) over the batch; global torch RNG, so
+      a resumed run draws the same anchors).
+    - `contrastive`: CVQ's contrastive term, added to the unweighted losses as "contrastive":
+      per code, the mean similarity of its max(1, N // K) most similar features is the positive
+      and its N // 2 least similar features are the negatives, cross-entropy at temperature 0.07;
+      features detached, so it moves the codebook only.
+    The authors' LG_cvq: l2 + probrandom + contrastive. CVQ-VAE's paper setting: cos + closest.
+    """
+
+    def __init__(self, n_embed: int, embed_dim: int, decay: float = 0.99, distance: str = "l2",
+                 anchor: str = "closest", contrastive: bool = False) -> None:
         super().__init__(n_embed, embed_dim)
-        self.decay = decay
+        if distance not in ("l2", "cos"):
+            raise ValueError(f"cvq_distance must be 'l2' or 'cos', got {distance!r}")
+        if anchor not in ("closest", "probrandom"):
+            raise ValueError(f"cvq_anchor must be 'closest' or 'probrandom', got {anchor!r}")
+        self.decay, self.distance, self.anchor, self.contrastive = decay, distance, anchor, contrastive
         # EMA of each code's share of assignments; starts at 0 so that codes never chosen are
         # pulled to anchors from the first training step.
         self.register_buffer("usage", torch.zeros(n_embed))
@@ -70,17 +88,50 @@ class ClusteredVectorQuantizer(VectorQuantizer):
         broadcasts it from rank 0 so replicas stay identical (lgvq.train.distributed)."""
         return (self.embedding.weight.data,)
 
+    def similarity(self, flat: Tensor, w: Tensor) -> Tensor:
+        """(N, D) features, (K, D) codes -> (N, K), larger = closer (negative squared L2 or cosine)."""
+        if self.distance == "cos":
+            return F.normalize(flat, dim=1) @ F.normalize(w, dim=1).t()
+        return -(flat.pow(2).sum(1, keepdim=True) - 2 * flat @ w.t() + w.pow(2).sum(1)[None])
+
+    def nearest(self, flat: Tensor) -> Tensor:
+        return self.similarity(flat, self.weight()).argmax(1)
+
+    def forward(self, z_e: Tensor) -> QuantizerOutput:
+        flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, self.embed_dim)
+        # One (N, K) similarity before any update serves the assignment, the contrastive term
+        # and the anchors (as in CVQ's code); it carries gradient to the codebook only.
+        sim = self.similarity(flat, self.weight())
+        idx = sim.detach().argmax(1)
+        out = self._quantise(z_e, idx)
+        if self.training:
+            if self.contrastive:
+                out.losses["contrastive"] = contrastive_loss(sim, self.n_embed)
+            self._reinitialise(flat, idx, sim.detach())
+        return out
+
     @torch.no_grad()
-    def _after_assignment(self, flat: Tensor, idx: Tensor) -> None:
-        if not self.training:
-            return
+    def _reinitialise(self, flat: Tensor, idx: Tensor, sim: Tensor) -> None:
         share = torch.bincount(idx, minlength=self.n_embed).float() / idx.numel()
         self.usage.mul_(self.decay).add_(share, alpha=1 - self.decay)
-        # CVQ's online re-initialisation: every code moves towards its anchor (the closest
-        # encoder feature of the batch) with weight alpha = exp(-usage * K * 10 / (1 - decay) - 1e-3):
-        # ~1 for codes nobody uses (they jump onto the data), ~0 for codes in regular use.
+        # CVQ's online re-initialisation: every code moves towards its anchor with weight
+        # alpha = exp(-usage * K * 10 / (1 - decay) - 1e-3): ~1 for codes nobody uses (they jump
+        # onto the data), ~0 for codes in regular use.
         alpha = torch.exp(-(self.usage * self.n_embed * 10) / (1 - self.decay) - 1e-3)[:, None]
+        if self.anchor == "closest":
+            pick = sim.argmax(0)
+        else:
+            pick = torch.multinomial(F.softmax(sim.t(), dim=1), 1).squeeze(1)
         w = self.embedding.weight.data
-        d = w.pow(2).sum(1, keepdim=True) - 2 * w @ flat.t() + flat.pow(2).sum(1)[None]  # (K, N)
-        anchors = flat[d.argmin(1)]
-        self.embedding.weight.data = w * (1 - alpha) + anchors * alpha
+        # A new tensor, not an in-place copy: the step's graph still holds the old codebook.
+        self.embedding.weight.data = w * (1 - alpha) + flat[pick] * alpha
+
+
+def contrastive_loss(sim: Tensor, n_embed: int, temperature: float = 0.07) -> Tensor:
+    """CVQ's codebook contrastive term from the (N, K) feature-code similarities (see above)."""
+    ordered = sim.sort(dim=0).values                       # ascending over the N features
+    n = ordered.shape[0]
+    positive = ordered[-max(1, n // n_embed):].mean(0, keepdim=True)   # (1, K)
+    negatives = ordered[: n // 2]                                      # (N // 2, K)
+    logits = torch.cat([positive, negatives]).t() / temperature        # (K, 1 + N // 2)
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))

@@ -51,5 +51,5 @@ class VQGAN(VQVAE):
     def describe(self) -> dict:
         perceptual = ("VGG16 feature distance (LPIPS backbone, uniform layer weights)" if self.perceptual is not None
                       else "off (no local VGG weights)")
-        return {**super().describe(), "loss": "L1 + perceptual + codebook + 0.25 commit + adaptive hinge GAN",
+        return {**super().describe(), "loss": f"L1 + perceptual + {self._vq_terms()} + adaptive hinge GAN",
                 "perceptual": perceptual, "disc_start": self.disc_start, "disc_weight": self.disc_weight}

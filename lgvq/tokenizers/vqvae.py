@@ -2,6 +2,10 @@
 
 x -> Encoder -> 1x1 conv to embed_dim -> VectorQuantizer -> 1x1 conv -> Decoder -> x_rec.
 Loss (PAPER.md Eq. 2): ||x - x_rec||^2 + ||sg[z_e] - z_q||^2 + beta ||z_e - sg[z_q]||^2.
+
+`beta_on` says which VQ term beta weights: "commit" (Eq. 2, the original VQ-VAE, CVQ's code) or
+"codebook" (taming-transformers' VectorQuantizer2 with its default legacy=True, which the
+authors' VQ-GAN and VQ-GAN+LG use: the encoder's commitment at weight 1, the codebook at beta).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ class VQVAE(Tokenizer):
     def __init__(self, *, image_size: int, ch: int = 128, ch_mult: Sequence[int] = (1, 1, 2, 2, 4),
                  num_res_blocks: int = 2, attn_resolutions: Sequence[int] = (16,), z_channels: int = 256,
                  embed_dim: int = 256, n_embed: int = 1024, beta: float = 0.25, dropout: float = 0.0,
-                 codebook_weight: float = 1.0) -> None:
+                 codebook_weight: float = 1.0, beta_on: str = "commit") -> None:
         super().__init__()
         net = dict(ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks,
                    attn_resolutions=tuple(attn_resolutions), resolution=image_size, z_channels=z_channels,
@@ -34,7 +38,9 @@ class VQVAE(Tokenizer):
         self.downsample = 2 ** (len(ch_mult) - 1)
         if image_size % self.downsample:
             raise ValueError(f"image_size {image_size} is not divisible by the downsampling factor {self.downsample}")
-        self.beta, self.codebook_weight = beta, codebook_weight
+        if beta_on not in ("commit", "codebook"):
+            raise ValueError(f"beta_on must be 'commit' (PAPER.md Eq. 2) or 'codebook' (taming's legacy VQ), got {beta_on!r}")
+        self.beta, self.codebook_weight, self.beta_on = beta, codebook_weight, beta_on
 
     def make_quantizer(self, n_embed: int, embed_dim: int) -> VectorQuantizer:
         return VectorQuantizer(n_embed, embed_dim)
@@ -56,11 +62,16 @@ class VQVAE(Tokenizer):
         return self.quantizer.weight()
 
     def vq_losses(self, out: TokenizerOutput) -> dict[str, Tensor]:
-        return {"codebook": self.codebook_weight * out.quant.losses["codebook"],
-                "commit": self.codebook_weight * self.beta * out.quant.losses["commit"]}
+        """The quantiser's terms times codebook_weight, beta on the term `beta_on` names; any
+        further quantiser term (CVQ's "contrastive") at codebook_weight."""
+        return {name: self.codebook_weight * (self.beta if name == self.beta_on else 1.0) * term
+                for name, term in out.quant.losses.items()}
 
     def generator_losses(self, x: Tensor, out: TokenizerOutput, step: int) -> dict[str, Tensor]:
         return {"rec": F.mse_loss(out.x_rec, x), **self.vq_losses(out)}
 
     def describe(self) -> dict:
-        return {**super().describe(), "loss": "MSE + codebook + 0.25 commit", "perceptual": "n/a"}
+        return {**super().describe(), "loss": f"MSE + {self._vq_terms()}", "perceptual": "n/a"}
+
+    def _vq_terms(self) -> str:
+        return ("codebook + {b} commit" if self.beta_on == "commit" else "{b} codebook + commit").format(b=self.beta)
