@@ -35,13 +35,13 @@ class PipelineVerb:
     target: str              # "module:function", imported when the verb runs (`lgvq --help` imports no torch)
     help: str
     run: bool = True         # takes --tokenizer --variant --seed
-    tasks: tuple[str, ...] = ()  # takes --task, one of these
+    tasks: tuple[str, ...] | str = ()  # takes --task: one of these, or "registered" (checked once the config,
+                                       # whose plug-ins may add tasks, is loaded)
     out: bool = False        # takes --out (a file the job writes)
     prints: bool = False     # prints what the function returns (the path it wrote)
 
 
 STAGE2_TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar")
-DOWNSTREAM_TASKS = ("captioning", "vqa", "grounding")
 
 PIPELINE_VERBS = (
     PipelineVerb("data", "prepare", "lgvq.pipeline.data:prepare",
@@ -64,7 +64,7 @@ PIPELINE_VERBS = (
     PipelineVerb("stage2", "labelmap-vq", "lgvq.pipeline.stage2:train_labelmap_vq",
                  "train the label-map VQ (semantic synthesis' conditioning stage)", run=False, prints=True),
     PipelineVerb("downstream", "run", "lgvq.pipeline.downstream:run",
-                 "train a head on the train split's codes, evaluate on the test split", tasks=DOWNSTREAM_TASKS,
+                 "train a head on the train split's codes, evaluate on the test split", tasks="registered",
                  prints=True),
 )
 
@@ -89,7 +89,9 @@ def _pipeline_handler(spec: PipelineVerb):
 def _add_pipeline_verb(groups: dict[str, Any], spec: PipelineVerb) -> None:
     p = groups[spec.group].add_parser(spec.verb, help=spec.help)
     _selectors(p, run=spec.run)
-    if spec.tasks:
+    if isinstance(spec.tasks, str):
+        p.add_argument("--task", required=True, help="a registered task (the config's plug-ins may add some)")
+    elif spec.tasks:
         p.add_argument("--task", required=True, choices=spec.tasks)
     if spec.out:
         p.add_argument("--out", required=True)

@@ -80,9 +80,26 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
             lines.append(f"  {key}: {err.message}{_hint(err)}")
         raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines))
+    _load_plugins_and_check_tasks(cfg, source)
     _check_cross_references(cfg, source)
     _expand_paths(cfg, source)
     return cfg
+
+
+def _load_plugins_and_check_tasks(cfg: dict[str, Any], source: str) -> None:
+    """Import the config's plug-in modules, then check every task name against the registries
+    (the schema cannot list names that plug-ins add)."""
+    from lgvq.downstream.registry import HEADS
+    from lgvq.registry import load_plugins
+
+    try:
+        load_plugins(cfg["plugins"])
+        HEADS.check(cfg["downstream"]["tasks"], "downstream.tasks")
+        HEADS.check(cfg["downstream"]["tokenizers"], "downstream.tokenizers")
+        for name, ds in cfg["datasets"].items():
+            HEADS.check(ds.get("downstream_tasks") or [], f"datasets.{name}.downstream_tasks")
+    except ConfigError as e:
+        raise ConfigError(f"invalid config {source}:\n  {e}") from e
 
 
 def _hint(err) -> str:

@@ -12,11 +12,13 @@ import pytest
 from PIL import Image
 
 from lgvq.cli import main
-from lgvq.data.adapters import CELEBAMASK_PARTS, keep_caption, textcaps_int_id
 from lgvq.data.check import check_dataset
 from lgvq.data.dataset import ImageTextDataset, load_rgb
 from lgvq.data.formats import read_label_map
 from lgvq.data.registry import get_source, list_datasets
+from lgvq.data.sources.celeba import CELEBAMASK_PARTS
+from lgvq.data.sources.real import keep_caption
+from lgvq.data.sources.textcaps import textcaps_int_id
 from lgvq.io import ArtifactError
 
 LONG = " ".join(["word"] * 28)  # 28 words + 2 >= 30: the authors' loaders drop it

@@ -90,7 +90,7 @@ def test_ablation_seeds_narrow_table_2_only():
 
 def test_every_table_has_a_plan():
     cfg = validate_config(MINIMAL)
-    for table in plan.TABLE_IDS:
+    for table in plan.table_ids(cfg):
         plan.table_inputs(cfg, table)  # raises for an unknown table
     with pytest.raises(KeyError):
         plan.table_inputs(cfg, "no_such_table")

@@ -1,73 +1,36 @@
 """Dataset sources: a name -> a reader of one on-disk layout (embedded or real).
 
-A `DatasetSource` lists, per split, image records (path, captions, optional label map and
-ground-truth attributes) and the task annotations (COCO-QA questions, referring expressions).
-Real-dataset adapters register here under their own names with the same interface.
+A `DatasetSource` (lgvq/data/base.py; its record classes and it are importable from here too)
+lists, per split, image records (path, captions, optional label map and ground-truth attributes)
+and the task annotations (COCO-QA questions, referring expressions).
+
+The embedded dataset's reader (`ShapesSource`) is defined here. The real datasets' readers live in
+lgvq/data/sources/ and are named in `BUILTIN` below as "module:Class" import paths: one is
+imported the first time its name is asked for, so the sources depend on the base classes and
+never on this module. Other sources register with `register_dataset`, with the same interface
+(a name registered that way takes precedence over a built-in one).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from lgvq.data.base import DatasetSource, ImageRecord, QARecord, RefRecord
 from lgvq.io import ArtifactError, read_json
 
-
-@dataclass(frozen=True)
-class ImageRecord:
-    image_id: int
-    path: Path
-    captions: tuple[str, ...]
-    mask_path: Path | None = None
-    attributes: dict | None = None
-
-
-@dataclass(frozen=True)
-class QARecord:
-    image_id: int
-    question: str
-    answer: str
-    qtype: int
-
-
-@dataclass(frozen=True)
-class RefRecord:
-    ref_id: int
-    image_id: int
-    sentence: str
-    bbox_xywh: tuple[float, float, float, float]
-
-
-class DatasetSource(ABC):
-    name: str
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ArtifactError(f"dataset root not found: {self.root}")
-
-    @abstractmethod
-    def splits(self) -> list[str]: ...
-
-    @abstractmethod
-    def records(self, split: str) -> list[ImageRecord]: ...
-
-    def has_qa(self) -> bool:
-        return type(self).qa is not DatasetSource.qa
-
-    def has_refs(self) -> bool:
-        return type(self).refs is not DatasetSource.refs
-
-    def qa(self, split: str) -> list[QARecord]:
-        raise ArtifactError(f"dataset '{self.name}' at {self.root} has no question-answer annotations")
-
-    def refs(self, split: str) -> list[RefRecord]:
-        raise ArtifactError(f"dataset '{self.name}' at {self.root} has no referring expressions")
-
+# The real datasets' sources, imported on first use (see the module docstring).
+BUILTIN: dict[str, str] = {
+    "cub": "lgvq.data.sources.cub:CUBSource",
+    "mmceleba": "lgvq.data.sources.celeba:MMCelebASource",
+    "textcaps": "lgvq.data.sources.textcaps:TextCapsSource",
+    "coco": "lgvq.data.sources.coco:COCOSource",
+    "cocoqa": "lgvq.data.sources.cocoqa:COCOQASource",
+    "refcocog": "lgvq.data.sources.refcocog:RefCOCOgSource",
+}
 
 _REGISTRY: dict[str, Callable[[Path], DatasetSource]] = {}
 
@@ -81,15 +44,23 @@ def register_dataset(name: str):
 
 
 def list_datasets() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(BUILTIN))
+
+
+def _factory(name: str) -> Callable[[Path], DatasetSource] | None:
+    """The factory registered as `name`; a built-in source is imported here on first use."""
+    if name not in _REGISTRY and name in BUILTIN:
+        module, cls = BUILTIN[name].split(":")
+        _REGISTRY[name] = getattr(importlib.import_module(module), cls)
+    return _REGISTRY.get(name)
 
 
 def get_source(name: str, root: str | Path, cache_dir: str | Path | None = None) -> DatasetSource:
     """The source `name` reading `root`; `cache_dir` (only for sources that derive files, such as
     MM-CelebA-HQ's merged label maps) says where derived files go."""
-    if name not in _REGISTRY:
+    factory = _factory(name)
+    if factory is None:
         raise ArtifactError(f"unknown dataset source '{name}' (registered: {', '.join(list_datasets())})")
-    factory = _REGISTRY[name]
     if cache_dir is None:
         return factory(Path(root))
     if not accepts_cache_dir(name):
@@ -99,7 +70,8 @@ def get_source(name: str, root: str | Path, cache_dir: str | Path | None = None)
 
 def accepts_cache_dir(name: str) -> bool:
     """Whether source `name` derives files (and so takes a `cache_dir`)."""
-    return name in _REGISTRY and "cache_dir" in inspect.signature(_REGISTRY[name]).parameters
+    factory = _factory(name)
+    return factory is not None and "cache_dir" in inspect.signature(factory).parameters
 
 
 @register_dataset("shapes")
@@ -156,8 +128,3 @@ class ShapesSource(DatasetSource):
                 out.append(RefRecord(int(ref["ref_id"]), int(ref["image_id"]), s["sent"],
                                      tuple(float(v) for v in boxes[ref["ann_id"]])))
         return out
-
-
-# Real-dataset adapters register themselves on import; imported last because they subclass
-# the classes above.
-from lgvq.data import adapters as _adapters  # noqa: F401

@@ -22,12 +22,16 @@ per-beam key/value caches and gives the same result.
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lgvq.downstream.frontend import CodeFrontEnd
 from lgvq.downstream.vocab import WordVocab
+from lgvq.downstream.registry import EXAMPLES_SHOWN, DownstreamTask, Evaluation, HeadContext, HeadSetup
 
 IGNORE = -100
 
@@ -159,3 +163,67 @@ class HFCaptionTokenizer:
 
     def to_dict(self) -> dict:
         return {"hf_tokenizer": self.tokenizer.name_or_path, "size": len(self)}
+
+
+# --- the task ----------------------------------------------------------------------------------
+
+class CaptioningTask(DownstreamTask):
+    name = "captioning"
+
+    def prefix_width(self, settings: dict[str, Any]) -> int | None:
+        """A pretrained GPT-2 fixes the prefix width (ClipCap)."""
+        if not settings["gpt2_path"]:
+            return None
+        from transformers import GPT2Config
+
+        return GPT2Config.from_pretrained(settings["gpt2_path"]).n_embd
+
+    def setup(self, ctx: HeadContext) -> HeadSetup:
+        from lgvq.downstream.vocab import WordVocab, pad_batch
+        from lgvq.metrics.captions import caption_scores, to_paper_scale
+
+        source, frontend, train_codes, test_codes, dev, seed = (ctx.source, ctx.frontend, ctx.train_codes, ctx.test_codes,
+                                                                ctx.device, ctx.seed)
+        d = ctx.settings
+        train = [(train_codes(r.image_id), r.captions) for r in source.records("train")]
+        test = list(source.records("test"))
+        if d["eval_limit"]:
+            test = test[: d["eval_limit"]]
+        if d["gpt2_path"]:
+            model, vocab = CaptionModel.from_pretrained(frontend, d["gpt2_path"], max_words=d["max_words"])
+            decoder = f"pretrained GPT-2 from {d['gpt2_path']} (its BPE tokenizer)"
+        else:
+            vocab = WordVocab.build(c for _, caps in train for c in caps)
+            model = CaptionModel(frontend, len(vocab), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
+                                 dropout=d["dropout"])
+            decoder = f"GPT-2 architecture trained from scratch, word vocabulary of {len(vocab)}"
+
+        def make_batch(idx: list[int], epoch: int):
+            caps = [train[i][1][random.Random(seed * 1_000_003 + epoch * 10_007 + i).randrange(len(train[i][1]))] for i in idx]
+            tokens, lengths = pad_batch([vocab.encode(c, d["max_words"], bos=True, eos=True) for c in caps], pad=vocab.PAD)
+            return train_codes.batch([train[i][0] for i in idx], dev), tokens.to(dev), lengths.to(dev)
+
+        def evaluate(m):
+            refs = {r.image_id: list(r.captions) for r in test}
+            beam, greedy = {}, {}
+            for i in range(0, len(test), 64):
+                chunk = test[i : i + 64]
+                codes = test_codes.batch([test_codes(r.image_id) for r in chunk], dev)
+                for r, ids in zip(chunk, m.greedy(codes)):
+                    greedy[r.image_id] = vocab.decode(ids)
+                for r, ids in zip(chunk, m.beam_search(codes, d["beam"])):
+                    beam[r.image_id] = vocab.decode(ids)
+            scores = to_paper_scale(caption_scores(beam, refs))
+            greedy_scores = to_paper_scale(caption_scores(greedy, refs))
+            n = len(test)
+            notes = {k: f"pycocoevalcap {k} x100, beam {d['beam']}, {n} test images, all references per image; "
+                        f"decoder: {decoder}" for k in scores}
+            preds = [{"image_id": r.image_id, "image": str(r.path), "references": list(r.captions), "beam": beam[r.image_id],
+                      "greedy": greedy[r.image_id]} for r in test]
+            return Evaluation(scores, notes, preds, {"greedy": greedy_scores, "examples": preds[:EXAMPLES_SHOWN]})
+
+        return HeadSetup(model, lambda m, b: {"caption_ce": m.loss(*b)}, len(train), make_batch, evaluate,
+                         {"words": vocab.to_dict(), "decoder": decoder})
+
+    def example_cells(self, example: dict[str, Any]) -> list[str]:
+        return [example["image"], example["references"][0], example["beam"]]

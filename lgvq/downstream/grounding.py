@@ -8,11 +8,16 @@ converted to and from the datasets' pixel (x, y, w, h) with `lgvq.metrics.ground
 
 from __future__ import annotations
 
+import numpy as np
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from lgvq.downstream.frontend import CodeFrontEnd
 from lgvq.downstream.vocab import WordVocab
+from lgvq.downstream.registry import EXAMPLES_SHOWN, DownstreamTask, Evaluation, HeadContext, HeadSetup
+from lgvq.io import ArtifactError
 
 
 def cxcywh_to_xyxy(b: Tensor) -> Tensor:
@@ -55,3 +60,76 @@ class GroundingModel(nn.Module):
         pad = torch.cat([torch.zeros(B, 1 + vis.shape[1], dtype=torch.bool, device=words.device),
                          words == WordVocab.PAD], 1)
         return torch.sigmoid(self.box(self.encoder(x, src_key_padding_mask=pad)[:, 0]))
+
+
+# --- the task ----------------------------------------------------------------------------------
+
+def image_sizes(records) -> dict[int, tuple[int, int]]:
+    from PIL import Image
+
+    sizes = {}
+    for r in records:
+        try:
+            with Image.open(r.path) as im:
+                sizes[r.image_id] = im.size
+        except OSError as e:
+            raise ArtifactError(f"unreadable image {r.path}: {e}") from e
+    return sizes
+
+
+class GroundingTask(DownstreamTask):
+    name = "grounding"
+
+    def setup(self, ctx: HeadContext) -> HeadSetup:
+        from lgvq.downstream.vocab import WordVocab, pad_batch
+        from lgvq.metrics.grounding import cxcywh_norm_to_xywh, grounding_accuracy, iou_xywh_many, xywh_to_cxcywh_norm
+
+        source, frontend, train_codes, test_codes, dev = ctx.source, ctx.frontend, ctx.train_codes, ctx.test_codes, ctx.device
+        cfg, dataset = ctx.cfg, ctx.dataset
+        d = ctx.settings
+        if cfg["datasets"][dataset]["resize_mode"] != "resize":
+            raise ArtifactError(f"datasets.{dataset}.resize_mode: grounding needs 'resize' (a crop would move the boxes "
+                                "off the code grid)")
+        sizes = {**image_sizes(source.records("train")), **image_sizes(source.records("test"))}
+        train, test = source.refs("train"), source.refs("test")
+        if not train or not test:
+            raise ArtifactError(f"dataset has {len(train)} train / {len(test)} test referring expressions; grounding needs both")
+        words = WordVocab.build(r.sentence for r in train)
+        model = GroundingModel(frontend, len(words), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
+                               dropout=d["dropout"])
+
+        def target(r):
+            w, h = sizes[r.image_id]
+            return xywh_to_cxcywh_norm(r.bbox_xywh, w, h)
+
+        def make_batch(idx: list[int], epoch: int):
+            rs = [train[i] for i in idx]
+            tokens, _ = pad_batch([words.encode(r.sentence, d["max_words"]) or [WordVocab.UNK] for r in rs])
+            return (train_codes.batch([train_codes(r.image_id) for r in rs], dev), tokens.to(dev),
+                    torch.as_tensor([target(r) for r in rs], dtype=torch.float32, device=dev))
+
+        def loss_terms(m, b):
+            codes, tokens, boxes = b
+            terms = box_losses(m(codes, tokens), boxes)
+            return {"l1": 5.0 * terms["l1"], "giou": 2.0 * terms["giou"]}  # DETR/TransVG weights
+
+        @torch.no_grad()
+        def evaluate(m):
+            pred = []
+            for i in range(0, len(test), 128):
+                rs = test[i : i + 128]
+                tokens, _ = pad_batch([words.encode(r.sentence, d["max_words"]) or [WordVocab.UNK] for r in rs])
+                boxes = m(test_codes.batch([test_codes(r.image_id) for r in rs], dev), tokens.to(dev)).cpu().tolist()
+                pred += [cxcywh_norm_to_xywh(b, *sizes[r.image_id]) for b, r in zip(boxes, rs)]
+            gt = [r.bbox_xywh for r in test]
+            ious = iou_xywh_many(pred, gt)
+            metrics = {"Accuracy@0.5": grounding_accuracy(pred, gt, 0.5), "mean_IoU": float(np.mean(ious))}
+            notes = {"Accuracy@0.5": f"fraction of the {len(test)} test expressions with IoU > 0.5"}
+            rows = [{"image_id": r.image_id, "expression": r.sentence, "gt_xywh": list(r.bbox_xywh),
+                     "pred_xywh": [round(v, 2) for v in p], "iou": float(iou)} for r, p, iou in zip(test, pred, ious)]
+            return Evaluation(metrics, notes, rows, {"examples": rows[:EXAMPLES_SHOWN]})
+
+        return HeadSetup(model, loss_terms, len(train), make_batch, evaluate, {"words": words.to_dict()})
+
+    def example_cells(self, example: dict[str, Any]) -> list[str]:
+        return [str(example["image_id"]), example["expression"], f"IoU {example['iou']:.2f}"]

@@ -8,10 +8,15 @@ after that position, so causal attention keeps it out without a mask.
 
 from __future__ import annotations
 
+import numpy as np
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from lgvq.downstream.frontend import CodeFrontEnd
+from lgvq.downstream.registry import EXAMPLES_SHOWN, DownstreamTask, Evaluation, HeadContext, HeadSetup
+from lgvq.io import ArtifactError
 
 
 class VQAModel(nn.Module):
@@ -35,3 +40,61 @@ class VQAModel(nn.Module):
         hidden = self.gpt(inputs_embeds=x).last_hidden_state
         last = self.frontend.n_tokens + lengths - 1
         return self.head(hidden[torch.arange(len(codes), device=codes.device), last])
+
+
+# --- the task ----------------------------------------------------------------------------------
+
+class VQATask(DownstreamTask):
+    name = "vqa"
+
+    def setup(self, ctx: HeadContext) -> HeadSetup:
+        from lgvq.downstream.vocab import AnswerVocab, WordVocab, pad_batch
+        from lgvq.metrics.vqa import COCOQA_QUESTION_TYPES, accuracy, per_type_accuracy, wups
+
+        source, frontend, train_codes, test_codes, dev = ctx.source, ctx.frontend, ctx.train_codes, ctx.test_codes, ctx.device
+        d = ctx.settings
+        train, test = source.qa("train"), source.qa("test")
+        if not train or not test:
+            raise ArtifactError(f"dataset has {len(train)} train / {len(test)} test questions; VQA needs both")
+        words = WordVocab.build(q.question for q in train)
+        answers = AnswerVocab.build((q.answer for q in train), d["max_answers"])
+        model = VQAModel(frontend, len(words), len(answers), layers=d["layers"], heads=d["heads"],
+                         max_words=d["max_words"], dropout=d["dropout"])
+        train = [q for q in train if answers.lookup(q.answer) >= 0]  # rare answers outside the classes are not trained on
+
+        def make_batch(idx: list[int], epoch: int):
+            qs = [train[i] for i in idx]
+            tokens, lengths = pad_batch([words.encode(q.question, d["max_words"], eos=True) for q in qs])
+            return (train_codes.batch([train_codes(q.image_id) for q in qs], dev), tokens.to(dev), lengths.to(dev),
+                    torch.as_tensor([answers.lookup(q.answer) for q in qs], device=dev))
+
+        def loss_terms(m, b):
+            codes, tokens, lengths, target = b
+            return {"answer_ce": torch.nn.functional.cross_entropy(m(codes, tokens, lengths), target)}
+
+        @torch.no_grad()
+        def evaluate(m):
+            preds = []
+            for i in range(0, len(test), 128):
+                qs = test[i : i + 128]
+                tokens, lengths = pad_batch([words.encode(q.question, d["max_words"], eos=True) for q in qs])
+                logits = m(test_codes.batch([test_codes(q.image_id) for q in qs], dev), tokens.to(dev), lengths.to(dev))
+                preds += [answers.answers[j] for j in logits.argmax(-1).tolist()]
+            gold = [q.answer for q in test]
+            types = [COCOQA_QUESTION_TYPES.get(q.qtype, str(q.qtype)) for q in test]
+            metrics = {"Accuracy": accuracy(preds, gold), "WUPS@0.9": wups(preds, gold, 0.9), "WUPS@0.0": wups(preds, gold, 0.0)}
+            covered = float(np.mean([answers.lookup(a) >= 0 for a in gold]))
+            notes = {"Accuracy": f"exact match over {len(test)} test questions ({covered:.1%} have an answer in the "
+                                 f"{len(answers)}-class vocabulary)",
+                     "WUPS@0.9": "WordNet Wu-Palmer set similarity, threshold 0.9 (0.1 weight below it)",
+                     "WUPS@0.0": "WordNet Wu-Palmer set similarity, no threshold"}
+            rows = [{"image_id": q.image_id, "question": q.question, "answer": q.answer, "prediction": p, "type": t}
+                    for q, p, t in zip(test, preds, types)]
+            return Evaluation(metrics, notes, rows, {"per_type_accuracy": per_type_accuracy(preds, gold, types),
+                                                     "examples": rows[:EXAMPLES_SHOWN]})
+
+        return HeadSetup(model, loss_terms, len(train), make_batch, evaluate,
+                         {"words": words.to_dict(), "answers": answers.to_dict()})
+
+    def example_cells(self, example: dict[str, Any]) -> list[str]:
+        return [str(example["image_id"]), example["question"], f"{example['answer']} / ours: {example['prediction']}"]

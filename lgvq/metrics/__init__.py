@@ -7,6 +7,7 @@ vqa.py                   COCO-QA accuracy and WUPS, VQA-v2 soft accuracy
 grounding.py             box IoU and accuracy at IoU > 0.5
 codebook.py              codebook usage, perplexity, dead codes
 attributes.py            attribute accuracy of generated images (embedded data)
+catalogue.py             every metric's direction and scale (fraction -> %), declared once
 cli.py                   `lgvq metrics fid`: FID/KID between two image folders
 
 Submodules are imported on demand: importing this package loads neither torch nor Java.

@@ -75,7 +75,7 @@ def estimate(cfg: dict[str, Any], benchmark: Path = DEFAULT_BENCHMARK) -> list[J
         rows.append(JobEstimate(f"tokenizer {cls} ({size} px)", n, train["steps"],
                                 train["steps"] * train["batch_size"] * world * per_image,
                                 f"measured: {per_image / 1e9:.0f} GFLOP per image-step (flop_counter, LG module not counted)"))
-    for stage, tasks in (("stage2", plan.STAGE2_TABLE_TASK.values()), ("downstream", plan.DOWNSTREAM_TABLE_TASK.values())):
+    for stage, tasks in (("stage2", plan.STAGE2_TABLE_TASK.values()), ("downstream", cfg["downstream"]["tasks"])):
         s = cfg[stage]
         for task in dict.fromkeys(t for group in tasks for t in ((group,) if isinstance(group, str) else group)):
             runs = plan.task_runs(cfg, stage, task)

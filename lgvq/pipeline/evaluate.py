@@ -6,113 +6,21 @@ PSNR/SSIM their convention, the text-alignment numbers the text encoder and prot
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lgvq.io import ArtifactError, atomic_path, atomic_write_json
+from lgvq.io import ArtifactError, atomic_path
 from lgvq.manifest import RunRecord
+from lgvq.metrics.image import to_uint8
+from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
-from lgvq.pipeline.common import dataset_source, device as pick_device
-from lgvq.pipeline.tokenizer import load_codes, load_tokenizer
-
-
-def _eval_images(cfg: dict[str, Any], dataset: str, split: str = "test", limit: int | None = None):
-    from lgvq.data.dataset import ImageTextDataset
-
-    ds_cfg = cfg["datasets"][dataset]
-    records = dataset_source(cfg, dataset).records(split)
-    if limit is not None:
-        records = records[:limit]
-    return ImageTextDataset(records, image_size=ds_cfg["image_size"], train=False,
-                            resize_mode=ds_cfg["resize_mode"], seed=0), records
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[-1, 1] float (B,3,H,W) -> uint8 (B,H,W,3), rounded exactly as the saved PNGs are."""
-    from lgvq.metrics.image import to_uint8
-
-    return to_uint8(x)
-
-
-def _write_pngs(images: np.ndarray, names: list[str], folder: Path) -> None:
-    from PIL import Image
-
-    for img, name in zip(images, names):
-        with atomic_path(folder / f"{name}.png") as tmp:
-            Image.fromarray(img).save(tmp, format="PNG")
-
-
-def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
-    """The real test images (first `eval_images`) as PNGs, written once per dataset.
-
-    Several evaluation jobs may ask at once: each writes into its own temporary folder and
-    renames it into place; a job that loses the race uses the winner's (identical) folder.
-    """
-    n = cfg["datasets"][dataset]["eval_images"]
-    folder = paths.dataset_dir(cfg["results_dir"], dataset) / "eval" / f"reference_test_{n}"
-    if (folder / "DONE").is_file():
-        return folder
-    data, records = _eval_images(cfg, dataset, limit=n)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".ref-"))  # same filesystem: rename is atomic
-    x = torch.stack([data[i]["image"] for i in range(len(data))])
-    _write_pngs(_to_uint8(x), [f"{r.image_id:012d}" for r in records], tmp)
-    (tmp / "DONE").write_text(str(len(records)))
-    try:
-        os.rename(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / "DONE").is_file():
-            raise ArtifactError(f"could not create the reference image folder {folder}")
-    return folder
-
-
-# Why an FID cell is empty when the config turns FID off (written into the metrics record).
-FID_OFF_REASON = "FID not computed: eval.fid_extractor is none"
-
-
-@dataclass
-class FIDScore:
-    """The FID part of a metrics record: metric and note under the extractor's label, or the
-    reason it was not computed (`not_computed`); `description` goes into the manifest."""
-
-    metrics: dict[str, float]
-    notes: dict[str, str]
-    not_computed: dict[str, str]
-    description: str
-
-
-def score_fid(images: Path, reference: Path | None, extractor, cache_dir: Path, *, tag: str | None = None,
-              note_suffix: str = "") -> FIDScore:
-    """FID of the images in `images` against `reference` with `extractor` (None: FID is off).
-    `tag` names the generator inside the label, e.g. FID[shapes-cnn,AR-GPT]."""
-    from lgvq.metrics.fid import compute_fid, fid_label
-
-    if extractor is None:
-        return FIDScore({}, {}, {"FID": FID_OFF_REASON}, FID_OFF_REASON)
-    fid = compute_fid(images, reference, extractor=extractor, cache_dir=cache_dir)
-    label = fid_label(extractor.name)
-    label = f"{label[:-1]},{tag}]" if tag else label
-    return FIDScore({label: fid.value}, {label: fid.description + note_suffix}, {}, fid.description)
-
-
-def _extractor(cfg: dict[str, Any], dataset: str):
-    """The configured FID feature extractor, or None when `eval.fid_extractor: none`."""
-    from lgvq.metrics.extractors import InceptionExtractor, ShapesCNNExtractor
-
-    ev = cfg["eval"]
-    if ev["fid_extractor"] == "none":
-        return None
-    if ev["fid_extractor"] == "inception":
-        return InceptionExtractor(ev["inception_weights"])
-    return ShapesCNNExtractor.load(paths.shapes_cnn_model(cfg["results_dir"], dataset))
+from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, reference_folder, score_fid, text_cache,
+                                     write_pngs)
+from lgvq.pipeline.common import device as pick_device
+from lgvq.pipeline.tokenizer import load_tokenizer
 
 
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
@@ -123,7 +31,7 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
     seed = cfg["eval"]["mask_eval_seed"]
     record = RunRecord("metrics/train-extractor", jobs.feature_extractor(cfg, dataset), seed=seed)
-    data, records = _eval_images(cfg, dataset, split="train")
+    data, records = eval_images(cfg, dataset, split="train")
     missing = [r.image_id for r in records if not r.attributes]
     if missing:
         raise ArtifactError(f"dataset '{dataset}' has no ground-truth attributes (e.g. image {missing[0]}): the "
@@ -149,41 +57,40 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     dev = pick_device(cfg)
     # Every input is loaded before anything is written: missing FID weights or a corrupt code
     # file must not leave fresh reconstructions (or a metrics.json) behind a failed job.
-    extractor = _extractor(cfg, dataset)
+    extractor = fid_extractor(cfg, dataset)
     codes = load_codes(paths.codes_file(R, dataset, tokenizer, variant, seed, "test"))
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     ref = reference_folder(cfg, dataset) if extractor is not None else None
-    data, records = _eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
+    data, records = eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
     real, rec = [], []
     for i in range(0, len(data), 64):
         x = torch.stack([data[j]["image"] for j in range(i, min(i + 64, len(data)))]).to(dev)
-        real.append(_to_uint8(x.cpu()))
-        rec.append(_to_uint8(model(x).x_rec.clamp(-1, 1).cpu()))
+        real.append(to_uint8(x.cpu()))
+        rec.append(to_uint8(model(x).x_rec.clamp(-1, 1).cpu()))
     real_u8, rec_u8 = np.concatenate(real), np.concatenate(rec)
     recon_dir = out / "reconstructions"
-    _write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records], recon_dir)
+    write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records], recon_dir)
     fid = score_fid(recon_dir, ref, extractor, paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
     psnr = psnr_per_image(real_u8, rec_u8)
     ssim = ssim_per_image(real_u8, rec_u8)
-    common = {"dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
-              "labels": {"tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
-                         "text_encoder": cfg["text_encoder"]["name"], "perceptual": model.describe().get("perceptual")}}
-    atomic_write_json(out / "metrics.json", {
-        "kind": "reconstruction", **common,
-        "metrics": {**fid.metrics, "PSNR": float(psnr.mean()), "SSIM": float(ssim.mean())},
-        "notes": {**fid.notes,
-                  "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(psnr)} test images",
-                  "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
-        "not_computed": fid.not_computed,
-    })
+    run = (dataset, tokenizer, variant, seed)
+    labels = {"tokenizer_class": cfg["tokenizers"][tokenizer]["class"], "text_encoder": cfg["text_encoder"]["name"],
+              "perceptual": model.describe().get("perceptual")}
+    MetricRecord(
+        "reconstruction", *run,
+        metrics={**fid.metrics, "PSNR": float(psnr.mean()), "SSIM": float(ssim.mean())},
+        notes={**fid.notes,
+               "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(psnr)} test images",
+               "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
+        labels=labels, not_computed=fid.not_computed).write(out)
     stats = codebook_statistics(codes, model.codebook_size)
     cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
-    atomic_write_json(cb_dir / "metrics.json", {
-        "kind": "codebook", **common,
-        "metrics": {"usage": stats["usage"], "perplexity": stats["perplexity"], "dead_codes": stats["dead_codes"]},
-        "notes": {"usage": f"fraction of the {model.codebook_size} codes used at least once over all "
-                           f"{codes.shape[0]} test images ({codes.shape[1]}x{codes.shape[2]} codes each)"},
-    })
+    MetricRecord(
+        "codebook", *run,
+        metrics={"usage": stats["usage"], "perplexity": stats["perplexity"], "dead_codes": stats["dead_codes"]},
+        notes={"usage": f"fraction of the {model.codebook_size} codes used at least once over all "
+                        f"{codes.shape[0]} test images ({codes.shape[1]}x{codes.shape[2]} codes each)"},
+        labels=labels).write(cb_dir)
     _codebook_figures(model, codes, cb_dir)
     record.write(out, fid=fid.description)
     record.write(cb_dir)
@@ -215,7 +122,6 @@ def _codebook_figures(model, codes: np.ndarray, out: Path) -> None:
 def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> None:
     """Masked-word Recall@1 (Mask-1, Mask-3), word–code similarity MSE, image->text retrieval."""
     from lgvq.lg import evaluate as lg_eval
-    from lgvq.pipeline.tokenizer import _text_cache
 
     R = cfg["results_dir"]
     out = paths.eval_dir(R, "text_alignment", dataset, tokenizer, variant, seed)
@@ -223,7 +129,7 @@ def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     dev = pick_device(cfg)
     model, lg = load_tokenizer(cfg, dataset, tokenizer, variant, seed, with_lg=True)
     model, lg = model.to(dev), (lg.to(dev) if lg is not None else None)
-    cache = _text_cache(cfg, dataset)
+    cache = text_cache(cfg, dataset)
     encoder = None
     if lg is not None and lg.weights["mtp"] > 0:  # the leak-free masked-word protocol re-encodes captions
         from lgvq.text.registry import get_text_encoder
@@ -231,11 +137,8 @@ def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         t = cfg["text_encoder"]
         encoder = get_text_encoder(t["name"], path=t["path"], max_length=t["max_length"], device=str(dev))
     metrics, notes = lg_eval.evaluate_alignment(
-        model, lg, cache, train=_eval_images(cfg, dataset, split="train"), test=_eval_images(cfg, dataset, split="test"),
+        model, lg, cache, train=eval_images(cfg, dataset, split="train"), test=eval_images(cfg, dataset, split="test"),
         seed=cfg["eval"]["mask_eval_seed"], device=dev, encoder=encoder)
-    atomic_write_json(out / "metrics.json", {
-        "kind": "text_alignment", "dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
-        "metrics": metrics, "notes": notes,
-        "labels": {"text_encoder": cfg["text_encoder"]["name"], "lg_module": lg is not None},
-    })
+    MetricRecord("text_alignment", dataset, tokenizer, variant, seed, metrics, notes,
+                 labels={"text_encoder": cfg["text_encoder"]["name"], "lg_module": lg is not None}).write(out)
     record.write(out)

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from lgvq.downstream.registry import HEADS
 from lgvq.pipeline import paths
 
-TABLE_IDS = (
+# The paper's tables (lgvq.tables.paper), in the paper's order; `table_ids` adds the tables of
+# understanding tasks that bring their own (a task's table id is its name).
+PAPER_TABLE_IDS = (
     "dataset_stats", "reconstruction", "ablation", "masked_word", "word_code_similarity",
     "text_to_image", "semantic_synthesis", "unconditional", "grounding", "vqa", "completion",
     "captioning", "vqct_reconstruction", "vqct_lg", "codebook_usage",
@@ -25,7 +28,13 @@ STAGE2_TABLE_TASK = {
     "unconditional": ("unconditional",),
     "completion": ("completion",),
 }
-DOWNSTREAM_TABLE_TASK = {"captioning": "captioning", "vqa": "vqa", "grounding": "grounding"}
+
+
+def table_ids(cfg: dict[str, Any]) -> list[str]:
+    """Every table the config builds: the paper's, then one per enabled downstream task without a
+    paper table (a plug-in's own)."""
+    extra = [t for t in cfg["downstream"]["tasks"] if t not in PAPER_TABLE_IDS] if cfg["downstream"]["enabled"] else []
+    return [*PAPER_TABLE_IDS, *extra]
 
 
 @dataclass(frozen=True)
@@ -116,10 +125,9 @@ def table_metric_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
         return _eval(cfg, "reconstruction", main_runs(cfg)) + _eval(cfg, "vqa", task_runs(cfg, "downstream", "vqa"))
     if table in STAGE2_TABLE_TASK:
         return [f for t in STAGE2_TABLE_TASK[table] for f in _eval(cfg, f"stage2-{t}", task_runs(cfg, "stage2", t))]
-    if table in DOWNSTREAM_TABLE_TASK:
-        task = DOWNSTREAM_TABLE_TASK[table]
-        return _eval(cfg, task, task_runs(cfg, "downstream", task))
-    raise KeyError(f"unknown table '{table}' (known: {', '.join(TABLE_IDS)})")
+    if table in HEADS:  # an understanding task's table reads that task's records
+        return _eval(cfg, table, task_runs(cfg, "downstream", table))
+    raise KeyError(f"unknown table '{table}' (known: {', '.join(table_ids(cfg))})")
 
 
 def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
@@ -128,4 +136,4 @@ def table_inputs(cfg: dict[str, Any], table: str) -> list[Path]:
 
 
 def all_table_inputs(cfg: dict[str, Any]) -> list[Path]:
-    return sorted({f for t in TABLE_IDS for f in table_inputs(cfg, t)})
+    return sorted({f for t in table_ids(cfg) for f in table_inputs(cfg, t)})

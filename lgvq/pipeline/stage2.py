@@ -26,9 +26,10 @@ from torch import Tensor, nn
 
 from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
+from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
-from lgvq.pipeline.downstream import CodeTable
+from lgvq.pipeline.artifacts import CodeTable
 
 TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar")
 TABLE_KIND = {"unconditional": "unconditional", "completion": "completion", "semantic": "semantic_synthesis",
@@ -163,8 +164,9 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     if task not in TASKS:
         raise ArtifactError(f"unknown second-stage task '{task}' (tasks: {', '.join(TASKS)})")
     from lgvq.downstream.task import HeadTask
-    from lgvq.pipeline.evaluate import _extractor, _to_uint8, _write_pngs, reference_folder, score_fid
-    from lgvq.pipeline.tokenizer import _text_cache, load_tokenizer
+    from lgvq.metrics.image import to_uint8
+    from lgvq.pipeline.artifacts import fid_extractor, reference_folder, score_fid, text_cache, write_pngs
+    from lgvq.pipeline.tokenizer import load_tokenizer
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, s = cfg["results_dir"], cfg["stage2"]
@@ -182,7 +184,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     train_recs, test_recs = source.records("train"), source.records("test")[: cfg["datasets"][dataset]["eval_images"]]
 
     # --- conditions -------------------------------------------------------------------------------
-    cache = _text_cache(cfg, dataset) if task.startswith("t2i") else None
+    cache = text_cache(cfg, dataset) if task.startswith("t2i") else None
     n_classes = 0
     label_codes: dict[int, np.ndarray] = {}
     if task == "semantic":
@@ -236,10 +238,10 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         images.append(tok.decode_codes(codes).clamp(-1, 1).cpu())
     x = torch.cat(images)
     samples_dir = out / "samples"
-    _write_pngs(_to_uint8(x), [f"{r.image_id:012d}" for r in test_recs], samples_dir)
+    write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in test_recs], samples_dir)
     _sample_grid(x[:16], out / "samples_grid.png")
 
-    extractor = _extractor(cfg, dataset)
+    extractor = fid_extractor(cfg, dataset)
     tag = METRIC_TAG.get(task)
     # FID off: the samples and their grid are still written above, for a person to look at
     fid = score_fid(samples_dir, reference_folder(cfg, dataset) if extractor is not None else None, extractor,
@@ -257,14 +259,13 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         metrics[key] = acc["attribute_accuracy"]
         notes[key] = ("shapes-cnn reads each sample; shape and colour slots compared with those its caption names "
                       f"(count not scored); {len(captions)} captions")
-    atomic_write_json(out / "metrics.json", {
-        "kind": TABLE_KIND[task], "dataset": dataset, "tokenizer": tokenizer, "variant": variant, "seed": seed,
-        "task": task, "metrics": metrics, "notes": notes, "not_computed": fid.not_computed,
-        "labels": {"generator": f"{type(model.net).__name__}: width {s['width']}, {s['layers']} layers, {s['heads']} heads, "
-                                f"{s['steps']} steps (batch {s['batch_size']})"
-                                + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
-                   "text_encoder": cache.describe() if cache else None},
-    })
+    MetricRecord(
+        TABLE_KIND[task], dataset, tokenizer, variant, seed, metrics, notes,
+        labels={"generator": f"{type(model.net).__name__}: width {s['width']}, {s['layers']} layers, {s['heads']} heads, "
+                             f"{s['steps']} steps (batch {s['batch_size']})"
+                             + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
+                "text_encoder": cache.describe() if cache else None},
+        not_computed=fid.not_computed, extra={"task": task}).write(out)
     record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world)
     return out / "metrics.json"
 

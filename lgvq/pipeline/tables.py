@@ -24,7 +24,7 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
 
     cfg = load_config(config_path)
     written: list[Path] = []
-    for table in (list(tables) if tables else plan.TABLE_IDS):
+    for table in (list(tables) if tables else plan.table_ids(cfg)):
         files = plan.table_inputs(cfg, table)
         records = []
         for f in files:
@@ -46,7 +46,7 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
     """
     out: dict[str, dict[str, float]] = {}
     seconds: dict[Path, tuple[str, float]] = {}  # manifest -> (device, wall s), read once across tables
-    for table in plan.TABLE_IDS:
+    for table in plan.table_ids(cfg):
         manifests: set[Path] = set()
         for m in plan.table_metric_inputs(cfg, table):
             manifests.add(m.path.parent / "manifest.json")

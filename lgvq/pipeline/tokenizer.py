@@ -13,27 +13,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lgvq.config import (WORD_EMBEDDING_CLASSES, ConfigError, learning_rate, lg_weights_for, tokenizer_job_slice,
+from lgvq.config import (WORD_EMBEDDING_CLASSES, learning_rate, lg_weights_for, tokenizer_job_slice,
                          tokenizer_needs_text)
 from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, load_torch_file
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
+from lgvq.pipeline.artifacts import text_cache
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
-
-
-def _text_cache(cfg: dict[str, Any], dataset: str):
-    from lgvq.text.cache import TextCache
-
-    cache = TextCache.load(paths.text_cache(cfg["results_dir"], dataset, cfg["text_encoder"]["name"]))
-    # A cache built under another text-encoder setting (e.g. captions tokenised to 30 tokens while
-    # text_encoder.max_length is now 16) would fail deep inside the LG module with a shape error,
-    # or silently train on features the config does not describe: refuse it by name.
-    tcfg = cfg["text_encoder"]
-    if cache.max_length != tcfg["max_length"] or cache.encoder_name != tcfg["name"]:
-        raise ConfigError(f"text_encoder.max_length/name: the text cache {cache.path} holds captions encoded by "
-                          f"'{cache.encoder_name}' at up to {cache.max_length} tokens, but the config says "
-                          f"'{tcfg['name']}' at max_length {tcfg['max_length']}; rebuild it with `lgvq text cache`")
-    return cache
 
 
 def vqct_vocabulary_embeddings(cache, n_words: int) -> Callable[[], torch.Tensor]:
@@ -70,7 +56,7 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
     params = dict(entry["params"])
     words = None
     if entry["class"] in WORD_EMBEDDING_CLASSES:
-        cache = cache or _text_cache(cfg, dataset)
+        cache = cache or text_cache(cfg, dataset)
         words = vqct_vocabulary_embeddings(cache, int(params.get("n_embed", 1024)))
     model = build_tokenizer(entry["class"], params, image_size=image_size, word_embeddings=words,
                             key=f"tokenizers.{tokenizer}")
@@ -79,7 +65,7 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
     if any(w > 0 for w in weights.values()):
         from lgvq.lg.module import LanguageGuidance
 
-        cache = cache or _text_cache(cfg, dataset)
+        cache = cache or text_cache(cfg, dataset)
         lg = LanguageGuidance(
             code_dim=model.embed_dim,
             text_width=cache.width,
@@ -121,7 +107,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     if cfg["tokenizers"][tokenizer].get("checkpoint"):
         return _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out, record)
     seed_everything(seed)
-    cache = _text_cache(cfg, dataset) if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None
+    cache = text_cache(cfg, dataset) if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None
     model, lg, weights = build_models(cfg, dataset, tokenizer, variant, cache)
     ds_cfg = cfg["datasets"][dataset]
     source = dataset_source(cfg, dataset)
@@ -246,14 +232,3 @@ def encode(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed
     with atomic_path(out / "codebook.npy") as tmp:
         np.save(tmp, model.codebook().detach().cpu().numpy().astype(np.float32))
     record.write(out)
-
-
-def load_codes(path: Path) -> np.ndarray:
-    """Read a code file written by `encode`, with a clear error for a missing/corrupt one."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty (0-byte) file
-        raise ArtifactError(f"corrupt or missing code file {path}: {e}; re-run `lgvq tokenizer encode`") from e
-    if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
-        raise ArtifactError(f"code file {path} has shape {arr.shape} / dtype {arr.dtype}; expected (N, h, w) integers")
-    return arr

@@ -14,24 +14,17 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from lgvq.io import ArtifactError, atomic_write_text
-from lgvq.tables.paper import TABLES, Row, is_percent, lower_is_better
+from lgvq.io import atomic_write_text
+from lgvq.metrics.record import MetricRecord
+from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
 
-REQUIRED = ("kind", "dataset", "tokenizer", "variant", "seed", "metrics")
 COLUMNS = ["row", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std", "n_seeds",
            "seeds", "paper", "delta_vs_base", "status", "note"]
 
 
-def validate_record(rec: dict[str, Any]) -> None:
-    src = rec.get("_source", "<record>")
-    for key in REQUIRED:
-        if key not in rec:
-            raise ArtifactError(f"metric record {src} lacks '{key}'")
-    if not isinstance(rec["metrics"], dict):
-        raise ArtifactError(f"metric record {src}: 'metrics' must be a mapping")
-    for k, v in rec["metrics"].items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise ArtifactError(f"metric record {src}: metric '{k}' is {v!r}, not a number")
+def as_record(rec: MetricRecord | dict[str, Any]) -> MetricRecord:
+    """A record read from disk (a dict with its `_source`) or already typed."""
+    return rec if isinstance(rec, MetricRecord) else MetricRecord.from_json(rec)
 
 
 def _scale(metric: str, v: float) -> float:
@@ -40,13 +33,9 @@ def _scale(metric: str, v: float) -> float:
 
 def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
                 dataset_columns: dict[str, str | None]) -> pd.DataFrame:
-    if table_id not in TABLES:
-        raise KeyError(f"unknown table '{table_id}' (known: {', '.join(TABLES)})")
-    spec = TABLES[table_id]
-    recs = [r for r in records if r["kind"] in spec.kinds]
-    for r in recs:
-        validate_record(r)
-    column_of = {ds: (dataset_columns.get(ds) or ds) for ds in {r["dataset"] for r in recs} | set(dataset_columns)}
+    spec = table_spec(table_id)
+    recs = [r for r in map(as_record, records) if r.kind in spec.kinds]
+    column_of = {ds: (dataset_columns.get(ds) or ds) for ds in {r.dataset for r in recs} | set(dataset_columns)}
     our_columns = sorted({column_of[ds] for ds in dataset_columns})
     columns = list(dict.fromkeys([*spec.paper_columns, *our_columns]))
     # ours grouped by (tokenizer, variant, column, metric)
@@ -54,12 +43,12 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
     # (tokenizer, variant, column, metric family) -> why a run that exists left that metric out
     not_computed: dict[tuple, str] = {}
     for r in recs:
-        for family, reason in r.get("not_computed", {}).items():
-            not_computed[(r["tokenizer"], r["variant"], column_of[r["dataset"]], family)] = str(reason)
-        for metric, v in r["metrics"].items():
+        for family, reason in r.not_computed.items():
+            not_computed[(r.tokenizer, r.variant, column_of[r.dataset], family)] = str(reason)
+        for metric, v in r.metrics.items():
             if isinstance(v, float) and math.isnan(v):
                 continue
-            values.setdefault((r["tokenizer"], r["variant"], column_of[r["dataset"]], metric), {})[int(r["seed"])] = _scale(metric, float(v))
+            values.setdefault((r.tokenizer, r.variant, column_of[r.dataset], metric), {})[r.seed] = _scale(metric, float(v))
     metrics = list(spec.metrics)
     for (_, _, _, m) in values:
         if m not in metrics and (m.split("[")[0] in {x.split("[")[0] for x in spec.metrics}):
@@ -130,7 +119,7 @@ def _cell(sub: pd.DataFrame, metric: str) -> str:
 
 
 def render_markdown(table_id: str, df: pd.DataFrame, *, experiment: str, notes: dict[str, str]) -> str:
-    spec = TABLES[table_id]
+    spec = table_spec(table_id)
     arrow = lambda m: "↓" if lower_is_better(m) else "↑"  # noqa: E731
     pairs = list(dict.fromkeys(zip(df["dataset"], df["metric"]))) if not df.empty else []
     out = [f"# {spec.number}: {table_id}", "", spec.caption, ""]
@@ -164,7 +153,7 @@ def render_markdown(table_id: str, df: pd.DataFrame, *, experiment: str, notes: 
 
 
 def render_latex(table_id: str, df: pd.DataFrame) -> str:
-    spec = TABLES[table_id]
+    spec = table_spec(table_id)
     pairs = list(dict.fromkeys(zip(df["dataset"], df["metric"]))) if not df.empty else []
     esc = lambda s: str(s).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(spec.caption)} (ours / paper)}}",
@@ -207,11 +196,12 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
         atomic_write_text(paths[1], md)
         atomic_write_text(paths[2], df.to_latex(index=False) if not df.empty else "% no datasets\n")
         return paths
+    records = [as_record(r) for r in records]
     df = build_table(table_id, records, dataset_columns=dataset_columns)
     notes: dict[str, str] = {}
     for r in records:
-        for k, v in r.get("notes", {}).items():
-            notes.setdefault(k, f"{v} (e.g. {r['tokenizer']}/{r['variant']}/seed{r['seed']})")
+        for k, v in r.notes.items():
+            notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
     atomic_write_text(paths[0], df.to_csv(index=False))
     atomic_write_text(paths[1], render_markdown(table_id, df, experiment=experiment, notes=notes))
     atomic_write_text(paths[2], render_latex(table_id, df))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lgvq.metrics.catalogue import metric_info
+
 TC, CH, CUB, COCO = "TextCaps", "CelebA-HQ", "CUB-200", "MS-COCO"
 FID = "FID[inception]"
 
@@ -135,14 +137,27 @@ TABLES: dict[str, Table] = {t.id: t for t in (
           "Usage = codes used at least once over the whole test split (the paper does not state its protocol)."),
 )}
 
-LOWER_IS_BETTER_PREFIXES = ("FID", "KID", "word_code_MSE", "dead_codes")
-PERCENT_METRICS = ("attribute_accuracy", "usage", "Recall@1", "Accuracy", "WUPS", "I2T-R@")
+
+
+def table_spec(table_id: str) -> Table:
+    """A paper table, or the own table of a registered understanding task (id = the task's name)."""
+    if table_id in TABLES:
+        return TABLES[table_id]
+    from lgvq.downstream.registry import HEADS
+
+    if table_id in HEADS:
+        spec = HEADS.get(table_id).table
+        if spec is not None:
+            if spec.id != table_id:
+                raise KeyError(f"downstream task '{table_id}' declares a table with id '{spec.id}': use the task's name")
+            return spec
+    raise KeyError(f"unknown table '{table_id}' (known: {', '.join(TABLES)}, and the tables of registered tasks)")
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric.startswith(LOWER_IS_BETTER_PREFIXES)
+    return metric_info(metric).lower_is_better
 
 
 def is_percent(metric: str) -> bool:
     """Records hold fractions in [0, 1] for these; tables show percent like the paper."""
-    return metric.startswith(PERCENT_METRICS)
+    return metric_info(metric).percent

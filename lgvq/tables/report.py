@@ -64,27 +64,29 @@ def _curves(results: Path) -> list[str]:
     return figs
 
 
+def _example_cell(text: str) -> str:
+    """A report cell: an image file is shown (small), anything else escaped."""
+    if Path(text).suffix.lower() in (".png", ".jpg", ".jpeg") and Path(text).is_file():
+        return (f'<img style="width:64px;image-rendering:pixelated" src="data:image/png;base64,'
+                f'{base64.b64encode(Path(text).read_bytes()).decode()}"/>')
+    return "" if Path(text).suffix.lower() in (".png", ".jpg", ".jpeg") else html.escape(text)
+
+
 def _examples(results: Path, per_run: int = 4) -> list[str]:
-    """Example predictions of the understanding heads: image, reference, ours."""
+    """Example predictions of the understanding heads (each task says which cells show them)."""
+    from lgvq.downstream.registry import HEADS
+
     out = []
-    for task in ("captioning", "vqa", "grounding"):
-        for m in sorted(results.glob(f"*/eval/{task}/*/*/seed*/metrics.json")):
+    for task in HEADS.names():
+        records = sorted(results.glob(f"*/eval/{task}/*/*/seed*/metrics.json"))
+        head = HEADS.get(task) if records else None
+        for m in records:
             try:
                 rec = json.loads(m.read_text())
             except json.JSONDecodeError:
                 continue
-            rows = []
-            for ex in rec.get("examples", [])[:per_run]:
-                if task == "captioning":
-                    img = Path(ex["image"])
-                    pic = (f'<img style="width:64px;image-rendering:pixelated" src="data:image/png;base64,'
-                           f'{base64.b64encode(img.read_bytes()).decode()}"/>') if img.is_file() else ""
-                    cells = [pic, ex["references"][0], ex["beam"]]
-                elif task == "vqa":
-                    cells = [str(ex["image_id"]), ex["question"], f"{ex['answer']} / ours: {ex['prediction']}"]
-                else:
-                    cells = [str(ex["image_id"]), ex["expression"], f"IoU {ex['iou']:.2f}"]
-                rows.append("<tr>" + "".join(f"<td>{c if c.startswith('<img') else html.escape(c)}</td>" for c in cells) + "</tr>")
+            rows = ["<tr>" + "".join(f"<td>{_example_cell(c)}</td>" for c in head.example_cells(ex)) + "</tr>"
+                    for ex in rec.get("examples", [])[:per_run]]
             if rows:
                 out.append(f"<h4>{html.escape(task)}: {html.escape(str(m.parent.relative_to(results)))}</h4><table>"
                            + "".join(rows) + "</table>")

@@ -1,5 +1,7 @@
 # Shared helpers for the rules: wildcard constraints and per-job config hashes.
 
+from lgvq.downstream.registry import HEADS  # the understanding tasks (the config's plug-ins may add some)
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_\-]+",
     tokenizer=r"[A-Za-z0-9_\-]+",
@@ -9,7 +11,7 @@ wildcard_constraints:
     table=r"[a-z_]+",
     encoder=r"minilm|clip",
     s2task=r"unconditional|completion|semantic|t2i_diffusion|t2i_ar",
-    dstask=r"captioning|vqa|grounding",
+    dstask="|".join(HEADS.names()),
 
 
 def job_config(wildcards, output):

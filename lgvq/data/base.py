@@ -1,0 +1,68 @@
+"""What every dataset source gives: per split, image records (path, captions, optional label map
+and ground-truth attributes) and, where the dataset has them, the task annotations (COCO-QA
+questions, referring expressions).
+
+The readers of the on-disk layouts subclass `DatasetSource` (ShapesSource in registry.py, the real
+datasets in lgvq/data/sources/); the registry (registry.py) finds them by name. These classes are
+also importable from `lgvq.data.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from lgvq.io import ArtifactError
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: int
+    path: Path
+    captions: tuple[str, ...]
+    mask_path: Path | None = None
+    attributes: dict | None = None
+
+
+@dataclass(frozen=True)
+class QARecord:
+    image_id: int
+    question: str
+    answer: str
+    qtype: int
+
+
+@dataclass(frozen=True)
+class RefRecord:
+    ref_id: int
+    image_id: int
+    sentence: str
+    bbox_xywh: tuple[float, float, float, float]
+
+
+class DatasetSource(ABC):
+    name: str
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ArtifactError(f"dataset root not found: {self.root}")
+
+    @abstractmethod
+    def splits(self) -> list[str]: ...
+
+    @abstractmethod
+    def records(self, split: str) -> list[ImageRecord]: ...
+
+    def has_qa(self) -> bool:
+        return type(self).qa is not DatasetSource.qa
+
+    def has_refs(self) -> bool:
+        return type(self).refs is not DatasetSource.refs
+
+    def qa(self, split: str) -> list[QARecord]:
+        raise ArtifactError(f"dataset '{self.name}' at {self.root} has no question-answer annotations")
+
+    def refs(self, split: str) -> list[RefRecord]:
+        raise ArtifactError(f"dataset '{self.name}' at {self.root} has no referring expressions")

@@ -1,0 +1,172 @@
+"""What the stages share: the artifacts other jobs wrote, read back with clear errors, and the
+images and FID scores every generating or reconstructing stage produces the same way.
+
+- `text_cache`: the dataset's cached caption features, refused when the config's text encoder differs;
+- `load_codes`, `CodeTable`: a tokenizer run's code files, checked, looked up by image id;
+- `eval_images`, `reference_folder`, `write_pngs`: the evaluation images and the real reference set;
+- `fid_extractor`, `score_fid`: the configured FID feature extractor and a labelled FID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lgvq.config import ConfigError
+from lgvq.io import ArtifactError, atomic_path
+from lgvq.metrics.image import to_uint8
+from lgvq.pipeline import paths
+from lgvq.pipeline.common import dataset_source
+
+
+def text_cache(cfg: dict[str, Any], dataset: str):
+    from lgvq.text.cache import TextCache
+
+    cache = TextCache.load(paths.text_cache(cfg["results_dir"], dataset, cfg["text_encoder"]["name"]))
+    # A cache built under another text-encoder setting (e.g. captions tokenised to 30 tokens while
+    # text_encoder.max_length is now 16) would fail deep inside the LG module with a shape error,
+    # or silently train on features the config does not describe: refuse it by name.
+    tcfg = cfg["text_encoder"]
+    if cache.max_length != tcfg["max_length"] or cache.encoder_name != tcfg["name"]:
+        raise ConfigError(f"text_encoder.max_length/name: the text cache {cache.path} holds captions encoded by "
+                          f"'{cache.encoder_name}' at up to {cache.max_length} tokens, but the config says "
+                          f"'{tcfg['name']}' at max_length {tcfg['max_length']}; rebuild it with `lgvq text cache`")
+    return cache
+
+
+def eval_images(cfg: dict[str, Any], dataset: str, split: str = "test", limit: int | None = None):
+    from lgvq.data.dataset import ImageTextDataset
+
+    ds_cfg = cfg["datasets"][dataset]
+    records = dataset_source(cfg, dataset).records(split)
+    if limit is not None:
+        records = records[:limit]
+    return ImageTextDataset(records, image_size=ds_cfg["image_size"], train=False,
+                            resize_mode=ds_cfg["resize_mode"], seed=0), records
+
+
+def write_pngs(images: np.ndarray, names: list[str], folder: Path) -> None:
+    from PIL import Image
+
+    for img, name in zip(images, names):
+        with atomic_path(folder / f"{name}.png") as tmp:
+            Image.fromarray(img).save(tmp, format="PNG")
+
+
+def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
+    """The real test images (first `eval_images`) as PNGs, written once per dataset.
+
+    Several evaluation jobs may ask at once: each writes into its own temporary folder and
+    renames it into place; a job that loses the race uses the winner's (identical) folder.
+    """
+    n = cfg["datasets"][dataset]["eval_images"]
+    folder = paths.dataset_dir(cfg["results_dir"], dataset) / "eval" / f"reference_test_{n}"
+    if (folder / "DONE").is_file():
+        return folder
+    data, records = eval_images(cfg, dataset, limit=n)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".ref-"))  # same filesystem: rename is atomic
+    x = torch.stack([data[i]["image"] for i in range(len(data))])
+    write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in records], tmp)
+    (tmp / "DONE").write_text(str(len(records)))
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "DONE").is_file():
+            raise ArtifactError(f"could not create the reference image folder {folder}")
+    return folder
+
+
+# Why an FID cell is empty when the config turns FID off (written into the metrics record).
+FID_OFF_REASON = "FID not computed: eval.fid_extractor is none"
+
+
+@dataclass
+class FIDScore:
+    """The FID part of a metrics record: metric and note under the extractor's label, or the
+    reason it was not computed (`not_computed`); `description` goes into the manifest."""
+
+    metrics: dict[str, float]
+    notes: dict[str, str]
+    not_computed: dict[str, str]
+    description: str
+
+
+def score_fid(images: Path, reference: Path | None, extractor, cache_dir: Path, *, tag: str | None = None,
+              note_suffix: str = "") -> FIDScore:
+    """FID of the images in `images` against `reference` with `extractor` (None: FID is off).
+    `tag` names the generator inside the label, e.g. FID[shapes-cnn,AR-GPT]."""
+    from lgvq.metrics.fid import compute_fid, fid_label
+
+    if extractor is None:
+        return FIDScore({}, {}, {"FID": FID_OFF_REASON}, FID_OFF_REASON)
+    fid = compute_fid(images, reference, extractor=extractor, cache_dir=cache_dir)
+    label = fid_label(extractor.name)
+    label = f"{label[:-1]},{tag}]" if tag else label
+    return FIDScore({label: fid.value}, {label: fid.description + note_suffix}, {}, fid.description)
+
+
+def fid_extractor(cfg: dict[str, Any], dataset: str):
+    """The configured FID feature extractor, or None when `eval.fid_extractor: none`."""
+    from lgvq.metrics.extractors import InceptionExtractor, ShapesCNNExtractor
+
+    ev = cfg["eval"]
+    if ev["fid_extractor"] == "none":
+        return None
+    if ev["fid_extractor"] == "inception":
+        return InceptionExtractor(ev["inception_weights"])
+    return ShapesCNNExtractor.load(paths.shapes_cnn_model(cfg["results_dir"], dataset))
+
+
+
+def load_codes(path: Path) -> np.ndarray:
+    """Read a code file written by `encode`, with a clear error for a missing/corrupt one."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty (0-byte) file
+        raise ArtifactError(f"corrupt or missing code file {path}: {e}; re-run `lgvq tokenizer encode`") from e
+    if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
+        raise ArtifactError(f"code file {path} has shape {arr.shape} / dtype {arr.dtype}; expected (N, h, w) integers")
+    return arr
+
+
+class CodeTable:
+    """Codes looked up by image id, from the code files of the given splits (in order).
+
+    Test annotations may point at images of another image split: RefCOCOg's umd test
+    expressions are on COCO train2014 images, which the coco source lists under "train". The
+    tokenizer has seen those images either way (the paper uses the same MS-COCO codebook)."""
+
+    def __init__(self, tokdir: Path, splits: tuple[str, ...]) -> None:
+        arrays, self.row = [], {}
+        for split in splits:
+            codes = load_codes(tokdir / "codes" / f"{split}.npy")
+            ids_path = tokdir / "codes" / f"{split}_image_ids.npy"
+            try:
+                ids = np.load(ids_path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise ArtifactError(f"corrupt or missing {ids_path}: {e}; re-run `lgvq tokenizer encode`") from e
+            if len(ids) != len(codes):
+                raise ArtifactError(f"{ids_path} lists {len(ids)} images but its code file has {len(codes)}")
+            offset = sum(len(a) for a in arrays)
+            for r, i in enumerate(ids):
+                self.row.setdefault(int(i), offset + r)  # val and test may be the same images
+            arrays.append(codes)
+        self.codes = np.concatenate(arrays)
+        self.where = f"{tokdir / 'codes'} ({', '.join(splits)})"
+
+    def __call__(self, image_id: int) -> int:
+        if image_id not in self.row:
+            raise ArtifactError(f"image {image_id} has no codes in {self.where} (annotations and codes disagree)")
+        return self.row[image_id]
+
+    def batch(self, rows: list[int], device) -> torch.Tensor:
+        return torch.as_tensor(self.codes[rows], dtype=torch.long, device=device)
