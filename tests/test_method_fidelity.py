@@ -233,3 +233,19 @@ def test_the_leak_free_protocol_re_encodes_the_caption_with_the_word_masked():
     changed = reencoded != ids
     assert changed.sum(1).tolist() == [1, 1] and (reencoded[changed] == enc.mask_id).all()
     assert not (changed & special).any()
+
+
+# --- the paper profile follows the authors' code ------------------------------------------------------
+
+def test_the_paper_profile_sets_each_switch_as_the_authors_code_does():
+    from pathlib import Path
+
+    from lgvq.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "paper.yaml")
+    tok = {name: entry["params"] for name, entry in cfg["tokenizers"].items()}
+    assert tok["vqgan"]["beta_on"] == "codebook" and tok["cvq"]["beta_on"] == "commit"
+    assert (tok["cvq"]["cvq_distance"], tok["cvq"]["cvq_anchor"], tok["cvq"]["cvq_contrastive"]) == ("l2", "probrandom", True)
+    assert all(p["disc_start"] == 10000 for name, p in tok.items() if name != "vqvae")
+    assert cfg["lg"] == {"layers": 2, "heads": 1, "dropout": 0.1}
+    assert cfg["stage2"]["dropout"] == 0.0

@@ -100,8 +100,10 @@ class ClusteredVectorQuantizer(VectorQuantizer):
     def forward(self, z_e: Tensor) -> QuantizerOutput:
         flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, self.embed_dim)
         # One (N, K) similarity before any update serves the assignment, the contrastive term
-        # and the anchors (as in CVQ's code); it carries gradient to the codebook only.
-        sim = self.similarity(flat, self.weight())
+        # and the anchors (as in CVQ's code); it carries gradient (to the codebook only) only
+        # when the contrastive term uses it.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.training and self.contrastive):
+            sim = self.similarity(flat, self.weight())
         idx = sim.detach().argmax(1)
         out = self._quantise(z_e, idx)
         if self.training:
