@@ -46,8 +46,8 @@ def section(results: Path, wall: str | None) -> str:
                    f"CPU ({m['device'].get('cpu_count')} cores)." + (f" Whole DAG wall time: {wall}." if wall else ""))
         minutes, jobs = job_minutes(results)
         out.append("")
-        out.append(f"Compute: the {jobs} jobs' manifests sum to {minutes:.0f} job-minutes on the CPU; with "
-                   f"`--cores 2` (two jobs at a time) that is about {minutes / 2:.0f} min of wall time on 2 cores.")
+        out.append(f"Compute: the {jobs} jobs' manifests sum to {minutes:.0f} job-minutes on the CPU (each job's own "
+                   "wall time; jobs that share the cores overlap, so this is more than the whole DAG's wall time).")
         out.append("")
     for table in TABLES:
         df = pd.read_csv(results / "tables" / f"{table}.csv")
