@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lgvq.downstream.frontend import CodeFrontEnd
-from lgvq.downstream.vocab import WordVocab
 from lgvq.downstream.registry import EXAMPLES_SHOWN, DownstreamTask, Evaluation, HeadContext, HeadSetup
+from lgvq.downstream.vocab import WordVocab
 
 IGNORE = -100
 

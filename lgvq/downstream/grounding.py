@@ -8,15 +8,15 @@ converted to and from the datasets' pixel (x, y, w, h) with `lgvq.metrics.ground
 
 from __future__ import annotations
 
-import numpy as np
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lgvq.downstream.frontend import CodeFrontEnd
-from lgvq.downstream.vocab import WordVocab
 from lgvq.downstream.registry import EXAMPLES_SHOWN, DownstreamTask, Evaluation, HeadContext, HeadSetup
+from lgvq.downstream.vocab import WordVocab
 from lgvq.io import ArtifactError
 
 

@@ -8,9 +8,9 @@ after that position, so causal attention keeps it out without a mask.
 
 from __future__ import annotations
 
-import numpy as np
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 

@@ -20,8 +20,9 @@ from lgvq.io import atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
-from lgvq.pipeline.common import dataset_source, process_group
 from lgvq.pipeline.artifacts import CodeTable
+from lgvq.pipeline.common import dataset_source, process_group
+
 
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     from lgvq.downstream.frontend import CodeFrontEnd
