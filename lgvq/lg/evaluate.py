@@ -61,29 +61,35 @@ def masked_positions(text, k: int, seed: int) -> tuple[torch.Tensor, int]:
     return masked, skipped
 
 
-def reencode_masked(text, masked: torch.Tensor, encoder, batch: int = 256):
+def reencode_masked(text, masked: torch.Tensor, encoder):
     """The leak-free input: the caption with its masked words replaced by the encoder's mask
     token BEFORE encoding, so no later position has seen the word (CLIP's text tower is causal,
     MiniLM's bidirectional: with the paper's protocol both leak it). Targets stay the original ids."""
     ids = torch.where(masked, torch.full_like(text.token_ids, encoder.mask_id), text.token_ids)
-    tokens = torch.cat([encoder.encode_ids(ids[i:i + batch], text.valid[i:i + batch])
-                        for i in range(0, len(ids), batch)])
+    tokens = encoder.encode_ids(ids, text.valid)
     return TextFeatures(text.token_ids, tokens.to(text.tokens.dtype), text.valid, text.special, text.global_)
 
 
-def masked_word_recall(lg, z_q: torch.Tensor, text, k: int, seed: int, encoder=None) -> tuple[float, int, int]:
+def masked_word_recall(lg, z_q: torch.Tensor, text, k: int, seed: int, encoder=None,
+                       batch: int = 256) -> tuple[float, int, int]:
     """-> (recall, scored captions, skipped captions). With `encoder`, the leak-free protocol
     (the same masked positions, the caption re-encoded with the words masked); without, the
-    paper's (features of the full caption, masked slots overwritten by the [mask] vectors)."""
+    paper's (features of the full caption, masked slots overwritten by the [mask] vectors).
+    Scored `batch` captions at a time: the (batch, L, V) logits, not the split's, are held."""
     masked, skipped = masked_positions(text, k, seed)
     keep = masked.any(1)
     if not bool(keep.any()):
         return float("nan"), 0, skipped
-    text, masked = text[keep], masked[keep]
-    if encoder is not None:
-        text = reencode_masked(text, masked, encoder)
-    pred = lg.predict_masked(z_q[keep], text, masked).argmax(-1)
-    return float((pred[masked] == text.token_ids[masked]).float().mean()), int(keep.sum()), skipped
+    text, masked, z_q = text[keep], masked[keep], z_q[keep]
+    hits = total = 0
+    for i in range(0, len(masked), batch):
+        t, m = text[i:i + batch], masked[i:i + batch]
+        if encoder is not None:
+            t = reencode_masked(t, m, encoder)
+        pred = lg.predict_masked(z_q[i:i + batch], t, m).argmax(-1)
+        hits += int((pred[m] == t.token_ids[m]).sum())
+        total += int(m.sum())
+    return hits / total, int(keep.sum()), skipped
 
 
 def fit_ridge(x: torch.Tensor, y: torch.Tensor, lam: float = RIDGE) -> torch.Tensor:
