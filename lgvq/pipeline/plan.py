@@ -1,8 +1,10 @@
 """The experiment matrix: which jobs a config implies and which metric files each table reads.
 
-Pure functions of the validated config (no torch), shared by the Snakefile (to build the DAG)
-and by `lgvq tables build` (to know which records a table is built from). A table is rebuilt
-from exactly the files listed here, so `results/tables/<id>.md` pulls in only what it needs.
+Functions of the validated config (no torch), shared by the Snakefile (to build the DAG)
+and by `lgvq tables build` (to know which records a table is built from). One question looks at
+the disk: whether a dataset's source has label maps (`label_maps`: folders only, no image is read).
+A table is rebuilt from exactly the files listed here, so `results/tables/<id>.md` pulls in only
+what it needs.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def label_maps(cfg: dict[str, Any], dataset: str) -> bool | None:
     """Whether the records of `dataset` carry label maps (semantic synthesis' condition); None = cannot
     tell now (a root that is not there yet, which preflight reports; a source that does not say)."""
     ds = cfg["datasets"][dataset]
-    return _label_maps(ds["source"], None if ds["root"] is None else str(Path(ds["root"]).expanduser()))
+    return _label_maps(ds["source"], None if ds["root"] is None else str(Path(ds["root"]).expanduser().resolve()))
 
 
 @lru_cache(maxsize=None)

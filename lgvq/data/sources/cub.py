@@ -21,8 +21,8 @@ class CUBSource(RealSource):
     root = the extracted `CUB_200_2011/` folder, or a folder containing it. The captions folder
     (`text_c10/`, `text/` as AttnGAN's birds.zip names it, or `birds/text/`, the authors' loader's path:
     birds.zip unpacked as it is) is looked up in root, then in `CUB_200_2011/`: so either root holds both
-    folders side by side, or root is `CUB_200_2011/` with the captions inside it. Nothing outside root is read. Splits: the official
-    train_test_split.txt (1 = train); its test half is both val and test, as in the authors' code.
+    folders side by side, or root is `CUB_200_2011/` with the captions inside it. Nothing outside root is read.
+    Splits: the official train_test_split.txt (1 = train); its test half is both val and test, as in the authors' code.
     Image ids are CUB's 1-based ids from images.txt.
     """
 
