@@ -122,6 +122,9 @@ def test_real_images_cost_input_time_assumed_or_measured_and_labelled_so(tmp_pat
     encode = next(r for r in estimate(cfg, _bench(tmp_path), input_benchmark=measured) if r.kind == "encode codes")
     assert encode.images_per_job == 5994 + 2 * 5794 and encode.input_hours() == pytest.approx(
         encode.images_per_job / 400.0 / 3600)
+    cfg["train"]["gpus"] = 2  # two ranks, each decoding its own batch: twice the device-hours of waiting
+    (two,) = [r for r in estimate(cfg, _bench(tmp_path), input_benchmark=measured) if r.kind.startswith("tokenizer")]
+    assert two.input_hours() == pytest.approx(2 * tok.input_hours()) and two.images_per_job == tok.images_per_job
     with pytest.raises(ArtifactError, match="input.json has no input-pipeline row at 64 px"):
         input_throughput(measured, 64)
     measured.write_text(json.dumps({"rows": [{"size": "default"}]}))

@@ -30,7 +30,8 @@ Input: the images a job decodes, divided by the input pipeline's images/s per pr
 measured when benchmarks/results/input_pipeline_cpu.json (benchmarks/bench_input.py) is present: its fastest
 row at the dataset's image size, overlapped with compute when it used loader workers. Without it the
 constant INPUT_IMAGES_PER_S (the issue's measurement: ~28 ms a 1024^2 JPEG decoded and resized with PIL on
-the training thread) is used, added to compute (no overlap). Both are labelled in the output. The embedded
+the training thread) is used, added to compute (no overlap). Both are labelled in the output. A job of
+several processes (train.gpus) waits on each of its devices, so its input device-hours count every process. The embedded
 data (tiny PNGs) is not counted. A row's `memory_mb` is a hook: `estimate(memory=...)` fills it from a per-rule
 model (lgvq.pipeline.resources, once merged); without one it stays empty.
 
@@ -83,13 +84,17 @@ class JobEstimate:
     datasets: tuple[str, ...] = ()
     images_per_job: int = 0  # images one process decodes
     input: InputThroughput | None = None
+    processes: int = 1  # per job (torchrun ranks, one device each): every one waits for its own images
     memory_mb: int | None = None  # the hook: filled by `estimate(memory=...)`, else left empty
 
     def compute_hours(self, peak_flops: float, mfu: float) -> float:
         return self.jobs * self.flops_per_job / (peak_flops * mfu) / 3600
 
     def input_hours(self) -> float:
-        return 0.0 if self.input is None else self.jobs * self.images_per_job / self.input.images_per_s / 3600
+        """Device-hours spent decoding: every process of every job waits for its own images."""
+        if self.input is None:
+            return 0.0
+        return self.jobs * self.processes * self.images_per_job / self.input.images_per_s / 3600
 
     def hours(self, peak_flops: float, mfu: float) -> float:
         compute, inp = self.compute_hours(peak_flops, mfu), self.input_hours()
@@ -214,7 +219,7 @@ def _tokenizer_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
             train["steps"] * train["batch_size"] * train["gpus"] * per_image,
             f"measured: {per_image / 1e9:.0f} GFLOP per image-step (flop_counter, LG module not counted)"
             + (f"; input {inp.basis}" if inp else ""), "train_tokenizer", tuple(dict.fromkeys(r.dataset for r in runs)),
-            train["steps"] * train["batch_size"], inp))
+            train["steps"] * train["batch_size"], inp, train["gpus"]))
     return rows
 
 
@@ -222,6 +227,7 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
     """encode_codes, eval_reconstruction, eval_text_alignment, text_cache, and stage-2 sampling."""
     te = cfg["text_encoder"]
     text_fwd = 2 * TEXT_ENCODER_PARAMS.get(te["name"], TEXT_ENCODER_PARAMS["clip"]) * te["max_length"]
+    sized = "" if te["name"] in TEXT_ENCODER_PARAMS else " (size not known: priced as CLIP's text tower)"
     acc: dict[str, dict[str, Any]] = {}
 
     def add(kind: str, rule: str, dataset: str, flops: float, images: int, basis: str) -> None:
@@ -239,7 +245,7 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
             unknown.append(ds)
             continue
         add("text cache", "text_cache", ds, n["unique"] * n["captions"] * text_fwd, 0,
-            f"{te['name']} text encoder, 2 x params x {te['max_length']} tokens per caption")
+            f"{te['name']} text encoder{sized}, 2 x params x {te['max_length']} tokens per caption")
     for run in plan.tokenizer_runs(cfg):
         n = split_images(cfg, run.dataset)
         if n is None:
