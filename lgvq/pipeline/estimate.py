@@ -31,13 +31,14 @@ measured when benchmarks/results/input_pipeline_cpu.json (benchmarks/bench_input
 row at the dataset's image size, overlapped with compute when it used loader workers. Without it the
 constant INPUT_IMAGES_PER_S (the issue's measurement: ~28 ms a 1024^2 JPEG decoded and resized with PIL on
 the training thread) is used, added to compute (no overlap). Both are labelled in the output. A job of
-several processes (train.gpus) waits on each of its devices, so its input device-hours count every process. The embedded
-data (tiny PNGs) is not counted. A row's `memory_mb` is a hook: `estimate(memory=...)` fills it from a per-rule
-model (lgvq.pipeline.resources, once merged); without one it stays empty.
+several processes (train.gpus) waits on each of its devices, so its input device-hours count every
+process. The embedded data (tiny PNGs) is not counted. A row's `memory_mb` is a hook: `estimate(memory=...)`
+fills it from a per-rule model (lgvq.pipeline.resources, once merged); without one it stays empty.
 
 Device-hours use the peak and MFU given as arguments, and the defaults (an H100's dense bf16 peak, MFU 0.3)
 are assumptions, printed with every estimate. No GPU was available to this project to measure MFU.
-Not counted: data preparation, dataset statistics, the shapes-cnn extractor's training, tables, the report.
+Not counted: data preparation, dataset statistics, the shapes-cnn extractor's and the label-map VQ's
+training, the understanding heads' test-time decoding, tables, the report.
 """
 
 from __future__ import annotations
