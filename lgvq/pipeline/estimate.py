@@ -208,15 +208,19 @@ def _input(cfg: dict[str, Any], dataset: str, input_benchmark: Path | None) -> I
 
 def _tokenizer_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstimate]:
     train = cfg["train"]
-    groups: dict[tuple[str, int], list[plan.Run]] = defaultdict(list)
+    from lgvq.pipeline.preflight import GENERATED_SOURCES
+
+    # grouped by class and image size (the FLOPs), and by real vs embedded data (whether input is counted)
+    groups: dict[tuple[str, int, bool], list[plan.Run]] = defaultdict(list)
     for run in plan.tokenizer_runs(cfg):
-        groups[(cfg["tokenizers"][run.tokenizer]["class"], cfg["datasets"][run.dataset]["image_size"])].append(run)
+        ds = cfg["datasets"][run.dataset]
+        groups[(cfg["tokenizers"][run.tokenizer]["class"], ds["image_size"], ds["source"] in GENERATED_SOURCES)].append(run)
     rows = []
-    for (cls, size), runs in sorted(groups.items()):
+    for (cls, size, embedded), runs in sorted(groups.items()):
         per_image = _step_flops(cfg, measured, benchmark, runs[0])
         inp = _input(cfg, runs[0].dataset, input_benchmark)
         rows.append(JobEstimate(
-            f"tokenizer {cls} ({size} px)", len(runs), train["steps"],
+            f"tokenizer {cls} ({size} px{', embedded data' if embedded else ''})", len(runs), train["steps"],
             train["steps"] * train["batch_size"] * train["gpus"] * per_image,
             f"measured: {per_image / 1e9:.0f} GFLOP per image-step (flop_counter, LG module not counted)"
             + (f"; input {inp.basis}" if inp else ""), "train_tokenizer", tuple(dict.fromkeys(r.dataset for r in runs)),
@@ -229,15 +233,15 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
     te = cfg["text_encoder"]
     text_fwd = 2 * TEXT_ENCODER_PARAMS.get(te["name"], TEXT_ENCODER_PARAMS["clip"]) * te["max_length"]
     sized = "" if te["name"] in TEXT_ENCODER_PARAMS else " (size not known: priced as CLIP's text tower)"
-    acc: dict[str, dict[str, Any]] = {}
+    # one row per job kind and dataset: sizes, image sizes and the input rate are the dataset's
+    acc: dict[tuple[str, str], dict[str, Any]] = {}
 
     def add(kind: str, rule: str, dataset: str, flops: float, images: int, basis: str) -> None:
-        row = acc.setdefault(kind, {"rule": rule, "jobs": 0, "flops": 0.0, "images": 0, "datasets": [],
-                                    "basis": basis, "input": _input(cfg, dataset, input_benchmark)})
+        row = acc.setdefault((kind, dataset), {"rule": rule, "jobs": 0, "flops": 0.0, "images": 0, "basis": basis,
+                                               "input": _input(cfg, dataset, input_benchmark)})
         row["jobs"] += 1
         row["flops"] += flops
         row["images"] += images
-        row["datasets"] = list(dict.fromkeys([*row["datasets"], dataset]))
 
     unknown = []
     for ds in cfg["datasets"]:
@@ -281,8 +285,8 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
                 add(f"stage2 {t} sampling", "stage2", run.dataset, k * (per_sample + decode + _fid_flops(cfg)), 0,
                     ("diffusion_steps x " if t == "t2i_diffusion" else "KV-cached: ")
                     + f"2 x params x {grid}+{cond} tokens per sample; eval_images samples decoded (step/6) + FID")
-    rows = [JobEstimate(kind, a["jobs"], 0, a["flops"] / a["jobs"], a["basis"], a["rule"], tuple(a["datasets"]),
-                        a["images"] // a["jobs"], a["input"]) for kind, a in acc.items()]
+    rows = [JobEstimate(f"{kind} ({ds})", a["jobs"], 0, a["flops"] / a["jobs"], a["basis"], a["rule"], (ds,),
+                        a["images"] // a["jobs"], a["input"]) for (kind, ds), a in acc.items()]
     if unknown:
         rows.append(JobEstimate("not priced: unknown dataset size", 0, 0, 0.0,
                                 "no split sizes (SPLIT_IMAGES) for " + ", ".join(
@@ -317,14 +321,14 @@ def _head_rows(cfg: dict[str, Any]) -> list[JobEstimate]:
 def render(rows: list[JobEstimate], *, peak_flops: float, mfu: float, source: str) -> str:
     lines = [f"Estimated device-hours for {source}",
              f"assumption: peak {peak_flops / 1e12:.0f} TFLOP/s x MFU {mfu} (no GPU measurement exists here)", "",
-             f"{'job kind':38s} {'jobs':>5s} {'steps':>7s} {'PFLOP/job':>10s} {'input h':>8s} {'h/job':>7s} "
+             f"{'job kind':44s} {'jobs':>5s} {'steps':>7s} {'PFLOP/job':>10s} {'input h':>8s} {'h/job':>7s} "
              f"{'hours':>8s} {'mem MB':>7s}  basis"]
     total = 0.0
     for r in rows:
         h = r.hours(peak_flops, mfu)
         total += h
         mem = "—" if r.memory_mb is None else str(r.memory_mb)
-        lines.append(f"{r.kind:38s} {r.jobs:5d} {r.steps:7d} {r.flops_per_job / 1e15:10.3f} {r.input_hours():8.1f} "
+        lines.append(f"{r.kind:44s} {r.jobs:5d} {r.steps:7d} {r.flops_per_job / 1e15:10.3f} {r.input_hours():8.1f} "
                      f"{h / max(r.jobs, 1):7.2f} {h:8.1f} {mem:>7s}  {r.basis}")
     lines += ["", f"total: {total:.1f} device-hours (input: measured where a benchmark row exists, else the assumed "
               "constant; data preparation, statistics, tables and the report not counted; mem MB: no memory model "
