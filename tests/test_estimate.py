@@ -45,11 +45,13 @@ def test_paper_profile_prices_the_encode_evaluation_text_cache_and_sampling_jobs
     by = {r.kind: r for r in rows}
     assert by["text cache (coco)"].rule == "text_cache" and by["text cache (coco)"].datasets == ("coco",)
     # the diffusion denoises the whole grid `diffusion_steps` times; CodeGPT's KV cache makes one pass per token
-    assert by["stage2 t2i_diffusion sampling (celebahq)"].flops_per_job > by["stage2 unconditional sampling (celebahq)"].flops_per_job
+    diffusion, ar = by["stage2 t2i_diffusion sampling (celebahq)"], by["stage2 unconditional sampling (celebahq)"]
+    assert diffusion.flops_per_job > ar.flops_per_job
     assert by["stage2 semantic sampling (celebahq)"].images_per_job == 0  # codes and cached features, no images
     # every image of every split is decoded once per encode job, val and test apart
     train, held, _ = SPLIT_IMAGES["coco"]
-    assert by["encode codes (coco)"].images_per_job == train + 2 * held and not by["encode codes (coco)"].input.overlapped
+    encode = by["encode codes (coco)"]
+    assert encode.images_per_job == train + 2 * held and not encode.input.overlapped
 
 
 def test_cost_scales_with_steps_batch_and_processes():
@@ -124,7 +126,8 @@ def test_real_images_cost_input_time_assumed_or_measured_and_labelled_so(tmp_pat
     assert tok.input.images_per_s == 400.0 and tok.input.overlapped  # the fastest row at 32 px, with workers
     assert "measured" in tok.basis and "input.json" in tok.basis
     assert tok.hours(1e12, 0.5) == pytest.approx(max(tok.compute_hours(1e12, 0.5), tok.input_hours()))
-    encode = next(r for r in estimate(cfg, _bench(tmp_path), input_benchmark=measured) if r.kind == "encode codes (shapes)")
+    encode = next(r for r in estimate(cfg, _bench(tmp_path), input_benchmark=measured)
+                  if r.kind == "encode codes (shapes)")
     assert encode.images_per_job == 5994 + 2 * 5794 and encode.input_hours() == pytest.approx(
         encode.images_per_job / 400.0 / 3600)
     cfg["train"]["gpus"] = 2  # two ranks, each decoding its own batch: twice the device-hours of waiting
@@ -146,7 +149,8 @@ def test_memory_column_is_a_hook_for_a_per_rule_model(tmp_path):
         return {"train_tokenizer": 4096, "encode_codes": 2048}.get(rule)
 
     rows = {r.kind: r for r in estimate(cfg, _bench(tmp_path), input_benchmark=None, memory=memory)}
-    assert rows["tokenizer vqgan (32 px, embedded data)"].memory_mb == 4096 and rows["encode codes (shapes)"].memory_mb == 2048
+    assert rows["tokenizer vqgan (32 px, embedded data)"].memory_mb == 4096
+    assert rows["encode codes (shapes)"].memory_mb == 2048
     assert rows["text cache (shapes)"].memory_mb is None and ("text_cache", "shapes") in asked
     text = render(list(rows.values()), peak_flops=1e12, mfu=0.5, source="x")
     assert " 4096 " in text and "mem MB" in text

@@ -214,7 +214,8 @@ def _tokenizer_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
     groups: dict[tuple[str, int, bool], list[plan.Run]] = defaultdict(list)
     for run in plan.tokenizer_runs(cfg):
         ds = cfg["datasets"][run.dataset]
-        groups[(cfg["tokenizers"][run.tokenizer]["class"], ds["image_size"], ds["source"] in GENERATED_SOURCES)].append(run)
+        key = (cfg["tokenizers"][run.tokenizer]["class"], ds["image_size"], ds["source"] in GENERATED_SOURCES)
+        groups[key].append(run)
     rows = []
     for (cls, size, embedded), runs in sorted(groups.items()):
         per_image = _step_flops(cfg, measured, benchmark, runs[0])
