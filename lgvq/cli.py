@@ -141,9 +141,10 @@ def _report(a):
 
 def _plan_estimate(a):
     from lgvq.config import load_config
-    from lgvq.pipeline.estimate import DEFAULT_BENCHMARK, estimate, render
+    from lgvq.pipeline.estimate import DEFAULT_BENCHMARK, DEFAULT_INPUT_BENCHMARK, estimate, render
 
-    rows = estimate(load_config(a.config), Path(a.benchmark) if a.benchmark else DEFAULT_BENCHMARK)
+    rows = estimate(load_config(a.config), Path(a.benchmark) if a.benchmark else DEFAULT_BENCHMARK,
+                    Path(a.input_benchmark) if a.input_benchmark else DEFAULT_INPUT_BENCHMARK)
     print(render(rows, peak_flops=a.peak_tflops * 1e12, mfu=a.mfu, source=a.config))
 
 
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--benchmark", default=None, help="bench_tokenizers.py result with FLOP counts "
                    "(default: benchmarks/results/tokenizers_cpu.json)")
+    p.add_argument("--input-benchmark", default=None, help="bench_input.py result with the input pipeline's images/s "
+                   "(default: benchmarks/results/input_pipeline_cpu.json; absent: an assumed constant, said so)")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak (default: H100 dense bf16)")
     p.add_argument("--mfu", type=float, default=0.3, help="assumed model-FLOP utilisation")
     p.set_defaults(fn=_plan_estimate)

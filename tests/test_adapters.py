@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,18 +82,20 @@ def make_cub(root: Path, *, text_name: str = "text_c10", inside: bool = False) -
 CELEBA_SPLITS = {"train": ["0", "2500"], "test": ["1"]}
 
 
-def make_mmceleba(root: Path, *, lists: str = "pickle") -> Path:
-    """MM-CelebA-HQ (CelebA-HQ-img, celeba-caption, train|test/filenames.pickle) + CelebAMask-HQ parts."""
+def make_mmceleba(root: Path, *, lists: str = "pickle", unzipped: bool = False) -> Path:
+    """MM-CelebA-HQ (CelebA-HQ-img, celeba-caption, train|test/filenames.pickle) + CelebAMask-HQ parts.
+    unzipped: images and parts where `CelebAMask-HQ.zip` puts them, under root/CelebAMask-HQ/."""
+    zipped = root / "CelebAMask-HQ" if unzipped else root
     for names in CELEBA_SPLITS.values():
         for n in names:
-            jpeg(root / "CelebA-HQ-img" / f"{n}.jpg", int(n), size=(16, 16))
+            jpeg(zipped / "CelebA-HQ-img" / f"{n}.jpg", int(n), size=(16, 16))
             text(root / "celeba-caption" / f"{n}.txt", [f"face {n} caption {k} smiling" for k in range(10)])
     for split, names in CELEBA_SPLITS.items():
         if lists == "pickle":
             py2_pickle(root / split / "filenames.pickle", names)
         else:
             text(root / f"{split}.txt", names)
-    anno = root / "CelebAMask-HQ-mask-anno"
+    anno = zipped / "CelebAMask-HQ-mask-anno"
     rows = {0: {"skin": (0, 8), "hair": (0, 3)}, 1: {"skin": (2, 6)}, 2500: {"skin": (0, 8), "l_eye": (4, 5)}}
     for iid, parts in rows.items():
         for part, (a, b) in parts.items():
@@ -198,12 +201,15 @@ def test_caption_filter_is_the_authors():
     assert keep_caption(" ".join(["w"] * 27)) and not keep_caption(" ".join(["w"] * 28))
 
 
-@pytest.mark.parametrize("layout", ["parent", "text-inside"])
+@pytest.mark.parametrize("layout", ["parent", "text-inside", "authors"])
 def test_cub(tmp_path, layout):
     if layout == "parent":
         src = get_source("cub", make_cub(tmp_path))
-    else:  # root = CUB_200_2011 itself, with AttnGAN's `text/` inside it
+    elif layout == "text-inside":  # root = CUB_200_2011 itself, with AttnGAN's `text/` inside it
         src = get_source("cub", make_cub(tmp_path, text_name="text", inside=True) / "CUB_200_2011")
+    else:  # the authors' loader: root = CUB_200_2011 with AttnGAN's birds.zip unpacked in it (birds/text/)
+        src = get_source("cub", make_cub(tmp_path, text_name="birds/text", inside=True) / "CUB_200_2011")
+    assert src.has_label_maps() is False
     assert src.splits() == ["train", "val", "test"]
     train, test = src.records("train"), src.records("test")
     assert [r.image_id for r in train] == [1, 3] and [r.image_id for r in test] == [2, 4]
@@ -256,6 +262,22 @@ def test_mmceleba(tmp_path, lists):
     assert item["mask"].shape == (8, 8) and int(item["mask"].max()) == hair
 
 
+def test_mmceleba_reads_celebamask_hq_zip_unpacked_beside_the_captions(tmp_path):
+    """CelebAMask-HQ.zip unpacks to CelebAMask-HQ/{CelebA-HQ-img, CelebAMask-HQ-mask-anno}: images and masks
+    are both found there (the MM-CelebA-HQ captions and lists stay at the root)."""
+    root = make_mmceleba(tmp_path, unzipped=True)
+    assert not (root / "CelebA-HQ-img").exists() and not (root / "CelebAMask-HQ-mask-anno").exists()
+    src = get_source("mmceleba", root)
+    train = src.records("train")
+    assert [r.image_id for r in train] == [0, 2500]
+    assert train[0].path == root / "CelebAMask-HQ" / "CelebA-HQ-img" / "0.jpg" and train[0].path.is_file()
+    assert src.has_label_maps() and (read_label_map(train[0].mask_path)[3:] == CELEBAMASK_PARTS.index("skin") + 1).all()
+    assert check_dataset("mmceleba", root).ok
+    shutil.rmtree(root / "CelebAMask-HQ" / "CelebAMask-HQ-mask-anno")  # images only: no label maps, said up front
+    src = get_source("mmceleba", root)
+    assert src.has_label_maps() is False and src.records("test")[0].mask_path is None
+
+
 def test_mmceleba_cache_dir_and_broken(tmp_path, monkeypatch):
     root = make_mmceleba(tmp_path / "d")
     monkeypatch.setenv("LGVQ_LABELMAP_CACHE", str(tmp_path / "cache"))
@@ -305,6 +327,7 @@ def test_textcaps(tmp_path):
 def test_coco(tmp_path):
     root = make_coco(tmp_path)
     src = get_source("coco", root)
+    assert src.has_label_maps() is False  # semantic synthesis is left out of its default stage-2 tasks
     train = src.records("train")
     assert [r.image_id for r in train] == [9, 25]
     assert train[0].path == root / "train2014" / "COCO_train2014_000000000009.jpg"

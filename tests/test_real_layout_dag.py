@@ -68,3 +68,48 @@ def test_smoke_dag_runs_on_the_coco_layout_end_to_end(tmp_path):
         assert any(r["status"] == "not computed" and r["tokenizer"] == "vqgan" for r in rows), table
     samples = tmp_path / "run" / "results" / "coco" / "eval" / "stage2-unconditional" / "vqgan" / "lg" / "seed0"
     assert (samples / "samples_grid.png").is_file()
+
+
+def _coco_and_shapes(tmp_path: Path, **coco) -> dict:
+    """The smoke config with a COCO-layout dataset beside the embedded one, stage-2 tasks left at the default."""
+    from test_adapters import make_coco
+
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    cfg["datasets"]["coco"] = {"source": "coco", "root": str(make_coco(tmp_path / "coco")), "image_size": 16,
+                               "eval_images": 2, **coco}
+    cfg["tokenizers"] = {"vqgan": cfg["tokenizers"]["vqgan"]}
+    cfg["ablation"] = {"tokenizer": None}
+    return cfg
+
+
+def test_a_source_without_label_maps_leaves_semantic_synthesis_out_of_its_default_tasks(tmp_path):
+    from lgvq.config import validate_config
+    from lgvq.pipeline import jobs, plan
+    from lgvq.pipeline.preflight import problems
+
+    cfg = validate_config(_coco_and_shapes(tmp_path))
+    assert "semantic" in cfg["stage2"]["tasks"] and cfg["datasets"]["coco"]["stage2_tasks"] is None
+    assert {r.dataset for r in plan.task_runs(cfg, "stage2", "semantic")} == {"shapes"}  # shapes draws masks
+    assert {r.dataset for r in plan.task_runs(cfg, "stage2", "completion")} == {"shapes", "coco"}
+    assert {m.run.dataset for m in plan.table_metric_inputs(cfg, "semantic_synthesis")} == {"shapes"}
+    (note,) = plan.left_out_tasks(cfg)
+    assert "semantic synthesis needs label maps" in note and "datasets.coco" in note
+    assert problems(cfg) == []  # left out by default: nothing to refuse
+    assert jobs.labelmap_vq(cfg, "shapes")  # the embedded dataset's conditioning stage is planned as before
+    # named explicitly, the task is kept and the run refused before any job, naming the key
+    cfg = validate_config(_coco_and_shapes(tmp_path / "explicit", stage2_tasks=["unconditional", "semantic"]))
+    assert plan.left_out_tasks(cfg) == []
+    assert any(p.startswith("datasets.coco.stage2_tasks: 'semantic' needs label maps") for p in problems(cfg))
+
+
+def test_coco_dry_run_with_default_stage2_tasks_plans_no_semantic_synthesis_and_says_so_once(tmp_path):
+    config = tmp_path / "coco_default_tasks.yaml"
+    config.write_text(yaml.safe_dump(_coco_and_shapes(tmp_path)))
+    out = snakemake(tmp_path / "run", "-n", "--cores", "1", "results/tables", configfile=str(config))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "dataset=coco" in out.stdout and "s2task=completion" in out.stdout
+    planned = [ln for ln in out.stdout.splitlines() if "wildcards:" in ln and "dataset=coco" in ln]
+    assert planned and not [ln for ln in planned if "s2task=semantic" in ln]
+    assert "results/coco/labelmap_vq/model.pt" not in out.stdout and "results/shapes/labelmap_vq/model.pt" in out.stdout
+    assert (out.stdout + out.stderr).count("semantic synthesis needs label maps") == 1
+    assert "s2task=semantic" in out.stdout  # the embedded dataset keeps it: only the source without maps loses it

@@ -58,6 +58,11 @@ class DatasetSource(ABC):
     def has_qa(self) -> bool:
         return type(self).qa is not DatasetSource.qa
 
+    def has_label_maps(self) -> bool | None:
+        """Whether the records carry label maps (`mask_path`), known without listing them; None = cannot
+        tell (a plug-in source): the plan then keeps semantic synthesis and its job says if they are missing."""
+        return None
+
     def has_refs(self) -> bool:
         return type(self).refs is not DatasetSource.refs
 

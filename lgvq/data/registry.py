@@ -84,6 +84,9 @@ class ShapesSource(DatasetSource):
     def splits(self) -> list[str]:
         return ["train", "val", "test"]
 
+    def has_label_maps(self) -> bool:
+        return (self.root / "masks").is_dir()
+
     def _check_split(self, split: str) -> None:
         if split not in self.splits():
             raise ArtifactError(f"unknown split '{split}' for {self.root} (splits: {', '.join(self.splits())})")

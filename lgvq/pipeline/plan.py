@@ -1,13 +1,16 @@
 """The experiment matrix: which jobs a config implies and which metric files each table reads.
 
-Pure functions of the validated config (no torch), shared by the Snakefile (to build the DAG)
-and by `lgvq tables build` (to know which records a table is built from). A table is rebuilt
-from exactly the files listed here, so `results/tables/<id>.md` pulls in only what it needs.
+Functions of the validated config (no torch), shared by the Snakefile (to build the DAG)
+and by `lgvq tables build` (to know which records a table is built from). One question looks at
+the disk: whether a dataset's source has label maps (`label_maps`: folders only, no image is read).
+A table is rebuilt from exactly the files listed here, so `results/tables/<id>.md` pulls in only
+what it needs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -92,7 +95,46 @@ def task_runs(cfg: dict[str, Any], stage: str, task: str) -> list[Run]:
     tokenizers = cfg[stage].get("tokenizers", {}).get(task)
     return [r for r in main_runs(cfg, expensive=True)
             if (cfg["datasets"][r.dataset].get(f"{stage}_tasks") is None or task in cfg["datasets"][r.dataset][f"{stage}_tasks"])
-            and (tokenizers is None or r.tokenizer in tokenizers)]
+            and (tokenizers is None or r.tokenizer in tokenizers)
+            and not (stage == "stage2" and task == "semantic" and semantic_left_out(cfg, r.dataset))]
+
+
+def label_maps(cfg: dict[str, Any], dataset: str) -> bool | None:
+    """Whether the records of `dataset` carry label maps (semantic synthesis' condition); None = cannot
+    tell now (a root that is not there yet, which preflight reports; a source that does not say)."""
+    ds = cfg["datasets"][dataset]
+    return _label_maps(ds["source"], None if ds["root"] is None else str(Path(ds["root"]).expanduser().resolve()))
+
+
+@lru_cache(maxsize=None)
+def _label_maps(source: str, root: str | None) -> bool | None:
+    # Cached: the Snakefile asks per run and per rule; opening a source only checks that folders exist.
+    from lgvq.data.registry import get_source
+    from lgvq.io import ArtifactError
+    from lgvq.pipeline.preflight import GENERATED_SOURCES
+
+    if root is None:
+        return True if source in GENERATED_SOURCES else None  # the generator draws a mask per image
+    try:
+        return get_source(source, root).has_label_maps()
+    except ArtifactError:  # unknown source or a broken root: its own jobs (and preflight) name the problem
+        return None
+
+
+def semantic_left_out(cfg: dict[str, Any], dataset: str) -> bool:
+    """Semantic synthesis is left out of a dataset's default stage-2 tasks (`stage2_tasks: null`) when its
+    source has no label maps (MS-COCO, CUB, TextCaps; MM-CelebA-HQ without CelebAMask-HQ), instead of
+    stopping the DAG at `labelmap_vq`. Listed explicitly, it stays, and preflight refuses the run."""
+    return cfg["datasets"][dataset].get("stage2_tasks") is None and label_maps(cfg, dataset) is False
+
+
+def left_out_tasks(cfg: dict[str, Any]) -> list[str]:
+    """One line per dataset whose default stage-2 tasks lose semantic synthesis (printed when the DAG is built)."""
+    if not cfg["stage2"]["enabled"] or "semantic" not in cfg["stage2"]["tasks"]:
+        return []
+    return [f"semantic synthesis needs label maps: datasets.{name} (source '{ds['source']}', root {ds['root']}) has "
+            "none, so its stage-2 tasks leave 'semantic' out" for name, ds in cfg["datasets"].items()
+            if semantic_left_out(cfg, name)]
 
 
 @dataclass(frozen=True)

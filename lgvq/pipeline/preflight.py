@@ -74,6 +74,7 @@ def problems(cfg: dict[str, Any]) -> list[str]:
         out.append("eval.inception_weights: required for eval.fid_extractor: inception (clean-fid's "
                    "inception-2015-12-05.pt), or set eval.fid_extractor: none")
     out += _file("eval.inception_weights", ev["inception_weights"], "Inception weights")
+    out += _label_map_problems(cfg)
     if cfg["downstream"]["enabled"] and "captioning" in cfg["downstream"]["tasks"]:
         out += _file("downstream.gpt2_path", cfg["downstream"]["gpt2_path"], "GPT-2 directory")
     for name, entry in cfg["tokenizers"].items():
@@ -93,9 +94,26 @@ def problems(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def _label_map_problems(cfg: dict[str, Any]) -> list[str]:
+    """Semantic synthesis listed by name for a dataset without label maps (a default task list drops it)."""
+    from lgvq.pipeline.plan import label_maps
+
+    s2 = cfg["stage2"]
+    if not s2["enabled"] or "semantic" not in s2["tasks"]:
+        return []
+    return [f"datasets.{name}.stage2_tasks: 'semantic' needs label maps, and source '{ds['source']}' at {ds['root']} "
+            "has none; remove it from the list" for name, ds in cfg["datasets"].items()
+            if "semantic" in (ds.get("stage2_tasks") or ()) and label_maps(cfg, name) is False]
+
+
 def preflight(cfg: dict[str, Any]) -> list[str]:
     """Every problem `problems` finds, printed as a warning (the Snakefile calls this when it is
-    parsed, before it knows whether the run is a dry one); `refuse_to_start` stops a real run on them."""
+    parsed, before it knows whether the run is a dry one); `refuse_to_start` stops a real run on them.
+    A task the plan leaves out (lgvq.pipeline.plan.left_out_tasks) is printed as a note, once."""
+    from lgvq.pipeline.plan import left_out_tasks
+
+    for note in left_out_tasks(cfg):
+        print(f"lgvq: note: {note}", file=sys.stderr)
     found = problems(cfg)
     if found:
         print("lgvq: warning: a real run of this config stops before its first job:\n  " + "\n  ".join(found),

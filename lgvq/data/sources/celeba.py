@@ -28,7 +28,8 @@ LABELMAP_CACHE_ENV = "LGVQ_LABELMAP_CACHE"
 
 
 class MMCelebASource(RealSource):
-    """MM-CelebA-HQ: `CelebA-HQ-img/<id>.jpg` (or the authors' `images/`), `celeba-caption/<id>.txt`,
+    """MM-CelebA-HQ: `CelebA-HQ-img/<id>.jpg` (or the authors' `images/`, or `CelebAMask-HQ/CelebA-HQ-img/` as
+    `CelebAMask-HQ.zip` unpacks beside the captions), `celeba-caption/<id>.txt`,
     split lists `train/filenames.pickle` and `test/filenames.pickle` (or `train.txt` / `test.txt`,
     one name per line). test is both val and test.
 
@@ -43,7 +44,8 @@ class MMCelebASource(RealSource):
 
     def __init__(self, root: str | Path, cache_dir: str | Path | None = None) -> None:
         super().__init__(root)
-        self.image_dir = _first_existing([self.root / "CelebA-HQ-img", self.root / "images"], "CelebA-HQ image folder")
+        self.image_dir = _first_existing([self.root / "CelebA-HQ-img", self.root / "images",
+                                          self.root / "CelebAMask-HQ" / "CelebA-HQ-img"], "CelebA-HQ image folder")
         self.caption_dir = self.root / "celeba-caption"
         if not self.caption_dir.is_dir():
             raise ArtifactError(f"caption folder not found: {self.caption_dir}")
@@ -51,6 +53,9 @@ class MMCelebASource(RealSource):
         self.mask_dir = next((p for p in anno if p.is_dir()), None)
         env = os.environ.get(LABELMAP_CACHE_ENV)
         self.cache_dir = Path(cache_dir or env or self.root / ".lgvq_cache" / "celebamask-labelmaps-v1")
+
+    def has_label_maps(self) -> bool:
+        return self.mask_dir is not None
 
     def _names(self, key: str) -> list[str]:
         path = _first_existing([self.root / key / "filenames.pickle", self.root / f"{key}.txt"], f"{key} filename list")

@@ -19,10 +19,10 @@ class CUBSource(RealSource):
     """CUB-200-2011 with Reed et al.'s 10 captions per image.
 
     root = the extracted `CUB_200_2011/` folder, or a folder containing it. The captions folder
-    (`text_c10/`, or `text/` as AttnGAN's birds.zip names it) is looked up in root, then in
-    `CUB_200_2011/`: so either root holds both folders side by side, or root is
-    `CUB_200_2011/` with the captions moved inside it. Nothing outside root is read. Splits: the official
-    train_test_split.txt (1 = train); its test half is both val and test, as in the authors' code.
+    (`text_c10/`, `text/` as AttnGAN's birds.zip names it, or `birds/text/`, the authors' loader's path:
+    birds.zip unpacked as it is) is looked up in root, then in `CUB_200_2011/`: so either root holds both
+    folders side by side, or root is `CUB_200_2011/` with the captions inside it. Nothing outside root is read.
+    Splits: the official train_test_split.txt (1 = train); its test half is both val and test, as in the authors' code.
     Image ids are CUB's 1-based ids from images.txt.
     """
 
@@ -33,8 +33,8 @@ class CUBSource(RealSource):
         self.cub_dir = _first_existing([self.root / "images.txt", self.root / "CUB_200_2011" / "images.txt"],
                                        "CUB-200-2011 images.txt").parent
         self.text_dir = _first_existing(
-            [d / n for d in (self.root, self.cub_dir) for n in ("text_c10", "text")],
-            "Reed et al. captions folder (text_c10/ or text/)")
+            [d / n for d in (self.root, self.cub_dir) for n in ("text_c10", "text", "birds/text")],
+            "Reed et al. captions folder (text_c10/, text/ or birds/text/)")
 
     def _entries(self, key: str) -> Iterator[_Entry]:
         split_file = self.cub_dir / "train_test_split.txt"

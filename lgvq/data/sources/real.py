@@ -156,6 +156,9 @@ class RealSource(DatasetSource):
     def splits(self) -> list[str]:
         return list(self.split_files)
 
+    def has_label_maps(self) -> bool:
+        return False  # only MM-CelebA-HQ's CelebAMask-HQ parts give label maps (it overrides this)
+
     def _key(self, split: str) -> str:
         if split not in self.split_files:
             raise ArtifactError(f"unknown split '{split}' for {self.name} at {self.root} "
