@@ -14,7 +14,7 @@ TINY = dict(ch=8, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], z_chan
 
 
 def words(n=16):
-    return lambda: torch.randn(n, 12, generator=torch.Generator().manual_seed(0))
+    return lambda n_words: torch.randn(n, 12, generator=torch.Generator().manual_seed(0))
 
 
 def test_nearest_neighbour_assignment_on_hand_made_vectors():

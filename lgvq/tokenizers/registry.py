@@ -1,30 +1,101 @@
-"""Tokenizers by registry name: the config says `class: vqgan` and `params: {...}`."""
+"""Tokenizers by the config's `class:` value, and what each one needs.
+
+`tokenizers.<name>.class` is either
+- a registered name: a built-in (`lgvq.tokenizers.BUILTIN`), one a `plugins:` module registers
+  with `@TOKENIZERS.register("name")`, or one an installed distribution declares under the
+  entry-point group `lgvq.tokenizers`; or
+- an import path `package.module:ClassName`, imported by every process that builds it (each job
+  of the DAG is a fresh process, so nothing has to be registered beforehand).
+
+This module imports no torch at module level: the config layer asks it whether a `class:` value
+is well formed, and which inputs (`Needs`) a class declares, while the Snakefile builds the DAG.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
-from typing import Callable
-
-import torch
+import re
+from typing import TYPE_CHECKING, Any, Callable
 
 from lgvq.config import ConfigError
-from lgvq.tokenizers.base import Tokenizer
+from lgvq.registry import Registry
+from lgvq.tokenizers import BUILTIN
+from lgvq.tokenizers.needs import Needs
 
-_REGISTRY: dict[str, type[Tokenizer]] = {}
-_BUILTINS_LOADED = False
+if TYPE_CHECKING:
+    import torch
+
+    from lgvq.tokenizers.base import Tokenizer
+
+ENTRY_POINT_GROUP = "lgvq.tokenizers"
+TOKENIZERS = Registry("tokenizer", "tokenizers.*.class", BUILTIN, instantiate=False, group=ENTRY_POINT_GROUP)
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
 def register_tokenizer(name: str):
-    def deco(cls: type[Tokenizer]) -> type[Tokenizer]:
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    """Decorator for a `plugins:` module (same as `@TOKENIZERS.register(name)`)."""
+    return TOKENIZERS.register(name)
 
 
 def list_tokenizers() -> list[str]:
-    _ensure_builtin()
-    return sorted(_REGISTRY)
+    return sorted(TOKENIZERS.names())
+
+
+def is_import_path(spec: str) -> bool:
+    return ":" in spec
+
+
+def check_spec(spec: str, key: str) -> None:
+    """A `class:` value is a registered name or a well-formed import path (no import: torch-free)."""
+    if is_import_path(spec):
+        if not _IMPORT_PATH.match(spec):
+            raise ConfigError(f"{key}: '{spec}' is not an import path of the form package.module:ClassName")
+    elif spec not in TOKENIZERS:
+        raise ConfigError(f"{key}: unknown tokenizer '{spec}' (registered: {', '.join(list_tokenizers())}; or give "
+                          "an import path package.module:ClassName)")
+
+
+def origin(spec: str) -> str:
+    """Where a `class:` value's class comes from, for `lgvq tokenizer list`."""
+    return f"import path ({spec})" if is_import_path(spec) else TOKENIZERS.origin(spec)
+
+
+def tokenizer_class(spec: str, key: str = "tokenizers.*.class") -> type[Tokenizer]:
+    """The class a `class:` value names; a ConfigError naming `key` when it cannot be imported or is
+    not a `Tokenizer` subclass."""
+    return _resolve(spec, key)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve(spec: str, key: str) -> type:
+    check_spec(spec, key)
+    if is_import_path(spec):
+        module, attr = spec.split(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except ImportError as e:
+            raise ConfigError(f"{key}: cannot import module '{module}' of '{spec}' ({e}); install it or put its "
+                              "folder on PYTHONPATH (every job imports it)") from e
+        except AttributeError as e:
+            raise ConfigError(f"{key}: module '{module}' has no attribute '{attr}' ('{spec}')") from e
+    else:
+        cls = TOKENIZERS.get(spec, key)
+    from lgvq.tokenizers.base import Tokenizer
+
+    if not (isinstance(cls, type) and issubclass(cls, Tokenizer)):
+        raise ConfigError(f"{key}: '{spec}' is {cls!r}, not a subclass of lgvq.tokenizers.base.Tokenizer")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise ConfigError(f"{key}: '{spec}' does not implement the Tokenizer method(s) {missing}")
+    if not isinstance(cls.needs, Needs):
+        raise ConfigError(f"{key}: '{spec}'.needs is {cls.needs!r}, not a lgvq.tokenizers.needs.Needs")
+    return cls
+
+
+def tokenizer_needs(spec: str, key: str = "tokenizers.*.class") -> Needs:
+    return tokenizer_class(spec, key).needs
 
 
 def _accepted(cls: type) -> set[str]:
@@ -35,34 +106,23 @@ def _accepted(cls: type) -> set[str]:
     return names
 
 
-def build_tokenizer(name: str, params: dict, *, image_size: int,
-                    word_embeddings: Callable[[], torch.Tensor] | None = None, key: str = "tokenizers.*") -> Tokenizer:
-    """`key` is the config entry the name and params came from (e.g. "tokenizers.vqgan"), so an
-    error names the exact key to fix."""
-    _ensure_builtin()
-    if name not in _REGISTRY:
-        raise ConfigError(f"{key}.class: unknown tokenizer '{name}' (registered: {', '.join(sorted(_REGISTRY))})")
-    cls = _REGISTRY[name]
+def build_tokenizer(spec: str, params: dict[str, Any], *, image_size: int,
+                    word_embeddings: Callable[[int], torch.Tensor] | None = None, text_cache: Any = None,
+                    key: str = "tokenizers.*") -> Tokenizer:
+    """`key` is the config entry the class and params came from (e.g. "tokenizers.vqgan"), so an
+    error names the exact key to fix. `word_embeddings` / `text_cache` go to a class whose `needs`
+    asks for them (and only to such a class)."""
+    cls = tokenizer_class(spec, f"{key}.class")
     unknown = set(params) - _accepted(cls)
     if unknown:
-        raise ConfigError(f"{key}.params: unknown parameter(s) {sorted(unknown)} for '{name}'")
+        raise ConfigError(f"{key}.params: unknown parameter(s) {sorted(unknown)} for '{spec}'")
     kwargs = dict(params, image_size=image_size)
-    if "word_embeddings" in _accepted(cls):
+    if cls.needs.word_embeddings:
         if word_embeddings is None:
-            raise ConfigError(f"tokenizer '{name}' needs word embeddings (a text cache) to build its codebook")
+            raise ConfigError(f"tokenizer '{spec}' needs word embeddings (a text cache) to build its codebook")
         kwargs["word_embeddings"] = word_embeddings
+    if cls.needs.text_cache:
+        if text_cache is None:
+            raise ConfigError(f"tokenizer '{spec}' needs the text cache (its class declares Needs(text_cache=True))")
+        kwargs["text_cache"] = text_cache
     return cls(**kwargs)
-
-
-def _ensure_builtin() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    import importlib
-
-    from lgvq.tokenizers import BUILTIN
-
-    for name, target in BUILTIN.items():
-        module, cls = target.split(":")
-        _REGISTRY.setdefault(name, getattr(importlib.import_module(module), cls))
