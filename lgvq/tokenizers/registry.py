@@ -13,7 +13,6 @@ is well formed, and which inputs (`Needs`) a class declares, while the Snakefile
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import re
@@ -64,12 +63,7 @@ def origin(spec: str) -> str:
 
 def tokenizer_class(spec: str, key: str = "tokenizers.*.class") -> type[Tokenizer]:
     """The class a `class:` value names; a ConfigError naming `key` when it cannot be imported or is
-    not a `Tokenizer` subclass."""
-    return _resolve(spec, key)
-
-
-@functools.lru_cache(maxsize=None)
-def _resolve(spec: str, key: str) -> type:
+    not a `Tokenizer` subclass. (Python caches the import: asking again costs nothing.)"""
     check_spec(spec, key)
     if is_import_path(spec):
         module, attr = spec.split(":")
