@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from lgvq import doctor
 from lgvq.config import ConfigError, tokenizer_job_slice, tokenizer_needs_text, validate_config
 from lgvq.pipeline.preflight import problems
 from lgvq.pipeline.tokenizer import build_models
@@ -108,6 +109,8 @@ def test_the_documented_tokenizer_trains_from_its_import_path(ext):
     codes = model(x).codes
     assert codes.shape == (4, 4, 4) and model.decode_codes(codes).shape == x.shape
     assert origin("my_tokenizers:PatchVQ") == "import path (my_tokenizers:PatchVQ)"
+    [check] = [c for c in doctor.checks(cfg) if c.name == "tokenizer: mine"]
+    assert check.ok and check.detail == "class my_tokenizers:PatchVQ: import path (my_tokenizers:PatchVQ)"
     assert not tokenizer_needs_text(cfg, "shapes", "mine", "base")   # Needs(): no text cache for a base run
 
 
@@ -124,6 +127,8 @@ def test_a_wrong_class_is_an_error_naming_the_config_key(ext):
         assert [p for p in problems(cfg) if p.startswith("tokenizers.mine.class: ") and re.search(message, p)]
         with pytest.raises(ConfigError, match="tokenizers.mine.class: .*" + message):
             build_models(cfg, "shapes", "mine", "base")
+        [check] = [c for c in doctor.checks(cfg) if c.name == "tokenizer: mine"]
+        assert not check.ok and re.search(message, check.detail)
 
 
 def test_tokenizer_is_an_abstract_base_class():

@@ -92,7 +92,8 @@ def tokenizer_needs(spec: str, key: str = "tokenizers.*.class") -> Needs:
     return tokenizer_class(spec, key).needs
 
 
-def _accepted(cls: type) -> set[str]:
+def accepted_params(cls: type) -> set[str]:
+    """The keyword arguments a tokenizer class's constructors take (its config `params`)."""
     names: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" in klass.__dict__:
@@ -107,7 +108,7 @@ def build_tokenizer(spec: str, params: dict[str, Any], *, image_size: int,
     error names the exact key to fix. `word_embeddings` / `text_cache` go to a class whose `needs`
     asks for them (and only to such a class)."""
     cls = tokenizer_class(spec, f"{key}.class")
-    unknown = set(params) - _accepted(cls)
+    unknown = set(params) - accepted_params(cls)
     if unknown:
         raise ConfigError(f"{key}.params: unknown parameter(s) {sorted(unknown)} for '{spec}'")
     kwargs = dict(params, image_size=image_size)
