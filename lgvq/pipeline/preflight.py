@@ -60,7 +60,7 @@ def _file(key: str, value: str | None, what: str) -> list[str]:
 
 def problems(cfg: dict[str, Any]) -> list[str]:
     """Every reason, across the config, that a job of the DAG would fail on what the config names."""
-    from lgvq.tokenizers.registry import tokenizer_class
+    from lgvq.tokenizers.registry import tokenizer_needs
 
     out: list[str] = []
     for dataset in cfg["datasets"]:
@@ -78,8 +78,8 @@ def problems(cfg: dict[str, Any]) -> list[str]:
         out += _file("downstream.gpt2_path", cfg["downstream"]["gpt2_path"], "GPT-2 directory")
     for name, entry in cfg["tokenizers"].items():
         key = f"tokenizers.{name}"
-        try:  # imports the class as every job will: a wrong import path stops the run before its first job
-            needs = tokenizer_class(entry["class"], f"{key}.class").needs
+        try:  # imports a non-built-in class as every job will: a wrong path stops the run before its first job
+            needs = tokenizer_needs(entry["class"], f"{key}.class")
         except ConfigError as e:
             out.append(str(e))
         else:

@@ -8,7 +8,8 @@
   of the DAG is a fresh process, so nothing has to be registered beforehand).
 
 This module imports no torch at module level: the config layer asks it whether a `class:` value
-is well formed, and which inputs (`Needs`) a class declares, while the Snakefile builds the DAG.
+is well formed, and which inputs (`Needs`) a class declares, while the Snakefile builds the DAG;
+for a built-in neither imports the class.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from lgvq.config import ConfigError
 from lgvq.registry import Registry
-from lgvq.tokenizers import BUILTIN
+from lgvq.tokenizers import BUILTIN, BUILTIN_NEEDS
 from lgvq.tokenizers.needs import Needs
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ def tokenizer_class(spec: str, key: str = "tokenizers.*.class") -> type[Tokenize
 
 
 def tokenizer_needs(spec: str, key: str = "tokenizers.*.class") -> Needs:
+    """What the class declares; a built-in's from BUILTIN_NEEDS without importing it (or torch)."""
+    if spec in BUILTIN:
+        return BUILTIN_NEEDS.get(spec, Needs())
     return tokenizer_class(spec, key).needs
 
 
