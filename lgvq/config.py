@@ -88,16 +88,17 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
 
 def _load_plugins_and_check_tasks(cfg: dict[str, Any], source: str) -> None:
     """Import the config's plug-in modules, then check every task and tokenizer name against the
-    registries (the schema cannot list names that plug-ins add). A tokenizer's import path is only
-    checked for its form here (importing it means torch); the jobs and preflight import it."""
+    registries (the schema cannot list names that plug-ins add). A tokenizer's `class` is only
+    checked for its form here (importing it means torch, and a dry run may plan a config whose
+    tokenizer package is not installed yet); preflight and the jobs resolve it."""
     from lgvq.downstream.registry import HEADS
     from lgvq.registry import load_plugins
-    from lgvq.tokenizers.registry import check_spec
+    from lgvq.tokenizers.registry import check_form
 
     try:
         load_plugins(cfg["plugins"])
         for name, entry in cfg["tokenizers"].items():
-            check_spec(entry["class"], f"tokenizers.{name}.class")
+            check_form(entry["class"], f"tokenizers.{name}.class")
         HEADS.check(cfg["downstream"]["tasks"], "downstream.tasks")
         HEADS.check(cfg["downstream"]["tokenizers"], "downstream.tokenizers")
         for name, ds in cfg["datasets"].items():

@@ -117,13 +117,12 @@ def test_the_documented_tokenizer_trains_from_its_import_path(ext):
 def test_a_wrong_class_is_an_error_naming_the_config_key(ext):
     with pytest.raises(ConfigError, match=r"tokenizers.mine.class: 'my tokenizers:Patch' is not an import path"):
         validate_config(config("my tokenizers:Patch"))
-    with pytest.raises(ConfigError, match=r"tokenizers.mine.class: unknown tokenizer 'patchvq'.*vqvae"):
-        validate_config(config("patchvq"))
-    for spec, message in [("no_such_module:PatchVQ", "cannot import module 'no_such_module'"),
+    for spec, message in [("patchvq", r"unknown tokenizer 'patchvq' \(registered: .*vqvae"),
+                          ("no_such_module:PatchVQ", "cannot import module 'no_such_module'"),
                           ("my_tokenizers:PatchVq", "module 'my_tokenizers' has no attribute 'PatchVq'"),
                           ("my_tokenizers:NOT_A_TOKENIZER", "not a subclass of lgvq.tokenizers.base.Tokenizer"),
                           ("my_tokenizers:NoCodebook", r"does not implement the Tokenizer method\(s\) codebook")]:
-        cfg = validate_config(config(spec))   # the form is fine: only importing it tells
+        cfg = validate_config(config(spec))   # the form is fine: only resolving it tells
         assert [p for p in problems(cfg) if p.startswith("tokenizers.mine.class: ") and re.search(message, p)]
         with pytest.raises(ConfigError, match="tokenizers.mine.class: .*" + message):
             build_models(cfg, "shapes", "mine", "base")

@@ -47,12 +47,17 @@ def is_import_path(spec: str) -> bool:
     return ":" in spec
 
 
+def check_form(spec: str, key: str) -> None:
+    """An import path is well formed (validate_config: a typo whatever machine reads the config).
+    Whether a name is registered or a path imports depends on what is installed: preflight asks."""
+    if is_import_path(spec) and not _IMPORT_PATH.match(spec):
+        raise ConfigError(f"{key}: '{spec}' is not an import path of the form package.module:ClassName")
+
+
 def check_spec(spec: str, key: str) -> None:
     """A `class:` value is a registered name or a well-formed import path (no import: torch-free)."""
-    if is_import_path(spec):
-        if not _IMPORT_PATH.match(spec):
-            raise ConfigError(f"{key}: '{spec}' is not an import path of the form package.module:ClassName")
-    elif spec not in TOKENIZERS:
+    check_form(spec, key)
+    if not is_import_path(spec) and spec not in TOKENIZERS:
         raise ConfigError(f"{key}: unknown tokenizer '{spec}' (registered: {', '.join(list_tokenizers())}; or give "
                           "an import path package.module:ClassName)")
 
