@@ -48,7 +48,8 @@ class Registry:
         return self._entry_points
 
     def register(self, name: str, obj: Any = None) -> Callable[[Any], Any]:
-        """Decorator (or direct call with `obj`): a class is instantiated without arguments."""
+        """Decorator (or direct call with `obj`): a class is instantiated without arguments, unless
+        the registry holds classes (`instantiate=False`, tokenizers)."""
 
         def add(o: Any) -> Any:
             if name in self._builtin:
@@ -78,14 +79,17 @@ class Registry:
             raise ConfigError(f"{key or self.key}: unknown {self.kind} '{name}' (known: {', '.join(self.names())}; "
                               "add one with a module under `plugins:`)")
         if name not in self._loaded:
-            target = self._builtin.get(name) or self.entry_points()[name]
-            where = "" if name in self._builtin else f" (entry point {self._group} of an installed distribution)"
-            try:
-                module, attr = target.split(":")
+            if name in self._builtin:  # a broken built-in is a bug here: its traceback is the message
+                module, attr = self._builtin[name].split(":")
                 obj = getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError, ValueError) as e:
-                raise ConfigError(f"{key or self.key}: {self.kind} '{name}' -> '{target}'{where} cannot be "
-                                  f"loaded ({e})") from e
+            else:  # an installed distribution's entry point: what the user installed is wrong
+                target = self.entry_points()[name]
+                try:
+                    module, attr = target.split(":")
+                    obj = getattr(importlib.import_module(module), attr)
+                except (ImportError, AttributeError, ValueError) as e:
+                    raise ConfigError(f"{key or self.key}: {self.kind} '{name}' is the entry point {self._group} "
+                                      f"'{target}' of an installed distribution, which cannot be loaded ({e})") from e
             self._loaded[name] = self._make(obj)
         return self._loaded[name]
 

@@ -186,7 +186,12 @@ def fake_distribution(ext: Path) -> None:
     info = ext / "my_tokenizers-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-tokenizers\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[lgvq.tokenizers]\npatchvq_ep = my_tokenizers:PatchVQ\n")
+    fake_distribution_entry(ext)
+
+
+def fake_distribution_entry(ext: Path) -> None:
+    (ext / "my_tokenizers-0.1.dist-info" / "entry_points.txt").write_text("[lgvq.tokenizers]\n"
+                                                                         "patchvq_ep = my_tokenizers:PatchVQ\n")
 
 
 def test_an_installed_package_registers_by_entry_point(ext, monkeypatch, tmp_path):
@@ -196,6 +201,12 @@ def test_an_installed_package_registers_by_entry_point(ext, monkeypatch, tmp_pat
     cfg = validate_config(config("patchvq_ep"))
     assert type(build_models(cfg, "shapes", "mine", "base")[0]).__name__ == "PatchVQ"
     assert origin("patchvq_ep") == "entry point lgvq.tokenizers (my_tokenizers:PatchVQ)"
+    (ext / "my_tokenizers-0.1.dist-info" / "entry_points.txt").write_text("[lgvq.tokenizers]\nbroken = my_tokenizers:Gone\n")
+    monkeypatch.setattr(TOKENIZERS, "_entry_points", None)
+    assert any("tokenizers.mine.class: tokenizer 'broken' is the entry point lgvq.tokenizers 'my_tokenizers:Gone'" in p
+               for p in problems(validate_config(config("broken"))))
+    monkeypatch.setattr(TOKENIZERS, "_entry_points", None)
+    fake_distribution_entry(ext)
 
     # and another process finds it with nothing but the folder on its path
     cfg_file = tmp_path / "mine.yaml"
