@@ -138,7 +138,8 @@ def _tokenizer_list(a):
         cfg = load_config(a.config)
     rows = [(name, origin(name)) for name in list_tokenizers()]
     if cfg is not None:
-        rows += [(f"tokenizers.{name}", f"class {e['class']}: {origin(e['class'])}") for name, e in cfg["tokenizers"].items()]
+        rows += [(f"tokenizers.{name}", f"class {e['class']}: {origin(e['class'])}")
+                 for name, e in cfg["tokenizers"].items()]
     width = max(len(r[0]) for r in rows)
     for name, where in rows:
         print(f"{name:<{width}}  {where}")

@@ -201,7 +201,8 @@ def test_an_installed_package_registers_by_entry_point(ext, monkeypatch, tmp_pat
     cfg = validate_config(config("patchvq_ep"))
     assert type(build_models(cfg, "shapes", "mine", "base")[0]).__name__ == "PatchVQ"
     assert origin("patchvq_ep") == "entry point lgvq.tokenizers (my_tokenizers:PatchVQ)"
-    (ext / "my_tokenizers-0.1.dist-info" / "entry_points.txt").write_text("[lgvq.tokenizers]\nbroken = my_tokenizers:Gone\n")
+    entry_points = ext / "my_tokenizers-0.1.dist-info" / "entry_points.txt"
+    entry_points.write_text("[lgvq.tokenizers]\nbroken = my_tokenizers:Gone\n")
     monkeypatch.setattr(TOKENIZERS, "_entry_points", None)
     assert any("tokenizers.mine.class: tokenizer 'broken' is the entry point lgvq.tokenizers 'my_tokenizers:Gone'" in p
                for p in problems(validate_config(config("broken"))))
