@@ -35,7 +35,7 @@ def bench_encode(device: torch.device, n: int) -> list[dict]:
     for name, entry in cfg["tokenizers"].items():
         torch.manual_seed(0)
         model = build_tokenizer(entry["class"], dict(entry["params"]), image_size=size,
-                                word_embeddings=lambda: torch.randn(int(entry["params"].get("n_embed", 1024)), 64))
+                                word_embeddings=lambda n: torch.randn(n, 64))
         model.to(device).eval()
         x = torch.rand(n, 3, size, size, device=device) * 2 - 1
         model.encode_codes(x[:8])

@@ -55,7 +55,7 @@ def bench(name: str, entry: dict, image_size: int, batch: int, device: torch.dev
     params.pop("perceptual_weights", None)  # weights are not shipped; perceptual cost is excluded (recorded)
     torch.manual_seed(0)
     model = build_tokenizer(entry["class"], params, image_size=image_size,
-                            word_embeddings=lambda: _words(int(params.get("n_embed", 1024))))
+                            word_embeddings=_words)
     if device.type == "cuda":  # TF32 flags are process-wide: the fp32 baseline must not inherit a fast row's
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     # the training task applies the modes itself, exactly as `lgvq tokenizer train` does

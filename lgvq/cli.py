@@ -127,6 +127,24 @@ def _data_check(a):
     return 0 if report.ok else 1
 
 
+def _tokenizer_list(a):
+    """Every registered name and, with --config, each entry's class, with where each comes from."""
+    from lgvq.tokenizers.registry import list_tokenizers, origin
+
+    cfg = None
+    if a.config:
+        from lgvq.config import load_config  # imports the config's plug-in modules: their names are listed too
+
+        cfg = load_config(a.config)
+    rows = [(name, origin(name)) for name in list_tokenizers()]
+    if cfg is not None:
+        rows += [(f"tokenizers.{name}", f"class {e['class']}: {origin(e['class'])}")
+                 for name, e in cfg["tokenizers"].items()]
+    width = max(len(r[0]) for r in rows)
+    for name, where in rows:
+        print(f"{name:<{width}}  {where}")
+
+
 def _tables_build(a):
     from lgvq.pipeline.tables import build_tables
 
@@ -185,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="one split (default: all)")
     p.add_argument("--cache-dir", default=None, help="where derived files go (MM-CelebA-HQ label maps), as datasets.<name>.cache_dir")
     p.set_defaults(fn=_data_check)
+    p = sub["tokenizer"].add_parser("list", help="tokenizer names and where each comes from (built-in, plug-in "
+                                    "module, entry point, import path)")
+    p.add_argument("--config", default=None, help="also load its plug-ins and list its tokenizer entries")
+    p.set_defaults(fn=_tokenizer_list)
     from lgvq.metrics.cli import add_fid_parser
 
     add_fid_parser(sub["metrics"])

@@ -87,13 +87,18 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
 
 
 def _load_plugins_and_check_tasks(cfg: dict[str, Any], source: str) -> None:
-    """Import the config's plug-in modules, then check every task name against the registries
-    (the schema cannot list names that plug-ins add)."""
+    """Import the config's plug-in modules, then check every task and tokenizer name against the
+    registries (the schema cannot list names that plug-ins add). A tokenizer's `class` is only
+    checked for its form here (importing it means torch, and a dry run may plan a config whose
+    tokenizer package is not installed yet); preflight and the jobs resolve it."""
     from lgvq.downstream.registry import HEADS
     from lgvq.registry import load_plugins
+    from lgvq.tokenizers.registry import check_form
 
     try:
         load_plugins(cfg["plugins"])
+        for name, entry in cfg["tokenizers"].items():
+            check_form(entry["class"], f"tokenizers.{name}.class")
         HEADS.check(cfg["downstream"]["tasks"], "downstream.tasks")
         HEADS.check(cfg["downstream"]["tokenizers"], "downstream.tokenizers")
         for name, ds in cfg["datasets"].items():
@@ -198,15 +203,15 @@ def learning_rate(cfg: dict[str, Any], n_gpus: int = 1) -> float:
     return float(train["base_lr"]) * train["batch_size"] * max(1, n_gpus)
 
 
-# Tokenizer classes that build their codebook from the text encoder's word embeddings (VQCT).
-WORD_EMBEDDING_CLASSES = ("vqct",)
-
-
 def tokenizer_needs_text(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str) -> bool:
-    """Whether training reads the text cache: an LG variant, or a codebook built from word embeddings.
-    A run that does not is neither retrained nor made to wait when the text encoder changes."""
-    return (any(w > 0 for w in lg_weights_for(cfg, dataset, variant).values())
-            or cfg["tokenizers"][tokenizer]["class"] in WORD_EMBEDDING_CLASSES)
+    """Whether training reads the text cache: an LG variant, or a class whose `needs` declares it
+    (VQCT's codebook built from word embeddings). A run that does not is neither retrained nor made
+    to wait when the text encoder changes. Asking the class imports it (and torch), LG variants not."""
+    if any(w > 0 for w in lg_weights_for(cfg, dataset, variant).values()):
+        return True
+    from lgvq.tokenizers.registry import tokenizer_needs
+
+    return tokenizer_needs(cfg["tokenizers"][tokenizer]["class"], f"tokenizers.{tokenizer}.class").reads_text
 
 
 # Bumped when a code change alters what a tokenizer job computes for the same config, so that

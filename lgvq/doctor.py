@@ -56,6 +56,28 @@ def _optional_path(name: str, path: str | None, disables: str) -> Check:
     return Check(name, ok, path if ok else f"configured but missing: {path}", "" if ok else disables)
 
 
+def _tokenizer(name: str, spec: str) -> Check:
+    """Where a config entry's class comes from (built-in, plug-in module, entry point, import path)."""
+    from lgvq.config import ConfigError
+    from lgvq.tokenizers.registry import origin, tokenizer_class
+
+    try:
+        tokenizer_class(spec, f"tokenizers.{name}.class")
+    except ConfigError as e:
+        return Check(f"tokenizer: {name}", False, str(e), f"every job of tokenizers.{name}")
+    return Check(f"tokenizer: {name}", True, f"class {spec}: {origin(spec)}", "")
+
+
+def _takes(spec: str, param: str) -> bool:
+    from lgvq.config import ConfigError
+    from lgvq.tokenizers.registry import accepted_params, tokenizer_class
+
+    try:
+        return param in accepted_params(tokenizer_class(spec))
+    except ConfigError:
+        return False
+
+
 def checks(cfg: dict | None) -> list[Check]:
     out = [
         _module("torch", "everything"),
@@ -80,8 +102,9 @@ def checks(cfg: dict | None) -> list[Check]:
                                   "the pretrained captioning decoder (ClipCap); without it the same architecture "
                                   "is trained from scratch and the table says so"))
     for tok, entry in cfg.get("tokenizers", {}).items():
+        out.append(_tokenizer(tok, entry["class"]))
         pw = entry.get("params", {}).get("perceptual_weights")
-        if entry.get("class") in ("vqgan", "cvq", "vqct"):
+        if _takes(entry["class"], "perceptual_weights"):
             out.append(_optional_path(f"perceptual (VGG16) weights for {tok}", pw,
                                       f"the LPIPS-style perceptual loss of {tok} (it trains without it; manifests say so)"))
     for ds, entry in cfg.get("datasets", {}).items():

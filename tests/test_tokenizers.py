@@ -7,14 +7,16 @@ import torch
 
 from lgvq.config import ConfigError
 from lgvq.tokenizers.quantizers import ClusteredVectorQuantizer, VectorQuantizer
-from lgvq.tokenizers.registry import build_tokenizer, list_tokenizers
+from lgvq.tokenizers import BUILTIN, BUILTIN_NEEDS
+from lgvq.tokenizers.needs import Needs
+from lgvq.tokenizers.registry import build_tokenizer, list_tokenizers, tokenizer_class, tokenizer_needs
 from lgvq.train.tokenizer_task import TokenizerTask
 
 TINY = dict(ch=8, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], z_channels=8, embed_dim=4, n_embed=16)
 
 
 def words(n=16):
-    return lambda: torch.randn(n, 12, generator=torch.Generator().manual_seed(0))
+    return lambda n_words: torch.randn(n, 12, generator=torch.Generator().manual_seed(0))
 
 
 def test_nearest_neighbour_assignment_on_hand_made_vectors():
@@ -158,3 +160,11 @@ def test_torch_compile_computes_the_same_step_within_rounding_and_keeps_plain_ch
     assert all(abs(eager_log[k] - comp_log[k]) <= 1e-4 * (1 + abs(eager_log[k])) for k in eager_log), (eager_log, comp_log)
     assert set(comp_w) == set(eager_w) and not any("_orig_mod" in k for k in comp_w)
     assert all(torch.allclose(eager_w[k].float(), comp_w[k].float(), atol=5e-4) for k in eager_w)
+
+
+def test_the_builtins_needs_table_is_what_each_class_declares():
+    # The DAG reads the table (torch-free); the class is the declaration it must mirror.
+    assert set(BUILTIN_NEEDS) <= set(BUILTIN)
+    for name in BUILTIN:
+        assert tokenizer_needs(name) == tokenizer_class(name).needs, f"BUILTIN_NEEDS[{name!r}] != its class's needs"
+    assert tokenizer_class("vqct").needs == Needs(word_embeddings=True) and tokenizer_class("vqgan").needs == Needs()

@@ -60,7 +60,7 @@ def _file(key: str, value: str | None, what: str) -> list[str]:
 
 def problems(cfg: dict[str, Any]) -> list[str]:
     """Every reason, across the config, that a job of the DAG would fail on what the config names."""
-    from lgvq.tokenizers import BUILTIN
+    from lgvq.tokenizers.registry import tokenizer_needs
 
     out: list[str] = []
     for dataset in cfg["datasets"]:
@@ -79,12 +79,14 @@ def problems(cfg: dict[str, Any]) -> list[str]:
         out += _file("downstream.gpt2_path", cfg["downstream"]["gpt2_path"], "GPT-2 directory")
     for name, entry in cfg["tokenizers"].items():
         key = f"tokenizers.{name}"
-        if entry["class"] not in BUILTIN:
-            from lgvq.tokenizers.registry import list_tokenizers  # a class registered outside the built-ins
-
-            if entry["class"] not in list_tokenizers():
-                out.append(f"{key}.class: unknown tokenizer '{entry['class']}' (registered: "
-                           f"{', '.join(list_tokenizers())})")
+        try:  # imports a non-built-in class as every job will: a wrong path stops the run before its first job
+            needs = tokenizer_needs(entry["class"], f"{key}.class")
+        except ConfigError as e:
+            out.append(str(e))
+        else:
+            if needs.frozen_checkpoint and not entry.get("checkpoint"):
+                out.append(f"{key}.checkpoint: required: class '{entry['class']}' declares "
+                           "Needs(frozen_checkpoint=True) (it is evaluated frozen, never trained here)")
         if entry.get("checkpoint"):
             out += _file(f"{key}.checkpoint", entry["checkpoint"], "frozen checkpoint")
             if list(entry["variants"]) != ["base"]:

@@ -13,8 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lgvq.config import (WORD_EMBEDDING_CLASSES, learning_rate, lg_weights_for, tokenizer_job_slice,
-                         tokenizer_needs_text)
+from lgvq.config import ConfigError, learning_rate, lg_weights_for, tokenizer_job_slice, tokenizer_needs_text
 from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, load_torch_file
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
@@ -22,8 +21,9 @@ from lgvq.pipeline.artifacts import text_cache
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
 
 
-def vqct_vocabulary_embeddings(cache, n_words: int) -> Callable[[], torch.Tensor]:
-    """VQCT's codebook is transferred from pretrained word embeddings of a vocabulary.
+def vocabulary_embeddings(cache) -> Callable[[int], torch.Tensor]:
+    """What a tokenizer declaring `Needs(word_embeddings=True)` receives (VQCT's codebook is
+    transferred from pretrained word embeddings of a vocabulary): given `n_words`, n rows.
 
     Vocabulary (documented simplification of VQCT's adjective/noun list): the whole-word,
     alphabetic tokens of the text encoder's vocabulary that occur in the dataset's captions,
@@ -31,7 +31,7 @@ def vqct_vocabulary_embeddings(cache, n_words: int) -> Callable[[], torch.Tensor
     order until `n_words` rows exist. Rows are the frozen token embeddings.
     """
 
-    def provide() -> torch.Tensor:
+    def provide(n_words: int) -> torch.Tensor:
         emb = torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32))
         ids = np.asarray(cache.token_ids).reshape(-1)
         valid = np.asarray(cache.valid).reshape(-1) & ~np.asarray(cache.special).reshape(-1)
@@ -48,18 +48,21 @@ def vqct_vocabulary_embeddings(cache, n_words: int) -> Callable[[], torch.Tensor
 
 
 def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, cache=None):
-    """Instantiate the tokenizer (by registry name) and, for LG variants, the LG module."""
-    from lgvq.tokenizers.registry import build_tokenizer
+    """Instantiate the tokenizer (registered name or import path) with the inputs its class's
+    `needs` declares and, for LG variants, the LG module."""
+    from lgvq.tokenizers.registry import build_tokenizer, tokenizer_needs
 
     entry = cfg["tokenizers"][tokenizer]
     image_size = cfg["datasets"][dataset]["image_size"]
-    params = dict(entry["params"])
-    words = None
-    if entry["class"] in WORD_EMBEDDING_CLASSES:
+    needs = tokenizer_needs(entry["class"], f"tokenizers.{tokenizer}.class")
+    if needs.frozen_checkpoint and not entry.get("checkpoint"):
+        raise ConfigError(f"tokenizers.{tokenizer}.checkpoint: required: class '{entry['class']}' declares "
+                          "Needs(frozen_checkpoint=True) (it is evaluated frozen, never trained here)")
+    if needs.reads_text:
         cache = cache or text_cache(cfg, dataset)
-        words = vqct_vocabulary_embeddings(cache, int(params.get("n_embed", 1024)))
-    model = build_tokenizer(entry["class"], params, image_size=image_size, word_embeddings=words,
-                            key=f"tokenizers.{tokenizer}")
+    model = build_tokenizer(entry["class"], dict(entry["params"]), image_size=image_size, key=f"tokenizers.{tokenizer}",
+                            word_embeddings=vocabulary_embeddings(cache) if needs.word_embeddings else None,
+                            text_cache=cache if needs.text_cache else None)
     weights = lg_weights_for(cfg, dataset, variant)
     lg = None
     if any(w > 0 for w in weights.values()):

@@ -2,7 +2,7 @@
 
 A tokenizer maps images in [-1, 1] (B, 3, H, W) to a grid of discrete codes (B, h, w) and
 back. The training loop (lgvq.train) and the language-guided module (lgvq.lg) only talk to
-this interface, so a new tokenizer is one file + one registry entry + one config entry:
+this interface, so a new tokenizer is one file + one config entry (`class: module:MyTokenizer`):
 
     class MyTokenizer(Tokenizer):
         def forward(self, x) -> TokenizerOutput: ...        # encode + quantise + decode
@@ -20,11 +20,14 @@ take typed arguments and the registry maps config entries onto them.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import ClassVar, Iterable
 
 import torch
 from torch import Tensor, nn
+
+from lgvq.tokenizers.needs import Needs
 
 
 @dataclass
@@ -49,18 +52,21 @@ class TokenizerOutput:
         return self.quant.codes
 
 
-class Tokenizer(nn.Module):
-    """Base class. Subclasses set `codebook_size`, `embed_dim` and `downsample` in __init__."""
+class Tokenizer(nn.Module, metaclass=abc.ABCMeta):
+    """Abstract base class. Subclasses set `codebook_size`, `embed_dim` and `downsample` in __init__,
+    implement the abstract methods, and declare in `needs` what the pipeline must hand them."""
 
     codebook_size: int
     embed_dim: int
     downsample: int
+    needs: ClassVar[Needs] = Needs()
 
     # What a manifest/table should know about this model's loss (e.g. perceptual off).
     def describe(self) -> dict:
         return {"class": type(self).__name__, "codebook_size": self.codebook_size,
                 "embed_dim": self.embed_dim, "downsample": self.downsample}
 
+    @abc.abstractmethod
     def forward(self, x: Tensor) -> TokenizerOutput:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -69,12 +75,15 @@ class Tokenizer(nn.Module):
         """Images -> (B, h, w) codes. Default: run forward and keep the codes."""
         return self.forward(x).codes
 
+    @abc.abstractmethod
     def decode_codes(self, codes: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    @abc.abstractmethod
     def codebook(self) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    @abc.abstractmethod
     def generator_losses(self, x: Tensor, out: TokenizerOutput, step: int) -> dict[str, Tensor]:
         raise NotImplementedError  # pragma: no cover - interface
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lgvq.tokenizers.needs import Needs
 from lgvq.tokenizers.quantizers import VectorQuantizer
 from lgvq.tokenizers.vqgan import VQGAN
 
@@ -49,14 +50,16 @@ class TransferredCodebookQuantizer(VectorQuantizer):
 
 
 class VQCT(VQGAN):
-    def __init__(self, *, word_embeddings: Callable[[], Tensor], gcn_k: int = 8, gcn_hidden: int = 256,
+    needs = Needs(word_embeddings=True)  # the pipeline hands over the caption vocabulary's embeddings
+
+    def __init__(self, *, word_embeddings: Callable[[int], Tensor], gcn_k: int = 8, gcn_hidden: int = 256,
                  **params) -> None:
         self._words = word_embeddings
         self._gcn = (gcn_k, gcn_hidden)
         super().__init__(**params)
 
     def make_quantizer(self, n_embed: int, embed_dim: int) -> VectorQuantizer:
-        words = self._words()
+        words = self._words(n_embed)
         if words.shape[0] != n_embed:
             raise ValueError(f"vqct: {words.shape[0]} word embeddings for a codebook of n_embed={n_embed}")
         return TransferredCodebookQuantizer(words, embed_dim, *self._gcn)
