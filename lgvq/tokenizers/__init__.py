@@ -7,4 +7,8 @@ BUILTIN: dict[str, str] = {
     "cvq": "lgvq.tokenizers.cvq:CVQ",
     "vqct": "lgvq.tokenizers.vqct:VQCT",
     "fsq": "lgvq.tokenizers.fsq:FSQTokenizer",
+    # published checkpoints (frozen via `checkpoint:`, or fine-tuned via `init_from:`)
+    "taming_vqgan": "lgvq.tokenizers.pretrained.taming_vqgan:TamingVQGAN",
+    "open_magvit2": "lgvq.tokenizers.pretrained.open_magvit2:OpenMagvit2",
+    "llamagen_vq": "lgvq.tokenizers.pretrained.llamagen_vq:LlamaGenVQ",
 }
