@@ -224,8 +224,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
     return {
         "dataset": {k: ds[k] for k in ("source", "root", "synth", "image_size", "resize_mode")},
         "dataset_name": dataset,
-        # init_from only when set, so adding the key left every existing job's hash as it was
-        "tokenizer": {k: v for k, v in cfg["tokenizers"][tokenizer].items() if not (k == "init_from" and v is None)},
+        # init_from and steps only when set, so adding the keys left every existing job's hash as it was
+        "tokenizer": {k: v for k, v in cfg["tokenizers"][tokenizer].items()
+                      if not (k in ("init_from", "steps") and v is None)},
         "tokenizer_name": tokenizer,
         "variant": variant,
         "lg_weights": weights,

@@ -22,6 +22,7 @@ from typing import Any
 
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
+from lgvq.tokenizers import PRETRAINED
 
 DEFAULT_BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "tokenizers_cpu.json"
 H100_BF16_PEAK = 989e12
@@ -62,19 +63,28 @@ def estimate(cfg: dict[str, Any], benchmark: Path = DEFAULT_BENCHMARK) -> list[J
     measured = _measured_step_flops(benchmark)
     rows: list[JobEstimate] = []
     train = cfg["train"]
-    by_class: dict[tuple[str, int], int] = defaultdict(int)
+    # jobs grouped by (class, image size, steps): an entry may train for its own `steps` (a fine-tuning)
+    by_class: dict[tuple[str, int, int], int] = defaultdict(int)
+    entry_of: dict[tuple[str, int, int], str] = {}
     for run in plan.tokenizer_runs(cfg):
-        cls = cfg["tokenizers"][run.tokenizer]["class"]
-        by_class[(cls, cfg["datasets"][run.dataset]["image_size"])] += 1
-    for (cls, size), n in sorted(by_class.items()):
+        entry = cfg["tokenizers"][run.tokenizer]
+        if entry.get("checkpoint"):
+            continue  # a frozen checkpoint trains nothing
+        group = (entry["class"], cfg["datasets"][run.dataset]["image_size"], entry.get("steps") or train["steps"])
+        by_class[group] += 1
+        entry_of.setdefault(group, run.tokenizer)
+    for (cls, size, steps), n in sorted(by_class.items()):
         per_image = measured.get((cls, size))
+        how = f"measured: {(per_image or 0) / 1e9:.0f} GFLOP per image-step (flop_counter, LG module not counted)"
+        if per_image is None and cls in PRETRAINED:  # fine-tuned published models: not in the benchmark
+            per_image = _counted_step_flops(cfg["tokenizers"][entry_of[(cls, size, steps)]], size)
+            how = f"counted: {per_image / 1e9:.0f} GFLOP per image-step (flop_counter on meta tensors; perceptual, GAN, LG not counted)"
         if per_image is None:
             raise ArtifactError(f"{benchmark} has no FLOP count for tokenizer class '{cls}' at {size} px; "
                                 "run benchmarks/bench_tokenizers.py with a profile of that size")
         world = train["gpus"]
-        rows.append(JobEstimate(f"tokenizer {cls} ({size} px)", n, train["steps"],
-                                train["steps"] * train["batch_size"] * world * per_image,
-                                f"measured: {per_image / 1e9:.0f} GFLOP per image-step (flop_counter, LG module not counted)"))
+        rows.append(JobEstimate(f"tokenizer {cls} ({size} px)", n, steps,
+                                steps * train["batch_size"] * world * per_image, how))
     for stage, tasks in (("stage2", plan.STAGE2_TABLE_TASK.values()), ("downstream", cfg["downstream"]["tasks"])):
         s = cfg[stage]
         for task in dict.fromkeys(t for group in tasks for t in ((group,) if isinstance(group, str) else group)):
@@ -93,6 +103,24 @@ def estimate(cfg: dict[str, Any], benchmark: Path = DEFAULT_BENCHMARK) -> list[J
                                     s["steps"] * _transformer_flops(s["width"], layers, tokens),
                                     f"6 x params x tokens: width {s['width']}, {layers} layers, {grid}+{extra} tokens"))
     return rows
+
+
+def _counted_step_flops(entry: dict[str, Any], image_size: int) -> float:
+    """FLOPs of one fine-tuning step of one image, counted on meta tensors (shapes only: no
+    weights, no compute), the way bench_tokenizers.py counts a real step."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lgvq.tokenizers.registry import build_tokenizer
+
+    params = {k: v for k, v in entry["params"].items() if k != "perceptual_weights"}
+    with torch.device("meta"):
+        model = build_tokenizer(entry["class"], params, image_size=image_size)
+        x = torch.zeros(1, 3, image_size, image_size)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        sum(model.generator_losses(x, out, 0).values()).backward()
+    return float(counter.get_total_flops())
 
 
 def _grid(cfg: dict[str, Any], tokenizer: str, image_size: int) -> int:

@@ -60,7 +60,7 @@ def _file(key: str, value: str | None, what: str) -> list[str]:
 
 def problems(cfg: dict[str, Any]) -> list[str]:
     """Every reason, across the config, that a job of the DAG would fail on what the config names."""
-    from lgvq.tokenizers import BUILTIN
+    from lgvq.tokenizers import BUILTIN, PRETRAINED
 
     out: list[str] = []
     for dataset in cfg["datasets"]:
@@ -88,6 +88,12 @@ def problems(cfg: dict[str, Any]) -> list[str]:
             out += _file(f"{key}.checkpoint", entry["checkpoint"], "frozen checkpoint")
             if list(entry["variants"]) != ["base"]:
                 out.append(f"{key}.variants: a frozen checkpoint has no +LG training; set {key}.variants: [base]")
+            if entry.get("init_from"):
+                out.append(f"{key}: checkpoint (evaluate frozen) and init_from (fine-tune) exclude each other")
+        elif entry["class"] in PRETRAINED and not entry.get("init_from"):
+            out.append(f"{key}: class '{entry['class']}' adapts a published tokenizer: set {key}.checkpoint "
+                       f"(frozen) or {key}.init_from (fine-tune)")
+        out += _file(f"{key}.init_from", entry.get("init_from"), "checkpoint to fine-tune from")
         out += _file(f"{key}.params.perceptual_weights", entry.get("params", {}).get("perceptual_weights"),
                      "VGG16 weights")
     return out

@@ -133,7 +133,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
             mine = shard(order[i : i + bs], dist)  # load only this rank's images
             yield collate([train_set[j] for j in mine])
 
-    state = train_loop(task, epoch_batches, out_dir=out, max_steps=tcfg["steps"], seed=seed, config_hash=h,
+    steps = cfg["tokenizers"][tokenizer].get("steps") or tcfg["steps"]
+    state = train_loop(task, epoch_batches, out_dir=out, max_steps=steps, seed=seed, config_hash=h,
                        ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
                        desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist,
                        on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, out / "val" / f"samples_step{step:07d}.png", dev))

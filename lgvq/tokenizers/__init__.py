@@ -12,3 +12,6 @@ BUILTIN: dict[str, str] = {
     "open_magvit2": "lgvq.tokenizers.pretrained.open_magvit2:OpenMagvit2",
     "llamagen_vq": "lgvq.tokenizers.pretrained.llamagen_vq:LlamaGenVQ",
 }
+
+# Classes that adapt a published tokenizer: an entry needs `checkpoint` (frozen) or `init_from` (fine-tune).
+PRETRAINED: tuple[str, ...] = ("taming_vqgan", "open_magvit2", "llamagen_vq")
