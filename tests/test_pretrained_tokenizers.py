@@ -10,6 +10,7 @@ vq_model.py, and the adapter is checked for loading it exactly, shapes and round
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -322,3 +323,75 @@ def test_frozen_and_fine_tuned_rows_are_labelled():
                      provenance={"taming": "frozen", "taming_ft": "fine-tuned"})
     labels = set(df["row"])
     assert {"taming (frozen)", "taming_ft (fine-tuned)", "taming_ft+LG (fine-tuned)"} <= labels
+
+
+def test_steps_of_an_entry_override_train_steps_and_leave_other_hashes_alone(tmp_path):
+    from lgvq.config import tokenizer_job_slice
+
+    torch.manual_seed(7)
+    init = build_tokenizer("taming_vqgan", TAMING, image_size=16)
+    torch.save(init.state_dict(), tmp_path / "ours.pt")  # init_from also takes a state dict of the class
+    path, sel = run_config(tmp_path, {"ft": {"class": "taming_vqgan", "params": TAMING, "init_from": str(tmp_path / "ours.pt"),
+                                             "steps": 1, "variants": ["base"]}})
+    assert main(["tokenizer", "train", *sel, "--tokenizer", "ft", "--variant", "base", "--seed", "0"]) == 0
+    cfg = load_config(path)
+    d = paths.tokenizer_dir(cfg["results_dir"], "shapes", "ft", "base", 0)
+    assert json.loads((d / "manifest.json").read_text())["steps"] == 1  # train.steps is 2
+    cfg["tokenizers"]["ft"]["steps"] = None
+    assert "steps" not in tokenizer_job_slice(cfg, "shapes", "ft", "base", 0)["tokenizer"]
+
+
+# -- config/field.yaml ---------------------------------------------------------------------------
+
+def field_checkpoints(cfg) -> list[str]:
+    return sorted({e.get("checkpoint") or e.get("init_from") for e in cfg["tokenizers"].values()} - {None})
+
+
+def test_field_config_names_every_missing_checkpoint_before_a_run(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from lgvq.pipeline.preflight import problems
+
+    monkeypatch.chdir(tmp_path)  # no weights/ here
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "field.yaml")
+    found = "\n".join(problems(cfg))
+    for name in ("taming_f16_1024", "taming_f16_16384", "open_magvit2", "llamagen_vq16"):
+        assert f"tokenizers.{name}.checkpoint" in found
+    assert "tokenizers.taming_f16_1024_ft.init_from" in found
+    assert len(field_checkpoints(cfg)) == 4  # the fine-tuned entry starts from the f16-1024 file
+
+
+@pytest.mark.slow
+def test_field_config_dry_runs_with_the_checkpoints_in_place(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        (tmp_path / name).symlink_to(root / name)
+    cfg = load_config(root / "config" / "field.yaml")
+    for ckpt in field_checkpoints(cfg):  # dummy files where the config expects the downloads
+        (tmp_path / ckpt).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / ckpt).write_bytes(b"")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([str(bin_dir / "snakemake"), "-n", "--configfile", "config/field.yaml"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert ".checkpoint" not in out.stderr and ".init_from" not in out.stderr  # only the data and weights are missing
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
+    # 4 paper tokenizers x (base, +LG) + 4 frozen + the fine-tuned entry's base and +LG
+    assert jobs["train_tokenizer"] == "14" and jobs["eval_reconstruction"] == "14"
+
+
+def test_plan_estimate_prices_the_field_config_training_only_what_trains(capsys):
+    from pathlib import Path
+
+    assert main(["plan", "estimate", "--config", str(Path(__file__).resolve().parent.parent / "config" / "field.yaml")]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("tokenizer taming_vqgan"))
+    # only the fine-tuned entry's two runs, at its own 20000 steps, counted (the benchmark has no such class)
+    assert line.split()[4:6] == ["2", "20000"] and "counted" in line
+    assert "open_magvit2" not in out and "llamagen" not in out  # frozen: nothing to train
