@@ -395,3 +395,23 @@ def test_plan_estimate_prices_the_field_config_training_only_what_trains(capsys)
     # only the fine-tuned entry's two runs, at its own 20000 steps, counted (the benchmark has no such class)
     assert line.split()[4:6] == ["2", "20000"] and "counted" in line
     assert "open_magvit2" not in out and "llamagen" not in out  # frozen: nothing to train
+
+
+def test_lg_fine_tuning_of_a_published_checkpoint_is_one_entry(tmp_path):
+    """The `+LG (fine-tuned)` row: the LG module attaches to the published model's codebook."""
+    torch.manual_seed(8)
+    init = build_tokenizer("taming_vqgan", TAMING, image_size=16)
+    ckpt = tmp_path / "last.ckpt"
+    lightning_ckpt({k.replace("quantizer.", "quantize."): v for k, v in init.state_dict().items()}, ckpt)
+    path, sel = run_config(tmp_path, {"ft": {"class": "taming_vqgan", "params": TAMING, "init_from": str(ckpt),
+                                             "steps": 1, "variants": ["base", "lg"]}},
+                           lg={"layers": 1}, text_encoder={"name": "minilm", "max_length": 30})
+    cfg = load_config(path)
+    assert main(["text", "cache", *sel, "--out", str(paths.text_cache(cfg["results_dir"], "shapes", "minilm"))]) == 0
+    assert main(["tokenizer", "train", *sel, "--tokenizer", "ft", "--variant", "lg", "--seed", "0"]) == 0
+    model, lg = load_tokenizer(cfg, "shapes", "ft", "lg", 0, with_lg=True)
+    assert lg is not None and json.loads((paths.tokenizer_dir(cfg["results_dir"], "shapes", "ft", "lg", 0)
+                                          / "manifest.json").read_text())["init_from"]["file"] == "last.ckpt"
+    log = (paths.tokenizer_dir(cfg["results_dir"], "shapes", "ft", "lg", 0) / "log.csv").read_text()
+    header = log.splitlines()[0].split(",")
+    assert {"rec", "codebook", "commit"} <= set(header) and any(c.startswith("lg_") for c in header)  # LG terms trained
