@@ -309,6 +309,18 @@ def test_init_from_fine_tunes_a_published_checkpoint_in_the_training_job(tmp_pat
     assert "init_from" not in tokenizer_job_slice(cfg, "shapes", "ft", "base", 0)["tokenizer"]
 
 
+def test_init_from_a_file_of_another_configuration_names_the_key(tmp_path, capsys):
+    torch.save(build_tokenizer("vqvae", {"ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [],
+                                         "z_channels": 8, "embed_dim": 8, "n_embed": 16}, image_size=16).state_dict(),
+               tmp_path / "small.pt")
+    _, sel = run_config(tmp_path, {"t": {"class": "vqvae", "params": {"ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
+                                                                      "attn_resolutions": [], "z_channels": 8,
+                                                                      "embed_dim": 8, "n_embed": 32},
+                                         "init_from": str(tmp_path / "small.pt"), "variants": ["base"]}})
+    assert main(["tokenizer", "train", *sel, "--tokenizer", "t", "--variant", "base", "--seed", "0"]) == 2
+    assert "tokenizers.t.init_from" in capsys.readouterr().err
+
+
 def test_checkpoint_and_init_from_exclude_each_other(tmp_path, capsys):
     _, sel = run_config(tmp_path, {"t": {"class": "taming_vqgan", "params": TAMING, "checkpoint": "a.ckpt",
                                          "init_from": "a.ckpt", "variants": ["base"]}})

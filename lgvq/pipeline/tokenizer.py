@@ -219,7 +219,11 @@ def _init_from(cfg, tokenizer: str, model) -> dict[str, str] | None:
                                 f"or tokenizers.{tokenizer}.init_from (fine-tune)")
         return None
     key = f"tokenizers.{tokenizer}.init_from"
-    model.load_state_dict(_external_state(model, load_torch_file(src, key=key), Path(src)))
+    try:
+        model.load_state_dict(_external_state(model, load_torch_file(src, key=key), Path(src)))
+    except RuntimeError as e:  # a state dict of another class or params: torch's message, first line
+        raise ArtifactError(f"{key}: {src} does not fit class '{entry['class']}' with these params "
+                            f"({str(e).splitlines()[0][:300]})") from e
     return _checkpoint_identity(src)
 
 
