@@ -123,6 +123,8 @@ def test_open_magvit2_matches_the_release_code_on_the_same_images(tmp_path):
         assert (ours(x).x_rec - rec).abs().max() <= 1e-5
         assert (ours.decode_codes(codes) - rec).abs().max() <= 1e-5
     assert torch.equal(ours.codebook(), ref.quantize.codebook)  # code i's vector = its bits as +-1
+    with torch.no_grad():  # one code alone (the codebook picture): defined, where the release's code gives NaN
+        assert torch.isfinite(ours.decode_codes(torch.arange(4).view(4, 1, 1))).all()
 
 
 def test_open_magvit2_reads_the_ema_weights_when_asked(tmp_path):

@@ -64,8 +64,11 @@ class AdaptiveGroupNorm(nn.Module):
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         flat = style.flatten(2)
         # the *unbiased* variance (torch's default, which the release's code calls), whatever
-        # its comment says: the weights were trained with it
-        scale = self.gamma((flat.var(-1, unbiased=True) + self.eps).sqrt())[..., None, None]
+        # its comment says: the weights were trained with it. A 1x1 latent (the codebook picture
+        # decodes each code alone) has none, and the release's code gives NaN: the population
+        # variance (0) there instead
+        var = flat.var(-1, unbiased=flat.shape[-1] > 1)
+        scale = self.gamma((var + self.eps).sqrt())[..., None, None]
         return self.gn(x) * scale + self.beta(flat.mean(-1))[..., None, None]
 
 
