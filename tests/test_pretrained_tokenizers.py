@@ -140,6 +140,8 @@ def test_open_magvit2_reads_the_ema_weights_when_asked(tmp_path):
     x = images(size=32)
     codes, rec = magvit_forward(ref, x)
     assert torch.equal(ema.encode_codes(x), codes)
+    with torch.no_grad():
+        assert (ema(x).x_rec - rec).abs().max() <= 1e-5  # the EMA copy, not the live weights beside it
     with pytest.raises(ArtifactError, match="no model_ema"):
         ema.convert_checkpoint({"state_dict": live}, "plain.ckpt")
 
@@ -287,6 +289,7 @@ def test_a_pretrained_class_without_weights_refuses_to_train(tmp_path, capsys):
     assert "tokenizers.t.checkpoint" in err and "tokenizers.t.init_from" in err
 
 
+@pytest.mark.slow
 def test_init_from_fine_tunes_a_published_checkpoint_in_the_training_job(tmp_path):
     torch.manual_seed(6)
     init = build_tokenizer("taming_vqgan", TAMING, image_size=16)
@@ -411,6 +414,7 @@ def test_plan_estimate_prices_the_field_config_training_only_what_trains(capsys)
     assert "open_magvit2" not in out and "llamagen" not in out  # frozen: nothing to train
 
 
+@pytest.mark.slow
 def test_lg_fine_tuning_of_a_published_checkpoint_is_one_entry(tmp_path):
     """The `+LG (fine-tuned)` row: the LG module attaches to the published model's codebook."""
     torch.manual_seed(8)
@@ -423,7 +427,7 @@ def test_lg_fine_tuning_of_a_published_checkpoint_is_one_entry(tmp_path):
     cfg = load_config(path)
     assert main(["text", "cache", *sel, "--out", str(paths.text_cache(cfg["results_dir"], "shapes", "minilm"))]) == 0
     assert main(["tokenizer", "train", *sel, "--tokenizer", "ft", "--variant", "lg", "--seed", "0"]) == 0
-    model, lg = load_tokenizer(cfg, "shapes", "ft", "lg", 0, with_lg=True)
+    _, lg = load_tokenizer(cfg, "shapes", "ft", "lg", 0, with_lg=True)
     assert lg is not None and json.loads((paths.tokenizer_dir(cfg["results_dir"], "shapes", "ft", "lg", 0)
                                           / "manifest.json").read_text())["init_from"]["file"] == "last.ckpt"
     log = (paths.tokenizer_dir(cfg["results_dir"], "shapes", "ft", "lg", 0) / "log.csv").read_text()
