@@ -232,6 +232,21 @@ def test_llamagen_vq_loads_its_release_layout_exactly_and_round_trips(tmp_path):
         assert torch.equal((feat @ book.t()).argmax(-1), codes)
 
 
+def test_llamagen_training_checkpoints_load_preferring_ema_as_its_own_scripts(tmp_path):
+    import argparse
+
+    from lgvq.io import load_torch_file
+
+    live, ema = llamagen_layout(), {k: v + 1 for k, v in llamagen_layout().items()}
+    # vq_train.py's checkpoint: weights, optimiser and discriminator states, and its argparse `args`
+    torch.save({"model": live, "ema": ema, "steps": 10, "args": argparse.Namespace(codebook_size=64)},
+               tmp_path / "0000010.pt")
+    payload = load_torch_file(tmp_path / "0000010.pt")  # weights_only, with the Namespace allowed
+    ours = build_tokenizer("llamagen_vq", LLAMAGEN, image_size=32)
+    state = ours.convert_checkpoint(payload, "0000010.pt")
+    assert torch.equal(state["quant_conv.weight"], ema["quant_conv.weight"])
+
+
 def test_a_checkpoint_of_another_configuration_is_refused_naming_the_mismatch():
     ours = build_tokenizer("llamagen_vq", LLAMAGEN, image_size=32)
     with pytest.raises(ArtifactError, match=r"vq.pt: not a LlamaGen VQ checkpoint.*quantizer.embedding.weight"):

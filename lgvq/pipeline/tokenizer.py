@@ -219,8 +219,10 @@ def _init_from(cfg, tokenizer: str, model) -> dict[str, str] | None:
                                 f"or tokenizers.{tokenizer}.init_from (fine-tune)")
         return None
     key = f"tokenizers.{tokenizer}.init_from"
+    payload = load_torch_file(src, key=key)
+    state = _external_state(model, payload, Path(src))  # an adapter's own check names the mismatch
     try:
-        model.load_state_dict(_external_state(model, load_torch_file(src, key=key), Path(src)))
+        model.load_state_dict(state)
     except RuntimeError as e:  # a state dict of another class or params: torch's message, first line
         raise ArtifactError(f"{key}: {src} does not fit class '{entry['class']}' with these params "
                             f"({str(e).splitlines()[0][:300]})") from e

@@ -4,8 +4,9 @@ LlamaGen's VQModel is taming's encoder/decoder (ch 128, 2 res blocks, attention 
 encoder level and the first decoder level, z_channels 256) with an 8-d codebook whose codes
 and features are l2-normalised before the nearest-code search (cosine assignment). Its module
 tree uses other names (`conv_blocks.{i}.res.{j}`, `mid.{0,1,2}`, decoder levels coarse to
-fine), mapped here onto taming's tree. The release file is `{"model": state_dict}` (an "ema"
-or "state_dict" entry is read the same way); the usage buffer `codebook_used` is ignored.
+fine), mapped here onto taming's tree. The release file is `{"model": state_dict}`; as in
+LlamaGen's own evaluation scripts an "ema" entry is preferred and "state_dict" is the last
+resort. The usage buffer `codebook_used` is ignored.
 
 Not verified against LlamaGen's code running (it has no installable package): the layout and
 arithmetic were built from its published vq_model.py; tests/test_pretrained_tokenizers.py
@@ -90,6 +91,7 @@ class LlamaGenVQ(PretrainedTokenizer):
         return {k: (self.beta if k == "commit" else 1.0) * v for k, v in out.quant.losses.items()}
 
     def convert_checkpoint(self, payload: Any, source: str) -> dict[str, Tensor]:
-        state = unwrap(payload, ("model", "ema", "state_dict"), source)
+        # LlamaGen's own evaluation scripts take "ema" first, then "model", then "state_dict"
+        state = unwrap(payload, ("ema", "model", "state_dict"), source)
         renamed = {llamagen_to_taming(k, self.levels): v for k, v in state.items() if not k.endswith("codebook_used")}
         return self.load_checked(renamed, source)
