@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	# torch/torchvision pinned: this pair installs from local disk; others pull GBs or break torchvision.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[test]'
+	# Test-only references for the pretrained adapters (tests/test_pretrained_tokenizers.py): their model code
+	# needs only torch + einops; --no-deps because their pins (lightning, transformers==4.37.2) would replace ours.
+	$(BIN)/pip install -q --no-deps taming-transformers-rom1504==0.0.6 open-magvit2==1.1
 	bash scripts/install_wordnet.sh "$(NLTK_DATA)"
 	@rm -f $(VENV)/.installed-*
 	@touch $@

@@ -132,6 +132,7 @@ def _path_keys(cfg: dict[str, Any]):
     yield "downstream.gpt2_path", cfg["downstream"], "gpt2_path"
     for name, tok in cfg["tokenizers"].items():
         yield f"tokenizers.{name}.checkpoint", tok, "checkpoint"
+        yield f"tokenizers.{name}.init_from", tok, "init_from"
         yield f"tokenizers.{name}.params.perceptual_weights", tok.get("params", {}), "perceptual_weights"
 
 
@@ -228,7 +229,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
     return {
         "dataset": {k: ds[k] for k in ("source", "root", "synth", "image_size", "resize_mode")},
         "dataset_name": dataset,
-        "tokenizer": cfg["tokenizers"][tokenizer],
+        # init_from and steps only when set, so adding the keys left every existing job's hash as it was
+        "tokenizer": {k: v for k, v in cfg["tokenizers"][tokenizer].items()
+                      if not (k in ("init_from", "steps") and v is None)},
         "tokenizer_name": tokenizer,
         "variant": variant,
         "lg_weights": weights,

@@ -8,6 +8,7 @@ that a later stage would silently accept.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -121,7 +122,9 @@ def load_torch_file(path: str | os.PathLike, *, key: str | None = None) -> Any:
         raise ArtifactError(f"{where}{p} is not a PyTorch checkpoint (neither torch's zip format nor a pickle; "
                             f"starts with {head!r})")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        # argparse.Namespace only holds attributes: LlamaGen's checkpoints carry their `args`
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated archive, or objects other than tensors and containers
         detail = str(e).split("\n")[0][:300]
         raise ArtifactError(f"{where}cannot read the PyTorch checkpoint {p} ({type(e).__name__}: {detail}); "

@@ -46,11 +46,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
+from lgvq.tokenizers import PRETRAINED
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 DEFAULT_BENCHMARK = BENCHMARKS / "tokenizers_cpu.json"
@@ -171,9 +173,34 @@ def _fid_flops(cfg: dict[str, Any]) -> float:
     return INCEPTION_FLOPS if cfg["eval"]["fid_extractor"] == "inception" else 0.0
 
 
+@lru_cache(maxsize=None)
+def _counted_step_flops_cached(cls: str, params_key: str, image_size: int) -> float:
+    """FLOPs of one fine-tuning step of one image, counted on meta tensors (shapes only: no
+    weights, no compute), the way bench_tokenizers.py counts a real step."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lgvq.tokenizers.registry import build_tokenizer
+
+    params = {k: v for k, v in json.loads(params_key).items() if k != "perceptual_weights"}
+    with torch.device("meta"):
+        model = build_tokenizer(cls, params, image_size=image_size)
+        x = torch.zeros(1, 3, image_size, image_size)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        sum(model.generator_losses(x, out, 0).values()).backward()
+    return float(counter.get_total_flops())
+
+
+def _counted_step_flops(params: dict[str, Any], cls: str, image_size: int) -> float:
+    return _counted_step_flops_cached(cls, json.dumps(params, sort_keys=True, default=str), image_size)
+
+
 def _step_flops(cfg: dict[str, Any], measured: dict[tuple[str, int], float], benchmark: Path, run: plan.Run) -> float:
     cls, size = cfg["tokenizers"][run.tokenizer]["class"], cfg["datasets"][run.dataset]["image_size"]
     per_image = measured.get((cls, size))
+    if per_image is None and cls in PRETRAINED:  # fine-tuned/frozen published models: not in the benchmark
+        per_image = _counted_step_flops(cfg["tokenizers"][run.tokenizer]["params"], cls, size)
     if per_image is None:
         raise ArtifactError(f"{benchmark} has no FLOP count for tokenizer class '{cls}' at {size} px; "
                             "run benchmarks/bench_tokenizers.py with a profile of that size")
@@ -211,21 +238,25 @@ def _tokenizer_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
     from lgvq.pipeline.preflight import GENERATED_SOURCES
 
     # grouped by class and image size (the FLOPs), and by real vs embedded data (whether input is counted)
-    groups: dict[tuple[str, int, bool], list[plan.Run]] = defaultdict(list)
+    # and by steps: an entry may train for its own `steps` (a fine-tuning); a frozen checkpoint trains nothing
+    groups: dict[tuple[str, int, bool, int], list[plan.Run]] = defaultdict(list)
     for run in plan.tokenizer_runs(cfg):
-        ds = cfg["datasets"][run.dataset]
-        key = (cfg["tokenizers"][run.tokenizer]["class"], ds["image_size"], ds["source"] in GENERATED_SOURCES)
+        ds, entry = cfg["datasets"][run.dataset], cfg["tokenizers"][run.tokenizer]
+        if entry.get("checkpoint"):
+            continue
+        key = (entry["class"], ds["image_size"], ds["source"] in GENERATED_SOURCES, entry.get("steps") or train["steps"])
         groups[key].append(run)
     rows = []
-    for (cls, size, embedded), runs in sorted(groups.items()):
+    for (cls, size, embedded, steps), runs in sorted(groups.items()):
         per_image = _step_flops(cfg, measured, benchmark, runs[0])
+        how = ("measured" if (cls, size) in measured else "counted on meta tensors (perceptual, GAN not counted)")
         inp = _input(cfg, runs[0].dataset, input_benchmark)
         rows.append(JobEstimate(
-            f"tokenizer {cls} ({size} px{', embedded data' if embedded else ''})", len(runs), train["steps"],
-            train["steps"] * train["batch_size"] * train["gpus"] * per_image,
-            f"measured: {per_image / 1e9:.0f} GFLOP per image-step (flop_counter, LG module not counted)"
+            f"tokenizer {cls} ({size} px{', embedded data' if embedded else ''})", len(runs), steps,
+            steps * train["batch_size"] * train["gpus"] * per_image,
+            f"{how}: {per_image / 1e9:.0f} GFLOP per image-step (flop_counter, LG module not counted)"
             + (f"; input {inp.basis}" if inp else ""), "train_tokenizer", tuple(dict.fromkeys(r.dataset for r in runs)),
-            train["steps"] * train["batch_size"], inp, train["gpus"]))
+            steps * train["batch_size"], inp, train["gpus"]))
     return rows
 
 

@@ -79,6 +79,7 @@ def problems(cfg: dict[str, Any]) -> list[str]:
         out += _file("downstream.gpt2_path", cfg["downstream"]["gpt2_path"], "GPT-2 directory")
     for name, entry in cfg["tokenizers"].items():
         key = f"tokenizers.{name}"
+        needs = None
         try:  # imports a non-built-in class as every job will: a wrong path stops the run before its first job
             needs = tokenizer_needs(entry["class"], f"{key}.class")
         except ConfigError as e:
@@ -91,6 +92,12 @@ def problems(cfg: dict[str, Any]) -> list[str]:
             out += _file(f"{key}.checkpoint", entry["checkpoint"], "frozen checkpoint")
             if list(entry["variants"]) != ["base"]:
                 out.append(f"{key}.variants: a frozen checkpoint has no +LG training; set {key}.variants: [base]")
+            if entry.get("init_from"):
+                out.append(f"{key}: checkpoint (evaluate frozen) and init_from (fine-tune) exclude each other")
+        elif needs is not None and needs.pretrained_weights and not entry.get("init_from"):
+            out.append(f"{key}: class '{entry['class']}' adapts a published tokenizer: set {key}.checkpoint "
+                       f"(frozen) or {key}.init_from (fine-tune)")
+        out += _file(f"{key}.init_from", entry.get("init_from"), "checkpoint to fine-tune from")
         out += _file(f"{key}.params.perceptual_weights", entry.get("params", {}).get("perceptual_weights"),
                      "VGG16 weights")
     return out

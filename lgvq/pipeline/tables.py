@@ -19,6 +19,12 @@ def _dataset_columns(cfg: dict[str, Any]) -> dict[str, str | None]:
     return {name: entry["paper_column"] for name, entry in cfg["datasets"].items()}
 
 
+def _provenance(cfg: dict[str, Any]) -> dict[str, str]:
+    """Rows of tokenizers not trained from scratch say so: a frozen checkpoint, or fine-tuned from one."""
+    return {name: "frozen" if t.get("checkpoint") else "fine-tuned"
+            for name, t in cfg["tokenizers"].items() if t.get("checkpoint") or t.get("init_from")}
+
+
 def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir: Path) -> list[Path]:
     from lgvq.tables.build import write_table
 
@@ -32,7 +38,7 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
             rec["_source"] = str(f)
             records.append(rec)
         written.extend(write_table(table, records, out_dir, dataset_columns=_dataset_columns(cfg),
-                                   experiment=cfg["name"]))
+                                   experiment=cfg["name"], provenance=_provenance(cfg)))
     return written
 
 

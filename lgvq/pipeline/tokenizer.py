@@ -108,10 +108,14 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed)
     record = RunRecord("tokenizer/train", job, seed=seed, config_hash_short=h)
     if cfg["tokenizers"][tokenizer].get("checkpoint"):
+        if cfg["tokenizers"][tokenizer].get("init_from"):
+            raise ArtifactError(f"tokenizers.{tokenizer}: checkpoint (evaluate frozen) and init_from (fine-tune) "
+                                "exclude each other; keep one, or make two entries")
         return _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out, record)
     seed_everything(seed)
     cache = text_cache(cfg, dataset) if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None
     model, lg, weights = build_models(cfg, dataset, tokenizer, variant, cache)
+    init = _init_from(cfg, tokenizer, model)
     ds_cfg = cfg["datasets"][dataset]
     source = dataset_source(cfg, dataset)
     train_set = ImageTextDataset(source.records("train"), image_size=ds_cfg["image_size"], train=True,
@@ -132,7 +136,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
             mine = shard(order[i : i + bs], dist)  # load only this rank's images
             yield collate([train_set[j] for j in mine])
 
-    state = train_loop(task, epoch_batches, out_dir=out, max_steps=tcfg["steps"], seed=seed, config_hash=h,
+    steps = cfg["tokenizers"][tokenizer].get("steps") or tcfg["steps"]
+    state = train_loop(task, epoch_batches, out_dir=out, max_steps=steps, seed=seed, config_hash=h,
                        ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
                        desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist,
                        on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, out / "val" / f"samples_step{step:07d}.png", dev))
@@ -143,7 +148,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     atomic_torch_save(model_path, {"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
                                    "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
                                    "lg_weights": weights, "steps": state.step})
-    record.write(out, tokenizer_description=model.describe(), lg_weights=weights,
+    record.write(out, tokenizer_description=model.describe(), lg_weights=weights, init_from=init,
                  text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
                  execution={"fast_path": tcfg["fast_path"], "compile": tcfg["compile"], "device": str(dev)})
     return model_path
@@ -157,10 +162,11 @@ def _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out: Path, record: 
                             f"set tokenizers.{tokenizer}.variants: [base]")
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed)
     src = cfg["tokenizers"][tokenizer]["checkpoint"]
+    source = _checkpoint_identity(src)
     atomic_torch_save(out / "model.pt", {"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
                                          "tokenizer": model.state_dict(), "lg": None, "lg_weights": {}, "steps": 0,
-                                         "frozen_from": str(src)})
-    record.write(out, tokenizer_description=model.describe(), frozen_checkpoint=str(src), steps=0)
+                                         "frozen_from": str(src), "frozen_sha256": source["sha256"]})
+    record.write(out, tokenizer_description=model.describe(), frozen_checkpoint=source, steps=0)
     return out / "model.pt"
 
 
@@ -181,13 +187,49 @@ def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         raise ArtifactError(f"{path} was trained with another config (hash {payload.get('config_hash')} != {expected}); "
                             "re-run training")
     model, lg, _ = build_models(cfg, dataset, tokenizer, variant)
-    state = payload["tokenizer"] if "tokenizer" in payload else payload
+    state = _external_state(model, payload, path) if external else payload["tokenizer"]
     model.load_state_dict(state)
     model.eval()
     if lg is not None and payload.get("lg") is not None:
         lg.load_state_dict(payload["lg"])
         lg.eval()
     return (model, lg) if with_lg else model
+
+
+def _external_state(model, payload, path: Path) -> dict:
+    """A checkpoint from outside the DAG as this model's state dict: a published tokenizer's own
+    format through its adapter's `convert_checkpoint`, else our state dict (bare or in model.pt)."""
+    if hasattr(model, "convert_checkpoint"):
+        return model.convert_checkpoint(payload, str(path))
+    return payload["tokenizer"] if isinstance(payload, dict) and "tokenizer" in payload else payload
+
+
+def _checkpoint_identity(path) -> dict[str, str]:
+    from lgvq.tokenizers.pretrained.common import file_sha256
+
+    return {"path": str(path), "file": Path(path).name, "sha256": file_sha256(path)}
+
+
+def _init_from(cfg, tokenizer: str, model) -> dict[str, str] | None:
+    """Start training from `tokenizers.<t>.init_from` (fine-tuning a published or earlier
+    tokenizer); a class that only makes sense with pretrained weights refuses to start without."""
+    entry = cfg["tokenizers"][tokenizer]
+    src = entry.get("init_from")
+    if not src:
+        if type(model).needs.pretrained_weights:
+            raise ArtifactError(f"tokenizers.{tokenizer}: class '{entry['class']}' adapts a published tokenizer and "
+                                f"has no meaning with random weights; set tokenizers.{tokenizer}.checkpoint (frozen) "
+                                f"or tokenizers.{tokenizer}.init_from (fine-tune)")
+        return None
+    key = f"tokenizers.{tokenizer}.init_from"
+    payload = load_torch_file(src, key=key)
+    state = _external_state(model, payload, Path(src))  # an adapter's own check names the mismatch
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # a state dict of another class or params: torch's message, first line
+        raise ArtifactError(f"{key}: {src} does not fit class '{entry['class']}' with these params "
+                            f"({str(e).splitlines()[0][:300]})") from e
+    return _checkpoint_identity(src)
 
 
 @torch.no_grad()

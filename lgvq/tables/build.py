@@ -32,7 +32,8 @@ def _scale(metric: str, v: float) -> float:
 
 
 def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
-                dataset_columns: dict[str, str | None]) -> pd.DataFrame:
+                dataset_columns: dict[str, str | None], provenance: dict[str, str] | None = None) -> pd.DataFrame:
+    """`provenance`: tokenizer name -> how its weights came ("frozen", "fine-tuned"), shown in its rows' labels."""
     spec = table_spec(table_id)
     recs = [r for r in map(as_record, records) if r.kind in spec.kinds]
     column_of = {ds: (dataset_columns.get(ds) or ds) for ds in {r.dataset for r in recs} | set(dataset_columns)}
@@ -57,7 +58,8 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
     known = {(r.tokenizer, r.variant) for r in rows}
     for (tok, var, _, _) in sorted([*values, *not_computed]):
         if (tok, var) not in known:  # a tokenizer the paper does not have (e.g. a user's new one)
-            rows.append(Row(f"{tok}" + ("" if var == "base" else f"+{var.upper() if var == 'lg' else var}"), tok, var))
+            how = f" ({provenance[tok]})" if provenance and tok in provenance else ""
+            rows.append(Row(f"{tok}" + ("" if var == "base" else f"+{var.upper() if var == 'lg' else var}") + how, tok, var))
             known.add((tok, var))
     lines = []
     for row in rows:
@@ -186,7 +188,8 @@ def dataset_stats_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
-                dataset_columns: dict[str, str | None], experiment: str = "") -> list[Path]:
+                dataset_columns: dict[str, str | None], experiment: str = "",
+                provenance: dict[str, str] | None = None) -> list[Path]:
     out = Path(out_dir)
     paths = [out / f"{table_id}.{ext}" for ext in ("csv", "md", "tex")]
     if table_id == "dataset_stats":
@@ -197,7 +200,7 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
         atomic_write_text(paths[2], df.to_latex(index=False) if not df.empty else "% no datasets\n")
         return paths
     records = [as_record(r) for r in records]
-    df = build_table(table_id, records, dataset_columns=dataset_columns)
+    df = build_table(table_id, records, dataset_columns=dataset_columns, provenance=provenance)
     notes: dict[str, str] = {}
     for r in records:
         for k, v in r.notes.items():

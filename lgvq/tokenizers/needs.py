@@ -22,6 +22,9 @@ class Needs:
     # The class cannot be trained here (a wrapper of a pretrained model): every config entry of
     # it must set `checkpoint:`, evaluated frozen.
     frozen_checkpoint: bool = False
+    # The class adapts a published model (lgvq/tokenizers/pretrained/): every config entry of it sets
+    # `checkpoint:` (evaluated frozen) or `init_from:` (fine-tuned from those weights).
+    pretrained_weights: bool = False
 
     @property
     def reads_text(self) -> bool:
