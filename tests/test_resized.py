@@ -146,3 +146,23 @@ def test_data_prepare_writes_the_resized_split_and_training_and_encoding_read_it
     assert np.load(codes).shape[0] == len(image_source(cfg, "shapes").records("test"))
     (paths.resized_dir(cfg["results_dir"], "shapes") / "test.json").unlink()
     assert main(["tokenizer", "encode", *run]) == 2  # a half-prepared split is named, not read around
+
+
+def test_which_job_hashes_the_input_settings_reach():
+    from lgvq.config import config_hash, tokenizer_job_slice, validate_config
+    from lgvq.pipeline import jobs
+
+    base = {"datasets": {"shapes": {"source": "shapes"}}, "tokenizers": {"vqgan": {"class": "vqgan"}}}
+
+    def with_(data=None, **ds):
+        return validate_config({**base, "datasets": {"shapes": {"source": "shapes", **ds}}, "data": data or {}})
+
+    def tok(cfg):
+        return config_hash(tokenizer_job_slice(cfg, "shapes", "vqgan", "base", 0))
+
+    plain = with_()
+    assert tok(with_(jpeg_draft=False)) == tok(plain)  # off is the hash of before the key existed
+    assert tok(with_(jpeg_draft=True)) != tok(plain)  # other pixels
+    assert tok(with_(prepare_resized=True)) == tok(plain)  # the same pixels
+    assert jobs.data(with_(prepare_resized=True), "shapes") != jobs.data(plain, "shapes")  # prepare_data re-runs
+    assert tok(with_({"loader_workers": 3, "prefetch": 4})) == tok(plain)  # how images are fed, not which
