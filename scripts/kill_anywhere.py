@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             "total_seconds": round(time.monotonic() - t_start, 1),
             "attempts": attempts,
             "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": "cpu",
-                            "threads": 1, "loader_workers": args.loader_workers, "cpu_count": os.cpu_count(), "platform": platform.platform()},
+                            "threads": 1, "loader_workers": args.loader_workers, "cpu_count": os.cpu_count(),
+                            "platform": platform.platform()},
         }
         if args.out:
             atomic_write_json(args.out, summary)

@@ -35,7 +35,8 @@ def data(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     ds = cfg["datasets"][dataset]
     # A prepared split at the training resolution holds the same pixels, but prepare_data must re-run
     # to write it: it enters the hash only when on, at its settings.
-    resized = {"resized": {k: ds[k] for k in ("image_size", "resize_mode", "jpeg_draft")}} if ds.get("prepare_resized") else {}
+    resized = ({"resized": {k: ds[k] for k in ("image_size", "resize_mode", "jpeg_draft")}}
+               if ds.get("prepare_resized") else {})
     return {"dataset_name": dataset, **{k: ds[k] for k in ("source", "root", "synth")}, **resized}
 
 
