@@ -227,7 +227,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
     ds = cfg["datasets"][dataset]
     weights = lg_weights_for(cfg, dataset, variant)
     return {
-        "dataset": {k: ds[k] for k in ("source", "root", "synth", "image_size", "resize_mode")},
+        # jpeg_draft changes the pixels, but only when on (so turning it on is the only hash change).
+        "dataset": {k: ds[k] for k in ("source", "root", "synth", "image_size", "resize_mode")}
+                   | ({"jpeg_draft": True} if ds.get("jpeg_draft") else {}),
         "dataset_name": dataset,
         # init_from and steps only when set, so adding the keys left every existing job's hash as it was
         "tokenizer": {k: v for k, v in cfg["tokenizers"][tokenizer].items()

@@ -81,6 +81,7 @@ def write_config(work: Path, args: argparse.Namespace) -> Path:
                        "cvq": {"class": "cvq", "params": {**tiny, **adversarial}}},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": 0.0005, "ckpt_every": args.ckpt_every,
                   "log_every": 1},
+        "data": {"loader_workers": args.loader_workers},
     }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt-every", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--images", type=int, default=60, help="embedded images (80%% train)")
+    ap.add_argument("--loader-workers", type=int, default=0,
+                    help="data.loader_workers: image-decoding worker processes (0 = in the training process)")
     ap.add_argument("--startup-share", type=float, default=0.2, help="share of the kills aimed at the start-up")
     ap.add_argument("--final-share", type=float, default=0.15,
                     help="share of the kills aimed at the final writes after the last step")
@@ -333,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             "total_seconds": round(time.monotonic() - t_start, 1),
             "attempts": attempts,
             "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": "cpu",
-                            "threads": 1, "cpu_count": os.cpu_count(), "platform": platform.platform()},
+                            "threads": 1, "loader_workers": args.loader_workers, "cpu_count": os.cpu_count(),
+                            "platform": platform.platform()},
         }
         if args.out:
             atomic_write_json(args.out, summary)

@@ -5,6 +5,7 @@ to a square; "resize_crop" (CUB) resizes the short side then crops (random crop 
 flip for training, centre crop for evaluation). Images come out as float (3, S, S) in [-1, 1].
 One caption per access for training, drawn at random as the authors do, but from
 (seed, epoch, index) so a resumed run sees the same captions as an uninterrupted one.
+The dataset holds records only: each access decodes its image (lgvq.data.loader runs that in workers).
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from lgvq.data.registry import ImageRecord
 from lgvq.io import ArtifactError
 
 
-def load_rgb(path) -> Image.Image:
+def load_rgb(path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """The image at `path` as RGB. `draft` (w, h): a JPEG is decoded at the smallest of 1/1, 1/2,
+    1/4, 1/8 of its size that is still at least w x h (libjpeg scales while it decodes: a 1024 px
+    image read for 256 px costs a fraction of a full decode); other formats, and a JPEG that is not
+    at least twice the size asked for, come out as without `draft`."""
     try:
         with Image.open(path) as im:
+            if draft is not None and im.format == "JPEG":
+                im.draft(im.mode, draft)
             return im.convert("RGB")
     except (OSError, UnidentifiedImageError) as e:
         raise ArtifactError(f"unreadable image {path}: {e}") from e
@@ -30,7 +37,8 @@ def load_rgb(path) -> Image.Image:
 
 class ImageTextDataset(torch.utils.data.Dataset):
     def __init__(self, records: Sequence[ImageRecord], *, image_size: int, train: bool,
-                 resize_mode: str = "resize", seed: int = 0, load_masks: bool = False) -> None:
+                 resize_mode: str = "resize", seed: int = 0, load_masks: bool = False,
+                 jpeg_draft: bool = False) -> None:
         if len(records) == 0:
             raise ArtifactError("empty split: no image records")
         if resize_mode not in ("resize", "resize_crop"):
@@ -44,6 +52,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         self.resize_mode = resize_mode
         self.seed = seed
         self.load_masks = load_masks
+        self.jpeg_draft = jpeg_draft  # decode JPEGs at reduced size (load_rgb): not the authors' full decode
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -74,7 +83,9 @@ class ImageTextDataset(torch.utils.data.Dataset):
         rec = self.records[index]
         rng = self._rng(index)
         geo_state = rng.getstate()
-        src = load_rgb(rec.path)
+        # Both modes need each side >= S before their resize (resize_crop: the short side), which is
+        # what a draft of S x S keeps.
+        src = load_rgb(rec.path, (self.image_size, self.image_size) if self.jpeg_draft else None)
         im, flip = self._geometry(src, rng, Image.BICUBIC)
         if flip:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)

@@ -24,6 +24,7 @@ def set_threads(n: int | None) -> None:
         import torch
 
         torch.set_num_threads(int(n))
+        os.environ["LGVQ_THREADS"] = str(n)  # sizes the data loader's workers (lgvq.data.loader)
         os.environ.setdefault("OMP_NUM_THREADS", str(n))
 
 
@@ -70,3 +71,19 @@ def dataset_source(cfg: dict[str, Any], dataset: str, root: Path | None = None):
     if problem:
         raise ConfigError(problem)
     return get_source(ds["source"], root or data_root(cfg, dataset), cache_dir=ds.get("cache_dir"))
+
+
+def image_source(cfg: dict[str, Any], dataset: str):
+    """The source tokenizer training and encoding read images from: with `prepare_resized`, the copy
+    at the training resolution `data prepare` wrote (lgvq.data.resized; same pixels after the
+    dataset's geometry). Other stages keep `dataset_source`: some read an original's size (grounding
+    scales its boxes by it)."""
+    source = dataset_source(cfg, dataset)
+    ds = cfg["datasets"][dataset]
+    if not ds.get("prepare_resized"):
+        return source
+    from lgvq.data.resized import ResizedSource
+
+    return ResizedSource(source, paths.resized_dir(cfg["results_dir"], dataset), size=ds["image_size"],
+                         resize_mode=ds["resize_mode"], jpeg_draft=ds["jpeg_draft"],
+                         key=f"datasets.{dataset}.prepare_resized")

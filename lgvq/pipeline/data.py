@@ -30,7 +30,13 @@ def prepare(cfg: dict[str, Any], dataset: str) -> Path:
         root = Path(entry["root"]).expanduser().resolve()
     source = dataset_source(cfg, dataset, root)
     counts = {split: len(source.records(split)) for split in source.splits()}
-    record.write(out, root=str(root), counts=counts)
+    resized = None
+    if entry["prepare_resized"]:
+        from lgvq.data.resized import write_resized
+
+        resized = str(write_resized(source, paths.resized_dir(cfg["results_dir"], dataset), size=entry["image_size"],
+                                    resize_mode=entry["resize_mode"], jpeg_draft=entry["jpeg_draft"]))
+    record.write(out, root=str(root), counts=counts, resized=resized)
     marker = paths.prepared_marker(cfg["results_dir"], dataset)
     atomic_write_json(marker, {"dataset": dataset, "source": entry["source"], "root": str(root), "counts": counts})
     return marker

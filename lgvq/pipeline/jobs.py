@@ -33,7 +33,11 @@ job_hash = config_hash
 def data(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`prepare_data`, `dataset_stats`: which images and captions the dataset holds."""
     ds = cfg["datasets"][dataset]
-    return {"dataset_name": dataset, **{k: ds[k] for k in ("source", "root", "synth")}}
+    # A prepared split at the training resolution holds the same pixels, but prepare_data must re-run
+    # to write it: it enters the hash only when on, at its settings.
+    resized = ({"resized": {k: ds[k] for k in ("image_size", "resize_mode", "jpeg_draft")}}
+               if ds.get("prepare_resized") else {})
+    return {"dataset_name": dataset, **{k: ds[k] for k in ("source", "root", "synth")}, **resized}
 
 
 def text_cache(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:

@@ -32,6 +32,11 @@ def prepared_marker(results: str | Path, dataset: str) -> Path:
     return data_dir(results, dataset) / "prepared.json"
 
 
+def resized_dir(results: str | Path, dataset: str) -> Path:
+    """Every split at the training resolution (datasets.<name>.prepare_resized; lgvq.data.resized)."""
+    return data_dir(results, dataset) / "resized"
+
+
 def stats_file(results: str | Path, dataset: str) -> Path:
     return data_dir(results, dataset) / "stats.json"
 

@@ -18,7 +18,7 @@ from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, load_torch_fi
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
 from lgvq.pipeline.artifacts import text_cache
-from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
+from lgvq.pipeline.common import dataset_source, device as pick_device, image_source, process_group
 
 
 def vocabulary_embeddings(cache) -> Callable[[int], torch.Tensor]:
@@ -82,23 +82,28 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
 
 
 class TextBatcher:
-    """Collates image items and attaches the cached text features of each item's caption."""
+    """Attaches the cached text features of each item's caption to a batch the loader's workers
+    collated (lgvq.data.loader.collate_images): it runs in the training process, so the workers
+    never receive the text cache. Calling it on a list of items collates them first."""
 
     def __init__(self, cache) -> None:
         self.cache = cache
 
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = {"image": torch.stack([it["image"] for it in items]),
-                 "image_id": [it["image_id"] for it in items]}
+    def attach(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.cache is not None:
-            rows = [self.cache.row(it["image_id"], it["caption"]) for it in items]
+            rows = [self.cache.row(i, c) for i, c in zip(batch["image_id"], batch["caption"])]
             batch["text"] = self.cache.features(rows)
         return batch
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        from lgvq.data.loader import collate_images
+
+        return self.attach(collate_images(items))
 
 
 def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     from lgvq.data.dataset import ImageTextDataset
-    from lgvq.train.distributed import shard
+    from lgvq.data.loader import epoch_batch_indices, image_batches, loader_settings
     from lgvq.train.loop import epoch_order, seed_everything, train_loop
     from lgvq.train.tokenizer_task import TokenizerTask
 
@@ -117,9 +122,9 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     model, lg, weights = build_models(cfg, dataset, tokenizer, variant, cache)
     init = _init_from(cfg, tokenizer, model)
     ds_cfg = cfg["datasets"][dataset]
-    source = dataset_source(cfg, dataset)
+    source = image_source(cfg, dataset)
     train_set = ImageTextDataset(source.records("train"), image_size=ds_cfg["image_size"], train=True,
-                                 resize_mode=ds_cfg["resize_mode"], seed=seed)
+                                 resize_mode=ds_cfg["resize_mode"], seed=seed, jpeg_draft=ds_cfg["jpeg_draft"])
     tcfg = cfg["train"]
     lr = learning_rate(cfg, n_gpus=dist.world)
     task = TokenizerTask(model, lg, lr=lr, betas=tuple(tcfg["betas"]), micro_batch=tcfg["micro_batch"], device=dev,
@@ -129,12 +134,15 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     # images and each rank trains on its share.
     bs = tcfg["batch_size"] * dist.world
 
-    def epoch_batches(epoch: int):
+    feed = loader_settings(cfg, dev)
+
+    def epoch_batches(epoch: int, start: int = 0):
+        # The ragged last batch is dropped (fixed batch size); each rank decodes only its share, and a
+        # resumed epoch starts at batch `start` without decoding the ones before it.
         train_set.set_epoch(epoch)
-        order = epoch_order(len(train_set), seed, epoch)
-        for i in range(0, len(order) - bs + 1, bs):  # drop the ragged last batch: fixed batch size
-            mine = shard(order[i : i + bs], dist)  # load only this rank's images
-            yield collate([train_set[j] for j in mine])
+        mine = epoch_batch_indices(len(train_set), bs, epoch_order(len(train_set), seed, epoch), rank=dist.rank,
+                                   world=dist.world, start=start)
+        return image_batches(train_set, mine, finish=collate.attach, seed=seed * 1_000_003 + epoch, **feed)
 
     steps = cfg["tokenizers"][tokenizer].get("steps") or tcfg["steps"]
     state = train_loop(task, epoch_batches, out_dir=out, max_steps=steps, seed=seed, config_hash=h,
@@ -254,22 +262,22 @@ def _save_val_grid(cfg, dataset, model, path: Path, dev, n: int = 8) -> None:
 def encode(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int, batch_size: int = 64) -> None:
     """Encode every split into code grids (codes/<split>.npy, with image_ids) + the codebook."""
     from lgvq.data.dataset import ImageTextDataset
+    from lgvq.data.loader import loader_settings, sequential_batches
 
     out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed) / "codes"
     dev = pick_device(cfg)
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     ds_cfg = cfg["datasets"][dataset]
-    source = dataset_source(cfg, dataset)
+    source = image_source(cfg, dataset)
     record = RunRecord("tokenizer/encode", tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed), seed=seed)
     for split in ("train", "val", "test"):
         data = ImageTextDataset(source.records(split), image_size=ds_cfg["image_size"], train=False,
-                                resize_mode=ds_cfg["resize_mode"], seed=0)
+                                resize_mode=ds_cfg["resize_mode"], seed=0, jpeg_draft=ds_cfg["jpeg_draft"])
         codes, ids = [], []
-        for i in range(0, len(data), batch_size):
-            items = [data[j] for j in range(i, min(i + batch_size, len(data)))]
-            x = torch.stack([it["image"] for it in items]).to(dev)
+        for batch in sequential_batches(data, batch_size, **loader_settings(cfg, dev)):
+            x = batch["image"].to(dev, non_blocking=True)
             codes.append(model.encode_codes(x).cpu().numpy().astype(np.int32))
-            ids.extend(it["image_id"] for it in items)
+            ids.extend(batch["image_id"])
         with atomic_path(out / f"{split}.npy") as tmp:
             np.save(tmp, np.concatenate(codes))
         with atomic_path(out / f"{split}_image_ids.npy") as tmp:

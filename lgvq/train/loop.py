@@ -19,6 +19,7 @@ and that a crash must not lose:
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import os
 import random
@@ -244,9 +245,9 @@ def train_loop(
 ) -> LoopState:
     """Run `task` for `max_steps` optimisation steps, resuming from `out_dir/checkpoint.pt`.
 
-    `epoch_batches(epoch)` must return the batches of that epoch in a deterministic order
-    (shuffle seeded by the epoch), so skipping `batch_in_epoch` batches on resume lands on
-    the same data an uninterrupted run would see. `stop_after` ends the run early after that
+    `epoch_batches(epoch[, start])` must return the batches of that epoch (from batch `start`)
+    in a deterministic order (shuffle seeded by the epoch), so a resume at `batch_in_epoch`
+    lands on the same data an uninterrupted run would see. `stop_after` ends the run early after that
     many steps (with a checkpoint), used by tests to simulate an interruption.
     `out_dir` belongs to this run: hidden temporaries a killed writer left under it are removed.
     `on_checkpoint(step)` runs after each checkpoint (e.g. validation sample grids); it must
@@ -304,9 +305,7 @@ def train_loop(
     with _StopRequests() as stop:
         try:
             while state.step < max_steps:
-                batches: Iterator[Any] = iter(epoch_batches(state.epoch))
-                for _ in range(state.batch_in_epoch):  # fast-forward to the resume position
-                    next(batches)
+                batches = _batches_from(epoch_batches, state.epoch, state.batch_in_epoch)
                 exhausted = True
                 for batch in batches:
                     terms = dict(task.train_step(batch, state.step))
@@ -354,6 +353,17 @@ def train_loop(
     return state
 
 
+def _batches_from(epoch_batches: Callable[..., Iterable[Any]], epoch: int, start: int) -> Iterator[Any]:
+    """The batches of `epoch` from batch `start` on: built from there when `epoch_batches` takes `start`
+    (a data loader never decodes the skipped images), else drawn and dropped."""
+    if "start" in inspect.signature(epoch_batches).parameters:
+        return iter(epoch_batches(epoch, start=start))
+    batches = iter(epoch_batches(epoch))
+    for _ in range(start):
+        next(batches)
+    return batches
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """Deterministic shuffled index order for one epoch (independent of the global RNG)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -377,9 +387,9 @@ def shuffled_batches(n: int, batch_size: int, seed: int, make: Callable[[list[in
 
         raise ConfigError(f"{key}: {dist.world} processes x {batch_size} is more than the {n} training items")
 
-    def batches(epoch: int):
+    def batches(epoch: int, start: int = 0):  # `start`: the first batch (train_loop's resume position)
         order = epoch_order(n, seed, epoch)
-        for i in range(0, n, step):
+        for i in range(start * step, n, step):
             chunk = order[i : i + step]
             if dist.enabled and len(chunk) < step:
                 break
