@@ -10,10 +10,13 @@ and that a crash must not lose:
   RNG states, the loss log and the config hash (a checkpoint from another config is refused);
 - exact resume: re-running the same command continues from the last checkpoint; a checkpoint
   of another config is set aside (`superseded/<hash>/`), never resumed and never deleted;
-- NaN/inf detection (`check_finite`), which names the step and the offending term;
+- NaN/inf detection, which names the step and the offending term: `TermWindow` (lgvq.train.terms) keeps
+  the terms on the device and checks them once per log window (one host-device sync per `log_every`
+  steps); `check_finite` is the eager check for tasks that want it before their backward pass;
 - SIGINT/SIGTERM (Ctrl-C, a pre-empted cluster job): the current step ends, a checkpoint is written
   and `TrainingInterrupted` is raised (the CLI exits quietly with 128 + the signal number);
-- a tqdm progress bar and a CSV loss log (`log.csv`: step + one column per term).
+- a tqdm progress bar and a CSV loss log (`log.csv`: step + one column per term, each the term's value
+  at the log step, not a mean over the window).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lgvq.io import ArtifactError, atomic_torch_save, atomic_write_text
+from lgvq.train.terms import NonFiniteLossError, TermWindow
 
 if TYPE_CHECKING:
     from lgvq.train.distributed import DistInfo
@@ -42,10 +46,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 SUPERSEDED_DIR = "superseded"  # <out_dir>/superseded/<config hash>/: another config's checkpoint and log
 CHECKPOINT_KEYS = ("config_hash", "step", "epoch", "batch_in_epoch", "log", "modules", "optimizers", "rng")
 LOG_NAME = "log.csv"
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or inf; the message names the step and the term."""
 
 
 class CheckpointMismatchError(ArtifactError):
@@ -92,7 +92,7 @@ class _StopRequests:
 class TrainTask(Protocol):
     def modules(self) -> Mapping[str, nn.Module]: ...
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]: ...
-    def train_step(self, batch: Any, step: int) -> Mapping[str, float]: ...
+    def train_step(self, batch: Any, step: int) -> Mapping[str, Tensor | float]: ...  # detached scalar terms
 
 
 def seed_everything(seed: int) -> None:
@@ -301,6 +301,7 @@ def train_loop(
     bar = tqdm(total=max_steps, initial=state.step, desc=desc, dynamic_ncols=True, mininterval=1.0,
                disable=not dist.is_main)
     last_saved = state.step
+    window = TermWindow()  # the terms since the last log point, on the device
     with _StopRequests() as stop:
         try:
             while state.step < max_steps:
@@ -309,17 +310,18 @@ def train_loop(
                     next(batches)
                 exhausted = True
                 for batch in batches:
-                    terms = dict(task.train_step(batch, state.step))
+                    window.add(task.train_step(batch, state.step), state.step)
                     state.step += 1
                     state.batch_in_epoch += 1
-                    if state.step % log_every == 0 or state.step == max_steps:
-                        row = {"step": state.step, **{k: float(v) for k, v in terms.items()}}
-                        state.log.append(row)
-                        bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
-                        if on_log is not None:
-                            on_log(state.step, terms)
-                    bar.update(1)
                     done = state.step >= max_steps or (stop_after is not None and state.step >= stop_after)
+                    if state.step % log_every == 0 or state.step % ckpt_every == 0 or done:
+                        terms = window.flush()  # the one sync of the window; raises on NaN/inf before a checkpoint
+                        if state.step % log_every == 0 or state.step == max_steps:
+                            state.log.append({"step": state.step, **terms})
+                            bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
+                            if on_log is not None:
+                                on_log(state.step, terms)
+                    bar.update(1)
                     if state.step % ckpt_every == 0 or done:
                         if dist.is_main:
                             save_checkpoint(ckpt_path, task, state, config_hash)
@@ -334,6 +336,7 @@ def train_loop(
                     if stop.signum is not None:
                         # No collective here: data-parallel ranks are in step (every step all-reduces), rank 0
                         # writes, and a rank that stops first makes torchrun end the others.
+                        window.flush()  # a NaN/inf in the window is never checkpointed
                         if dist.is_main and last_saved != state.step:
                             save_checkpoint(ckpt_path, task, state, config_hash)
                             write_log(out / LOG_NAME, state.log)

@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from lgvq.text.base import TextFeatures
 from lgvq.tokenizers.base import Tokenizer, TokenizerOutput
 from lgvq.train.distributed import SINGLE, DistInfo, average_gradients, broadcast_state
-from lgvq.train.loop import check_finite
 
 
 class TokenizerTask:
@@ -86,10 +85,12 @@ class TokenizerTask:
         size = self.micro_batch or x.shape[0]
         return [(x[i : i + size], text[i : i + size] if text is not None else None) for i in range(0, x.shape[0], size)]
 
-    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
+        """One optimisation step. The terms come back as detached device tensors, never read on the host
+        here: the loop checks them for NaN/inf and logs them once per log window (lgvq.train.terms)."""
         chunks = self._chunks(batch)
         n = batch["image"].shape[0]
-        logged: dict[str, float] = {}
+        logged: dict[str, Tensor] = {}
 
         self.opt_g.zero_grad(set_to_none=True)
         outputs: list[tuple[Tensor, TokenizerOutput]] = []
@@ -101,11 +102,10 @@ class TokenizerTask:
                     if text is None:
                         raise ValueError("language-guided training needs text features in the batch")
                     terms.update({f"lg_{k}": v for k, v in self.lg(out.z_q, text).items()})
-            check_finite(terms, step)
             scale = x.shape[0] / n  # micro-batch losses are means: weight by share of the batch
             (sum(terms.values()) * scale).backward()
             for k, v in terms.items():
-                logged[k] = logged.get(k, 0.0) + float(v.detach()) * scale
+                logged[k] = logged[k] + v.detach() * scale if k in logged else v.detach() * scale
             outputs.append((x, out))
         average_gradients((p for g in self.opt_g.param_groups for p in g["params"]), self.dist)
         self.opt_g.step()
@@ -120,13 +120,13 @@ class TokenizerTask:
                 if not d_terms:
                     continue
                 any_d = True
-                check_finite(d_terms, step)
-                (sum(d_terms.values()) * (x.shape[0] / n)).backward()
+                scale = x.shape[0] / n
+                (sum(d_terms.values()) * scale).backward()
                 for k, v in d_terms.items():
-                    logged[k] = logged.get(k, 0.0) + float(v.detach()) * (x.shape[0] / n)
+                    logged[k] = logged[k] + v.detach() * scale if k in logged else v.detach() * scale
             if any_d:
                 average_gradients((p for g in self.opt_d.param_groups for p in g["params"]), self.dist)
                 self.opt_d.step()
         broadcast_state(self.modules().values(), self.dist)
-        logged["loss"] = sum(v for k, v in logged.items() if not k.startswith("disc"))
+        logged["loss"] = torch.stack([v.float() for k, v in logged.items() if not k.startswith("disc")]).sum()
         return logged
