@@ -114,7 +114,9 @@ class ClusteredVectorQuantizer(VectorQuantizer):
 
     @torch.no_grad()
     def _reinitialise(self, flat: Tensor, idx: Tensor, sim: Tensor) -> None:
-        share = torch.bincount(idx, minlength=self.n_embed).float() / idx.numel()
+        # A scatter of ones, not bincount: bincount reads the largest index back from the device.
+        ones = torch.ones(idx.shape, device=idx.device)
+        share = torch.zeros(self.n_embed, device=idx.device).index_add_(0, idx, ones) / idx.numel()
         self.usage.mul_(self.decay).add_(share, alpha=1 - self.decay)
         # CVQ's online re-initialisation: every code moves towards its anchor with weight
         # alpha = exp(-usage * K * 10 / (1 - decay) - 1e-3): ~1 for codes nobody uses (they jump
