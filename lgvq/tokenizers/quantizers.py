@@ -21,6 +21,14 @@ from torch import Tensor, nn
 from lgvq.tokenizers.base import QuantizerOutput
 
 
+def full_precision(t: Tensor) -> torch.autocast:
+    """Autocast off on `t`'s device: code assignment in fp32 even inside a bf16 training step.
+    In bf16 (8 bits of mantissa) `flat @ w.t()` flips 0.5-1 % of the nearest codes at the paper's
+    sizes, and most of them when the features cluster around a shared mean (the distances then
+    differ in bits bf16 does not keep); `encode` assigns in fp32, so training would disagree with it."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 class VectorQuantizer(nn.Module):
     def __init__(self, n_embed: int, embed_dim: int) -> None:
         super().__init__()
@@ -32,20 +40,24 @@ class VectorQuantizer(nn.Module):
         """(K, D) code vectors. VQCT overrides this with codes computed from word embeddings."""
         return self.embedding.weight
 
-    def nearest(self, flat: Tensor) -> Tensor:
-        """(N, D) features -> (N,) indices of the closest codes (squared Euclidean)."""
-        w = self.weight()
-        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ w.t() + w.pow(2).sum(1)[None]
+    def nearest(self, flat: Tensor, w: Tensor | None = None) -> Tensor:
+        """(N, D) features -> (N,) indices of the closest codes (squared Euclidean, in fp32)."""
+        w = self.weight() if w is None else w
+        with full_precision(flat):
+            flat, w = flat.float(), w.float()
+            d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ w.t() + w.pow(2).sum(1)[None]
         return d.argmin(1)
 
     def forward(self, z_e: Tensor) -> QuantizerOutput:
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])
-        return self._quantise(z_e, self.nearest(flat.detach()))
+        codebook = self.weight()  # once per forward: VQCT computes it through a GCN and an MLP
+        return self._quantise(z_e, self.nearest(flat.detach(), codebook), codebook)
 
-    def _quantise(self, z_e: Tensor, idx: Tensor) -> QuantizerOutput:
+    def _quantise(self, z_e: Tensor, idx: Tensor, codebook: Tensor | None = None) -> QuantizerOutput:
         """Codes (N,) -> z_q, the two unweighted VQ terms, straight-through output."""
         b, d, h, w = z_e.shape
-        z_q = self.weight()[idx].view(b, h, w, d).permute(0, 3, 1, 2)
+        codebook = self.weight() if codebook is None else codebook
+        z_q = codebook[idx].view(b, h, w, d).permute(0, 3, 1, 2)
         losses = {"codebook": F.mse_loss(z_q, z_e.detach()), "commit": F.mse_loss(z_e, z_q.detach())}
         z_st = z_e + (z_q - z_e).detach()  # straight-through: forward z_q, gradient to z_e
         return QuantizerOutput(z_st, idx.view(b, h, w), losses, z_e)
@@ -89,16 +101,19 @@ class ClusteredVectorQuantizer(VectorQuantizer):
         return (self.embedding.weight.data,)
 
     def similarity(self, flat: Tensor, w: Tensor) -> Tensor:
-        """(N, D) features, (K, D) codes -> (N, K), larger = closer (negative squared L2 or cosine)."""
-        if self.distance == "cos":
-            return F.normalize(flat, dim=1) @ F.normalize(w, dim=1).t()
-        return -(flat.pow(2).sum(1, keepdim=True) - 2 * flat @ w.t() + w.pow(2).sum(1)[None])
+        """(N, D) features, (K, D) codes -> (N, K), larger = closer (negative squared L2 or cosine), in fp32."""
+        with full_precision(flat):
+            flat, w = flat.float(), w.float()
+            if self.distance == "cos":
+                return F.normalize(flat, dim=1) @ F.normalize(w, dim=1).t()
+            return -(flat.pow(2).sum(1, keepdim=True) - 2 * flat @ w.t() + w.pow(2).sum(1)[None])
 
-    def nearest(self, flat: Tensor) -> Tensor:
-        return self.similarity(flat, self.weight()).argmax(1)
+    def nearest(self, flat: Tensor, w: Tensor | None = None) -> Tensor:
+        return self.similarity(flat, self.weight() if w is None else w).argmax(1)
 
     def forward(self, z_e: Tensor) -> QuantizerOutput:
-        flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, self.embed_dim)
+        # fp32 features: the usage statistics and the anchors the codes move to stay fp32 under autocast
+        flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, self.embed_dim).float()
         # One (N, K) similarity before any update serves the assignment, the contrastive term
         # and the anchors (as in CVQ's code); it carries gradient (to the codebook only) only
         # when the contrastive term uses it.
@@ -107,9 +122,10 @@ class ClusteredVectorQuantizer(VectorQuantizer):
         idx = sim.detach().argmax(1)
         out = self._quantise(z_e, idx)
         if self.training:
-            if self.contrastive:
-                out.losses["contrastive"] = contrastive_loss(sim, self.n_embed)
-            self._reinitialise(flat, idx, sim.detach())
+            with full_precision(flat):
+                if self.contrastive:
+                    out.losses["contrastive"] = contrastive_loss(sim, self.n_embed)
+                self._reinitialise(flat, idx, sim.detach())
         return out
 
     @torch.no_grad()
