@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from lgvq.train.distributed import SINGLE, DistInfo, average_gradients
+from lgvq.train.distributed import SINGLE, DistInfo, GradientReducer
 
 
 class HeadTask:
@@ -22,6 +22,7 @@ class HeadTask:
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                      weight_decay=weight_decay)
+        self.reducer = GradientReducer(model.parameters(), dist)  # bucketed, overlapping the backward
 
     def modules(self) -> Mapping[str, nn.Module]:
         return {"head": self.model}
@@ -34,8 +35,9 @@ class HeadTask:
         terms = self.loss_terms(self.model, batch)
         loss = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients((p for p in self.model.parameters() if p.requires_grad), self.dist)
+        with self.reducer.final_backward():
+            loss.backward()
+        self.reducer.finish()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.opt.step()
         return {k: v.detach() for k, v in terms.items()}

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lgvq.tokenizers.base import QuantizerOutput
+from lgvq.train.distributed import all_sum, data_parallel, global_best_rows
 
 
 def full_precision(t: Tensor) -> torch.autocast:
@@ -95,10 +96,9 @@ class ClusteredVectorQuantizer(VectorQuantizer):
         # pulled to anchors from the first training step.
         self.register_buffer("usage", torch.zeros(n_embed))
 
-    def nongrad_tensors(self) -> tuple[torch.Tensor, ...]:
-        """Updated outside autograd (dead-code re-initialisation): data-parallel training
-        broadcasts it from rank 0 so replicas stay identical (lgvq.train.distributed)."""
-        return (self.embedding.weight.data,)
+    # Data parallel: the usage and the anchors are reduced over every rank's features, so the codebook
+    # update is the same computation on every rank and neither travels (lgvq.train.distributed.StateSync).
+    dp_replicated = ("usage",)
 
     def similarity(self, flat: Tensor, w: Tensor) -> Tensor:
         """(N, D) features, (K, D) codes -> (N, K), larger = closer (negative squared L2 or cosine), in fp32."""
@@ -130,21 +130,34 @@ class ClusteredVectorQuantizer(VectorQuantizer):
 
     @torch.no_grad()
     def _reinitialise(self, flat: Tensor, idx: Tensor, sim: Tensor) -> None:
-        # A scatter of ones, not bincount: bincount reads the largest index back from the device.
-        ones = torch.ones(idx.shape, device=idx.device)
-        share = torch.zeros(self.n_embed, device=idx.device).index_add_(0, idx, ones) / idx.numel()
+        # A scatter of ones, not bincount: bincount reads the largest index back from the device. The
+        # last entry counts the features: summed over ranks, the share is that of the global batch.
+        counts = torch.zeros(self.n_embed + 1, device=idx.device)
+        counts.index_add_(0, idx, torch.ones(idx.shape, device=idx.device))
+        counts[-1] += idx.numel()
+        share = all_sum(counts)[:-1] / counts[-1]
         self.usage.mul_(self.decay).add_(share, alpha=1 - self.decay)
         # CVQ's online re-initialisation: every code moves towards its anchor with weight
         # alpha = exp(-usage * K * 10 / (1 - decay) - 1e-3): ~1 for codes nobody uses (they jump
         # onto the data), ~0 for codes in regular use.
         alpha = torch.exp(-(self.usage * self.n_embed * 10) / (1 - self.decay) - 1e-3)[:, None]
-        if self.anchor == "closest":
-            pick = sim.argmax(0)
-        else:
-            pick = torch.multinomial(F.softmax(sim.t(), dim=1), 1).squeeze(1)
+        anchors = self._anchors(flat, sim)
         w = self.embedding.weight.data
         # A new tensor, not an in-place copy: the step's graph still holds the old codebook.
-        self.embedding.weight.data = w * (1 - alpha) + flat[pick] * alpha
+        self.embedding.weight.data = w * (1 - alpha) + anchors * alpha
+
+    def _anchors(self, flat: Tensor, sim: Tensor) -> Tensor:
+        """(K, D): per code, a feature of the (global) batch — its closest, or one drawn with probability
+        softmax(similarity). Data parallel: the draw is a Gumbel-max, whose maximum over ranks is a draw
+        from the softmax over the global batch; one process keeps `multinomial` (its results unchanged)."""
+        if self.anchor == "closest":
+            pick = sim.argmax(0)
+            return global_best_rows(sim.gather(0, pick[None]).squeeze(0), flat[pick])
+        if not data_parallel():
+            return flat[torch.multinomial(F.softmax(sim.t(), dim=1), 1).squeeze(1)]
+        keyed = sim - torch.rand_like(sim).clamp_(min=1e-20).log().neg().log()
+        best, pick = keyed.max(0)
+        return global_best_rows(best, flat[pick])
 
 
 def contrastive_loss(sim: Tensor, n_embed: int, temperature: float = 0.07) -> Tensor:
