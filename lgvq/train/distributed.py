@@ -190,8 +190,9 @@ class GradientReducer:
 class StateSync:
     """Broadcasts from rank 0 the buffers (and declared `nongrad_tensors()`) that changed since the
     last call: one broadcast per dtype, of everything that changed, flattened. A buffer changes by an
-    in-place update (its version counter moves) or by being replaced; every rank runs the same code,
-    so every rank finds the same changes. Frozen buffers never change and never travel."""
+    in-place update (its version counter moves), by being replaced, or as the running statistics of a
+    norm layer in training mode; every rank runs the same code, so every rank finds the same changes.
+    Frozen buffers never change and never travel."""
 
     def __init__(self, modules: Iterable[nn.Module], info: DistInfo) -> None:
         self.modules, self.info = list(modules), info
@@ -201,12 +202,18 @@ class StateSync:
 
     def _tensors(self) -> list[Tensor]:
         seen: dict[int, Tensor] = {}
+        self._running: set[int] = set()
         for module in self.modules:
             for m in module.modules():
                 replicated = getattr(m, "dp_replicated", ())  # the same on every rank by construction
+                # batch_norm's kernel updates the running statistics without moving their version
+                # counters: a norm layer in training mode counts as changed every step.
+                running = isinstance(m, nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats
                 for name, buf in m.named_buffers(recurse=False):
                     if name not in replicated:
                         seen.setdefault(id(buf), buf)
+                        if running:
+                            self._running.add(id(buf))
                 for t in getattr(m, "nongrad_tensors", lambda: ())():
                     seen.setdefault(id(t), t)
         return list(seen.values())
@@ -218,7 +225,7 @@ class StateSync:
         if not self.info.enabled:
             return
         tensors = self._tensors()
-        changed = [t for t in tensors if self._seen.get(id(t)) != t._version]
+        changed = [t for t in tensors if id(t) in self._running or self._seen.get(id(t)) != t._version]
         for key in sorted({(str(t.dtype), str(t.device)) for t in changed}):
             group = [t for t in changed if (str(t.dtype), str(t.device)) == key]
             flat = torch.cat([t.reshape(-1) for t in group])
