@@ -151,3 +151,14 @@ def test_vqct_codebook_is_computed_once_per_forward_and_in_fp32_under_autocast()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         q(torch.randn(2, 4, 3, 3))
     assert calls == [torch.float32]
+
+
+def test_cvq_probrandom_anchors_are_the_draws_multinomial_makes():
+    """The anchor draw avoids multinomial's device sync but keeps its random numbers (CPU runs unchanged)."""
+    q = ClusteredVectorQuantizer(64, 8, anchor="probrandom")
+    flat, sim = torch.randn(500, 8), torch.randn(500, 64) * 3
+    torch.manual_seed(1)
+    anchors = q._anchors(flat, sim)
+    torch.manual_seed(1)
+    reference = flat[torch.multinomial(torch.softmax(sim.t(), dim=1), 1).squeeze(1)]
+    assert torch.equal(anchors, reference)

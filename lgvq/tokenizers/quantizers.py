@@ -148,15 +148,18 @@ class ClusteredVectorQuantizer(VectorQuantizer):
 
     def _anchors(self, flat: Tensor, sim: Tensor) -> Tensor:
         """(K, D): per code, a feature of the (global) batch — its closest, or one drawn with probability
-        softmax(similarity). Data parallel: the draw is a Gumbel-max, whose maximum over ranks is a draw
-        from the softmax over the global batch; one process keeps `multinomial` (its results unchanged)."""
+        softmax(similarity). Data parallel: the maximum over ranks of each rank's sim - log(Exp(1)) is a
+        draw from the softmax over the global batch."""
         if self.anchor == "closest":
             pick = sim.argmax(0)
             return global_best_rows(sim.gather(0, pick[None]).squeeze(0), flat[pick])
+        # torch.multinomial's own one-sample path (argmax of p / Exp(1)), without its validity check,
+        # which reads the probabilities' range back from the device: the same draws, no sync.
+        p = F.softmax(sim.t(), dim=1)  # (K, N), contiguous: the noise below fills it in multinomial's order
+        noise = torch.empty_like(p).exponential_(1)
         if not data_parallel():
-            return flat[torch.multinomial(F.softmax(sim.t(), dim=1), 1).squeeze(1)]
-        keyed = sim - torch.rand_like(sim).clamp_(min=1e-20).log().neg().log()
-        best, pick = keyed.max(0)
+            return flat[(p / noise).argmax(1)]
+        best, pick = (sim.t() - noise.log()).max(1)  # log p - log q up to a per-code constant: comparable across ranks
         return global_best_rows(best, flat[pick])
 
 

@@ -7,6 +7,9 @@ the device: reading a value on the host (`item`, `bool`, `float`, `int`, `tolist
 operations whose output size depends on the data (`nonzero`, boolean-mask indexing, `masked_select`,
 `unique`, `bincount`, `repeat_interleave` without `output_size`).
 
+It sees calls made from Python; a sync inside a C++ operator (torch.multinomial validates its input
+with one, for instance) shows only on CUDA, under `set_sync_debug_mode`.
+
 `host_side()` marks work that is on the host by design on every device (e.g. L_mtp's mask ratio,
 drawn from the CPU generator): calls inside it are not counted. Neither are those inside an
 optimiser's `step`: torch keeps Adam's step counters on the CPU (unless fused or capturable) precisely

@@ -85,7 +85,10 @@ class TokenizerTask:
         else:
             x = x.to(self.device)
         text = batch.get("text")
-        if text is not None:
+        if text is not None and self.fast:  # a pageable host-to-device copy would wait for the device
+            text = TextFeatures(*(t.pin_memory().to(self.device, non_blocking=True) for t in
+                                  (text.token_ids, text.tokens, text.valid, text.special, text.global_)))
+        elif text is not None:
             text = text.to(self.device)
         size = self.micro_batch or x.shape[0]
         return [(x[i : i + size], text[i : i + size] if text is not None else None) for i in range(0, x.shape[0], size)]
