@@ -23,8 +23,9 @@ def batches():
 
 
 def train(name: str, info: DistInfo) -> dict[str, torch.Tensor]:
+    name, _, anchor = name.partition(":")  # "cvq:probrandom": CVQ with that anchor rule
     torch.manual_seed(0)
-    model = build_tokenizer(name, TINY, image_size=16)
+    model = build_tokenizer(name, dict(TINY, **({"cvq_anchor": anchor} if anchor else {})), image_size=16)
     task = TokenizerTask(model, None, lr=1e-3, betas=(0.5, 0.9), dist=info)
     # SGD for the comparison: Adam's first steps are +-lr for any non-zero gradient, so float
     # noise in a near-zero gradient (summation order differs across processes) flips whole steps.
@@ -76,10 +77,20 @@ def test_two_processes_with_half_batches_match_one_process_with_the_whole_batch(
         assert torch.equal(ranks[0][k], ranks[1][k]), f"{k} differs between replicas"
 
 
+def train_cvq_variants(_, info: DistInfo) -> dict[str, torch.Tensor]:
+    return {f"{anchor}/{k}": v for anchor in ("closest", "probrandom") for k, v in train(f"cvq:{anchor}", info).items()}
+
+
 def test_cvq_codebook_updates_outside_autograd_stay_identical_across_replicas(tmp_path):
-    ranks = run_parallel(tmp_path, "cvq")
+    """No broadcast of CVQ's codebook or usage: both are reduced over every rank's features, so the
+    update is the same on each replica, and (closest anchors) equal to one process on the whole batch."""
+    ranks = run_parallel(tmp_path, None, fn="train_cvq_variants")
     for k in ranks[0]:
         assert torch.equal(ranks[0][k], ranks[1][k]), f"{k} drifted between replicas"
+    single = train("cvq:closest", SINGLE)
+    for k, v in single.items():
+        assert torch.allclose(ranks[0][f"closest/{k}"], v, atol=1e-6), f"{k} differs from the single-process run"
+    assert ranks[0]["closest/quantizer.usage"].sum() > 0
 
 
 def test_second_stage_and_heads_train_data_parallel_like_one_process_with_the_global_batch(tmp_path):
@@ -185,3 +196,48 @@ def test_torchrun_trains_a_tokenizer_and_a_head_job_with_two_processes(tmp_path)
     vqa = tmp_path / "r" / "shapes" / "eval" / "vqa" / "vqvae" / "lg" / "seed0"
     assert json.loads((vqa / "manifest.json").read_text())["processes"] == 2
     assert "Accuracy" in json.loads((vqa / "metrics.json").read_text())["metrics"]
+
+
+class _Collectives:
+    """Stands in for torch.distributed's collectives in one process (a finished no-op): counts calls and bytes."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+        class Done:
+            def wait(self):
+                return True
+
+        def record(kind):
+            def collective(t, *args, async_op=False, **kwargs):
+                self.calls.append((kind, t.numel() * t.element_size()))
+                return Done() if async_op else None
+            return collective
+
+        monkeypatch.setattr(dist, "all_reduce", record("all_reduce"))
+        monkeypatch.setattr(dist, "broadcast", record("broadcast"))
+
+
+def test_a_vqgan_lg_step_all_reduces_once_per_bucket_and_broadcasts_only_the_buffers_it_changed(monkeypatch):
+    from lgvq.lg.module import LanguageGuidance
+    from lgvq.text.base import TextFeatures
+
+    B, L, DT, V = 4, 10, 12, 40
+    valid = torch.ones(B, L, dtype=torch.bool)
+    special = torch.zeros(B, L, dtype=torch.bool)
+    special[:, [0, -1]] = True
+    text = TextFeatures(torch.randint(0, V, (B, L)), torch.randn(B, L, DT), valid, special, torch.randn(B, DT))
+    torch.manual_seed(0)
+    model = build_tokenizer("vqgan", dict(TINY, disc_start=0, disc_layers=1), image_size=16)
+    lg = LanguageGuidance(code_dim=4, text_width=DT, grid_tokens=64, token_embeddings=torch.randn(V, DT), gsa=1.0,
+                          mtp=1.0, ras=1.0, max_len=L)
+    task = TokenizerTask(model, lg, lr=1e-3, betas=(0.5, 0.9), micro_batch=2, dist=DistInfo(0, 2))
+    seen = _Collectives(monkeypatch)
+    task.train_step({"image": torch.rand(B, 3, 16, 16) * 2 - 1, "text": text}, 0)
+    reduces = [b for kind, b in seen.calls if kind == "all_reduce"]
+    # every trainable parameter's gradient once, in one bucket each (the tiny model fits in 25 MB)
+    params = [p for o in task.optimizers().values() for g in o.param_groups for p in g["params"]]
+    assert len(reduces) == 2 and sum(reduces) == sum(p.numel() * 4 for p in params)
+    # only BatchNorm's running statistics changed: the LG token embeddings (V x DT) never travel
+    batchnorm = sum(b.numel() * b.element_size() for b in model.discriminator.buffers())
+    assert sum(b for kind, b in seen.calls if kind == "broadcast") == batchnorm

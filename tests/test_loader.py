@@ -13,6 +13,7 @@ from lgvq.config import ConfigError
 from lgvq.data.base import ImageRecord
 from lgvq.data.dataset import ImageTextDataset
 from lgvq.data.loader import epoch_batch_indices, image_batches, resolve_workers, sequential_batches
+from lgvq.io import ArtifactError
 from lgvq.pipeline.tokenizer import TextBatcher
 from lgvq.tokenizers.registry import build_tokenizer
 from lgvq.train.loop import epoch_order, shuffled_batches, train_loop
@@ -87,6 +88,17 @@ def test_sequential_batches_cover_a_split_in_order_with_a_short_last_batch(tmp_p
     batches = list(sequential_batches(data, 3, workers=1))
     assert [b["image_id"] for b in batches] == [[0, 1, 2], [3, 4, 5], [6]]
     assert torch.equal(batches[2]["image"][0], data[6]["image"])
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_unreadable_image_is_one_error_naming_the_file_with_or_without_workers(tmp_path, workers):
+    recs = records(tmp_path, n=4)
+    recs[2].path.write_bytes(b"not a png")
+    data = ImageTextDataset(recs, image_size=16, train=False, seed=0)
+    with pytest.raises(ArtifactError) as err:
+        list(sequential_batches(data, 2, workers=workers))
+    assert str(err.value).startswith(f"unreadable image {recs[2].path}")
+    assert "Traceback" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_worker_count_auto_follows_the_jobs_threads_and_bad_values_name_the_key(monkeypatch):

@@ -139,3 +139,47 @@ def test_a_signal_ends_the_step_writes_a_checkpoint_and_the_rerun_is_exact(tmp_p
     reference = run(tmp_path / "ref")
     for a, b in zip(reference.net.parameters(), resumed.net.parameters()):
         assert torch.equal(a, b)
+
+
+class DeviceTermsTask(ToyTask):
+    """Returns its terms as tensors, unread on the host, as the tokenizer and head tasks do."""
+
+    def train_step(self, batch, step):
+        loss = (self.net(batch).squeeze(-1) - batch.sum(-1)).pow(2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        bad = float("inf") if step == self.poison_at else 1.0
+        return {"mse": loss.detach(), "aux": loss.detach() * 0 + bad}
+
+
+def test_terms_returned_as_tensors_are_logged_at_the_log_step_and_match_the_float_log(tmp_path):
+    run(tmp_path / "floats")
+    task = DeviceTermsTask()
+    train_loop(task, batches, out_dir=tmp_path / "tensors", max_steps=11, seed=7, config_hash="abc", ckpt_every=3,
+               log_every=4)
+    floats = (tmp_path / "floats" / "log.csv").read_text().splitlines()  # log_every=1: every step
+    rows = (tmp_path / "tensors" / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,mse,aux"
+    # steps 4, 8 and the last one (11): each the value at that step, not a mean over the window
+    assert [r.split(",")[0] for r in rows[1:]] == ["4", "8", "11"]
+    by_step = {r.split(",")[0]: float(r.split(",")[1]) for r in floats[1:]}
+    for r in rows[1:]:
+        step, mse, aux = r.split(",")
+        assert float(mse) == pytest.approx(by_step[step], rel=1e-6) and float(aux) == 1.0
+
+
+def test_a_non_finite_tensor_term_inside_a_log_window_stops_the_run_naming_step_term_and_window(tmp_path):
+    task = DeviceTermsTask(poison_at=5)
+    with pytest.raises(NonFiniteLossError, match=r"step 5: term 'aux' = inf .*steps 4-7"):
+        train_loop(task, batches, out_dir=tmp_path, max_steps=11, seed=7, config_hash="abc", ckpt_every=100,
+                   log_every=4)
+    assert not (tmp_path / "checkpoint.pt").exists()  # nothing written after the NaN
+
+
+def test_a_checkpoint_between_log_points_is_never_written_over_a_non_finite_step(tmp_path):
+    task = DeviceTermsTask(poison_at=1)
+    with pytest.raises(NonFiniteLossError, match=r"step 1: term 'aux'"):
+        train_loop(task, batches, out_dir=tmp_path, max_steps=11, seed=7, config_hash="abc", ckpt_every=2,
+                   log_every=10)
+    assert not (tmp_path / "checkpoint.pt").exists()

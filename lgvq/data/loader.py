@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lgvq.config import ConfigError
+from lgvq.io import ArtifactError
 
 THREADS_ENV = "LGVQ_THREADS"  # set by lgvq.pipeline.common.set_threads from the job's --threads
 
@@ -110,7 +111,22 @@ def image_batches(dataset: Dataset, batches: Iterable[list[int]], *, workers: in
                         pin_memory=pin_memory and torch.cuda.is_available(),
                         prefetch_factor=prefetch if workers > 0 else None,
                         generator=torch.Generator().manual_seed(seed))  # not the global RNG (module docstring)
-    return (finish(b) for b in loader) if finish is not None else iter(loader)
+    return _worker_errors_as_raised(loader, finish)
+
+
+def _worker_errors_as_raised(loader: DataLoader, finish: Callable[[Any], Any] | None) -> Iterator[Any]:
+    """A worker's ArtifactError (an unreadable image, a missing label map) reaches the job as the
+    in-process one would: its own one-line message naming the file, not the worker's traceback that
+    the DataLoader re-raises it with."""
+    try:
+        for batch in loader:
+            yield finish(batch) if finish is not None else batch
+    except ArtifactError as e:
+        text = str(e)
+        if not text.startswith("Caught ArtifactError in DataLoader worker"):
+            raise
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        raise ArtifactError(last.split("ArtifactError: ", 1)[-1]) from None
 
 
 def sequential_batches(dataset: Dataset, batch_size: int, **kw) -> Iterator[Any]:

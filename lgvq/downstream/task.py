@@ -7,8 +7,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from lgvq.train.distributed import SINGLE, DistInfo, average_gradients
-from lgvq.train.loop import check_finite
+from lgvq.train.distributed import SINGLE, DistInfo, GradientReducer
 
 
 class HeadTask:
@@ -23,6 +22,7 @@ class HeadTask:
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                      weight_decay=weight_decay)
+        self.reducer = GradientReducer(model.parameters(), dist)  # bucketed, overlapping the backward
 
     def modules(self) -> Mapping[str, nn.Module]:
         return {"head": self.model}
@@ -30,13 +30,14 @@ class HeadTask:
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
         return {"adamw": self.opt}
 
-    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+    def train_step(self, batch: Any, step: int) -> dict[str, Tensor]:
+        # Detached device tensors: the loop checks them for NaN/inf and logs them once per log window.
         terms = self.loss_terms(self.model, batch)
-        check_finite(terms, step)
         loss = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients((p for p in self.model.parameters() if p.requires_grad), self.dist)
+        with self.reducer.final_backward():
+            loss.backward()
+        self.reducer.finish()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.opt.step()
-        return {k: float(v.detach()) for k, v in terms.items()}
+        return {k: v.detach() for k, v in terms.items()}

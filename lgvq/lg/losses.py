@@ -27,22 +27,35 @@ def sample_mask(valid: Tensor, special: Tensor, generator: torch.Generator | Non
     """(B, L) bool mask for L_mtp: one ratio per batch from N(mean, std) truncated to [lo, hi]
     (by rejection; as in the authors' code most draws land near `hi`), then every real,
     non-special token is masked independently with that probability."""
-    device = valid.device
-    while True:
-        r = float(torch.randn((), generator=generator) * std + mean)
-        if lo <= r <= hi:
-            break
-    draw = torch.rand(valid.shape, generator=generator).to(device)
-    return (draw < r) & valid & ~special
+    return sample_mask_and_bound(valid, special, generator, mean, std, lo, hi)[0]
+
+
+def sample_mask_and_bound(valid: Tensor, special: Tensor, generator: torch.Generator | None = None,
+                          mean: float = 0.5, std: float = 0.1, lo: float = 0.1, hi: float = 0.3) -> tuple[Tensor, int]:
+    """`sample_mask`, and a host-side upper bound on the number of masked positions.
+
+    The draws come from the CPU generator (on every device, so a run's masks do not depend on it);
+    the bound counts the host draws below the ratio before the device's valid/special masks remove
+    some, so the caller can gather a fixed number of positions without reading the mask back."""
+    from lgvq.train.syncs import host_side
+
+    with host_side():  # host tensors on every device: no device synchronisation
+        while True:
+            r = float(torch.randn((), generator=generator) * std + mean)
+            if lo <= r <= hi:
+                break
+        drawn = torch.rand(valid.shape, generator=generator) < r
+        bound = int(drawn.sum())
+    return drawn.to(valid.device, non_blocking=True) & valid & ~special, bound
 
 
 def mtp_loss(logits: Tensor, targets: Tensor, masked: Tensor, valid: Tensor, label_smoothing: float = 0.1) -> Tensor:
     """L_mtp: label-smoothed CE over masked, non-pad positions. logits (B, L, V), targets (B, L).
-    Zero (not NaN) when nothing is masked."""
-    sel = masked & valid
-    if not bool(sel.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[sel], targets[sel], label_smoothing=label_smoothing)
+    Zero (not NaN) when nothing is masked. A weighted mean over every position, not a boolean
+    selection: no host-device synchronisation (the selection's size would be data-dependent)."""
+    sel = (masked & valid).flatten().to(logits.dtype)
+    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), label_smoothing=label_smoothing, reduction="none")
+    return (ce * sel).sum() / sel.sum().clamp(min=1.0)
 
 
 def ras_loss(vision_tokens: Tensor, projected_codes: Tensor, words: Tensor, valid: Tensor) -> Tensor:

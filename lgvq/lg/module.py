@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lgvq.lg.losses import gsa_loss, mtp_loss, ras_loss, sample_mask
+from lgvq.lg.losses import gsa_loss, mtp_loss, ras_loss, sample_mask_and_bound
 from lgvq.lg.nets import MaskedTextDecoder, VisualTokenTransformer
 from lgvq.text.base import TextFeatures
 
@@ -68,14 +68,19 @@ class LanguageGuidance(nn.Module):
         if self.weights["gsa"] > 0:
             terms["gsa"] = self.weights["gsa"] * gsa_loss(z_vt[:, 0], text.global_)
         if self.weights["mtp"] > 0:
-            masked = sample_mask(text.valid, text.special, generator)
+            masked, bound = sample_mask_and_bound(text.valid, text.special, generator)
             h = self._decode(text, masked, z_vt)
             # Only masked, real positions enter the loss: project just those onto the vocabulary
-            # (the (B, L, V) logits would dominate the step's cost for a 30k vocabulary).
-            sel = masked & text.valid
-            logits = self.logits(h[sel])[None]
-            ones = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
-            terms["mtp"] = self.weights["mtp"] * mtp_loss(logits, text.token_ids[sel][None], ones, ones)
+            # (the (B, L, V) logits would dominate the step's cost for a 30k vocabulary). A boolean
+            # selection would read its size back from the device; `bound` (known on the host) fixes it,
+            # the positions past the real ones point at a zero row of weight 0.
+            sel = (masked & text.valid).flatten()
+            pick = torch.nonzero_static(sel, size=bound, fill_value=sel.numel()).squeeze(1)
+            rows = torch.cat([h.flatten(0, 1), h.new_zeros(1, h.shape[-1])])[pick]
+            ids = torch.cat([text.token_ids.flatten(), text.token_ids.new_zeros(1)])[pick]
+            real = torch.cat([sel, sel.new_zeros(1)])[pick]
+            ones = torch.ones_like(real)
+            terms["mtp"] = self.weights["mtp"] * mtp_loss(self.logits(rows)[None], ids[None], real[None], ones[None])
         if self.weights["ras"] > 0:
             codes = self.ras_proj(z_q.flatten(2).transpose(1, 2))
             terms["ras"] = self.weights["ras"] * ras_loss(z_vt[:, 1:], codes, text.tokens, text.valid)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lgvq.tokenizers.needs import Needs
-from lgvq.tokenizers.quantizers import VectorQuantizer
+from lgvq.tokenizers.quantizers import VectorQuantizer, full_precision
 from lgvq.tokenizers.vqgan import VQGAN
 
 
@@ -46,7 +46,10 @@ class TransferredCodebookQuantizer(VectorQuantizer):
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(hidden, embed_dim))
 
     def weight(self) -> Tensor:
-        return self.mlp(self.adjacency @ self.gcn(self.words))
+        """(K, D) codes, in fp32 inside autocast: code assignment compares distances between them.
+        VectorQuantizer.forward computes them once per forward pass."""
+        with full_precision(self.words):
+            return self.mlp(self.adjacency @ self.gcn(self.words))
 
 
 class VQCT(VQGAN):

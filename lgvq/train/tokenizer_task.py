@@ -14,8 +14,7 @@ from torch import Tensor, nn
 
 from lgvq.text.base import TextFeatures
 from lgvq.tokenizers.base import Tokenizer, TokenizerOutput
-from lgvq.train.distributed import SINGLE, DistInfo, average_gradients, broadcast_state
-from lgvq.train.loop import check_finite
+from lgvq.train.distributed import SINGLE, DistInfo, GradientReducer, StateSync
 
 
 class TokenizerTask:
@@ -61,6 +60,11 @@ class TokenizerTask:
         self.opt_g = torch.optim.Adam([p for p in gen_params if p.requires_grad], **adam)
         disc = [p for p in model.discriminator_parameters() if p.requires_grad]
         self.opt_d = torch.optim.Adam(disc, **adam) if disc else None
+        # Data parallel: bucketed all-reduces launched from gradient hooks during each optimiser's last
+        # backward; afterwards only the buffers the step changed are broadcast (lgvq.train.distributed).
+        self.reduce_g = GradientReducer((p for g in self.opt_g.param_groups for p in g["params"]), dist)
+        self.reduce_d = GradientReducer(disc, dist) if disc else None
+        self.sync_state = StateSync(self.modules().values(), dist)
 
     def modules(self) -> Mapping[str, nn.Module]:
         mods: dict[str, nn.Module] = {"tokenizer": self.model}
@@ -81,19 +85,24 @@ class TokenizerTask:
         else:
             x = x.to(self.device)
         text = batch.get("text")
-        if text is not None:
+        if text is not None and self.fast:  # a pageable host-to-device copy would wait for the device
+            text = TextFeatures(*(t.pin_memory().to(self.device, non_blocking=True) for t in
+                                  (text.token_ids, text.tokens, text.valid, text.special, text.global_)))
+        elif text is not None:
             text = text.to(self.device)
         size = self.micro_batch or x.shape[0]
         return [(x[i : i + size], text[i : i + size] if text is not None else None) for i in range(0, x.shape[0], size)]
 
-    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
+        """One optimisation step. The terms come back as detached device tensors, never read on the host
+        here: the loop checks them for NaN/inf and logs them once per log window (lgvq.train.terms)."""
         chunks = self._chunks(batch)
         n = batch["image"].shape[0]
-        logged: dict[str, float] = {}
+        logged: dict[str, Tensor] = {}
 
         self.opt_g.zero_grad(set_to_none=True)
         outputs: list[tuple[Tensor, TokenizerOutput]] = []
-        for x, text in chunks:
+        for i, (x, text) in enumerate(chunks):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.forward(x)
                 terms = dict(self.model.generator_losses(x, out, step))
@@ -101,13 +110,16 @@ class TokenizerTask:
                     if text is None:
                         raise ValueError("language-guided training needs text features in the batch")
                     terms.update({f"lg_{k}": v for k, v in self.lg(out.z_q, text).items()})
-            check_finite(terms, step)
             scale = x.shape[0] / n  # micro-batch losses are means: weight by share of the batch
-            (sum(terms.values()) * scale).backward()
+            if i == len(chunks) - 1:
+                with self.reduce_g.final_backward():
+                    (sum(terms.values()) * scale).backward()
+            else:
+                (sum(terms.values()) * scale).backward()
             for k, v in terms.items():
-                logged[k] = logged.get(k, 0.0) + float(v.detach()) * scale
+                logged[k] = logged[k] + v.detach() * scale if k in logged else v.detach() * scale
             outputs.append((x, out))
-        average_gradients((p for g in self.opt_g.param_groups for p in g["params"]), self.dist)
+        self.reduce_g.finish()
         self.opt_g.step()
 
         if self.opt_d is not None:
@@ -120,13 +132,13 @@ class TokenizerTask:
                 if not d_terms:
                     continue
                 any_d = True
-                check_finite(d_terms, step)
-                (sum(d_terms.values()) * (x.shape[0] / n)).backward()
+                scale = x.shape[0] / n
+                (sum(d_terms.values()) * scale).backward()
                 for k, v in d_terms.items():
-                    logged[k] = logged.get(k, 0.0) + float(v.detach()) * (x.shape[0] / n)
+                    logged[k] = logged[k] + v.detach() * scale if k in logged else v.detach() * scale
             if any_d:
-                average_gradients((p for g in self.opt_d.param_groups for p in g["params"]), self.dist)
+                self.reduce_d.finish()  # the discriminator's losses are cheap: reduced after its backward
                 self.opt_d.step()
-        broadcast_state(self.modules().values(), self.dist)
-        logged["loss"] = sum(v for k, v in logged.items() if not k.startswith("disc"))
+        self.sync_state()
+        logged["loss"] = torch.stack([v.float() for k, v in logged.items() if not k.startswith("disc")]).sum()
         return logged
