@@ -106,3 +106,34 @@ def test_a_signalled_training_job_checkpoints_exits_128_plus_the_signal_and_resu
     assert reference.returncode == 0, reference.stderr[-3000:]
     assert_same_weights(ref_dir / "model.pt", cut_dir / "model.pt")
     assert (ref_dir / "log.csv").read_text() == (cut_dir / "log.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_signalled_understanding_head_checkpoints_every_ckpt_every_and_resumes_exactly(tmp_path):
+    """The head job (VQA on frozen codes): SIGUSR1 at its first checkpoint (`downstream.ckpt_every`: 2), the
+    re-run resumes; a second, uninterrupted run of the same command from scratch gives the same head."""
+    path = config(tmp_path, "head")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"]["steps"] = 2
+    cfg["downstream"].update(steps=STEPS, ckpt_every=2)
+    path.write_text(yaml.safe_dump(cfg))
+    run = ["--config", str(path), "--dataset", "shapes", "--tokenizer", "vqvae", "--variant", "base", "--seed", "0"]
+    assert main(["tokenizer", "train", *run]) == 0 and main(["tokenizer", "encode", *run]) == 0
+    results = Path(cfg["results_dir"]) / "shapes"
+    work = results / "downstream" / "vqa" / "vqvae" / "base" / "seed0"
+    assert not work.exists()
+    cmd = [*lgvq(), "downstream", "run", "--task", "vqa", *run, "--threads", "1"]
+
+    rc, log = signal_at_first_checkpoint(cmd, work / "checkpoint.pt", signal.SIGUSR1)
+    assert rc == 128 + signal.SIGUSR1, log[-3000:]
+    m = re.search(r"interrupted by SIGUSR1 at step (\d+)", log)
+    assert m and 2 <= int(m.group(1)) < STEPS // 2, log[-3000:]
+    resumed = subprocess.run(cmd, capture_output=True, text=True)
+    assert resumed.returncode == 0 and f"at step {m.group(1)} of {STEPS}" in resumed.stdout + resumed.stderr
+    interrupted = weights(work / "checkpoint.pt")
+    os.replace(work, tmp_path / "interrupted")
+    assert main(["downstream", "run", "--task", "vqa", *run, "--threads", "1"]) == 0
+    reference = weights(work / "checkpoint.pt")
+    assert interrupted.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(interrupted[k], reference[k]), k
