@@ -85,6 +85,9 @@ def test_a_four_gpu_tokenizer_job_is_one_sbatch_task_with_four_gpus_and_torchrun
         return plugin.get_submit_command(job, params, settings=settings) + set_gres_string(job), job
 
     call, job = sbatch("train_tokenizer")
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    validate_slurm_extra(job)  # the profile's --signal is not one of the options the plugin manages itself
     expected = rule_resources(load_config(tmp_path / "c.yaml"), "train_tokenizer", "shapes")
     assert expected["gpus"] == 4 and expected["cpus_per_task"] == 16
     assert " --gpus=4" in call and "--ntasks-per-gpu" not in call and "--ntasks=" not in call  # one task
@@ -129,6 +132,10 @@ def test_a_rules_resources_are_overridden_in_the_config_and_a_bad_override_names
     cfg["resources"] = {"train_tokenizer": {"runtime": 2880, "mem_mb": 32000}}
     r = rule_resources(cfg, "train_tokenizer", "shapes")
     assert (r["runtime"], r["mem_mb"], r["gpus"]) == (2880, 32000, 1)
+    from lgvq.pipeline import jobs
+
+    plain = load_config(ROOT / "config" / "smoke.yaml")
+    assert jobs.job_hash(jobs.tables(cfg)) == jobs.job_hash(jobs.tables(plain))  # scheduling reruns nothing
     cfg["resources"] = {"stage2": {"gpus": 2}}
     with pytest.raises(ConfigError, match=r"resources\.stage2\.gpus: 2, but stage2\.gpus is 1"):
         rule_resources(cfg, "stage2", "shapes")
