@@ -95,8 +95,10 @@ def test_a_four_gpu_tokenizer_job_is_one_sbatch_task_with_four_gpus_and_torchrun
     assert f"--mem {expected['mem_mb']}" in call and f"-t {expected['runtime']} " in call
     assert "--signal=TERM@300" in call and "--requeue" in call
     # inside the allocation: srun -n1 with all four GPUs and all CPUs, then torchrun with one rank per GPU
-    assert get_gpu_setting(job) == "--gpus=4" and get_cpu_setting(job, True) == f"--cpus-per-task={expected['cpus_per_task']}"
-    assert "launch --gpus 4 -- torchrun --standalone --nproc_per_node 4 -m lgvq.cli tokenizer train" in jobs["train_tokenizer"][1]
+    assert get_gpu_setting(job) == "--gpus=4"
+    assert get_cpu_setting(job, True) == f"--cpus-per-task={expected['cpus_per_task']}"
+    torchrun = "launch --gpus 4 -- torchrun --standalone --nproc_per_node 4 -m lgvq.cli tokenizer train"
+    assert torchrun in jobs["train_tokenizer"][1]
 
     # the rules that run a model get one GPU; bookkeeping rules none (no --gpus at all)
     for rule in ("encode_codes", "eval_reconstruction", "text_cache", "train_feature_extractor"):
@@ -123,7 +125,8 @@ def test_resources_scale_with_steps_batch_image_size_and_processes():
     assert r4["gpus"] == 4 and r4["cpus_per_task"] == 4 * big["cpus_per_task"] and r4["mem_mb"] > 3.5 * big["mem_mb"]
     assert r4["runtime"] == big["runtime"]  # batch_size is per process: each rank does the same work
     # encoding holds the whole dataset's codes: COCO's 123k images take more than CUB's 12k
-    assert rule_resources(paper, "encode_codes", "coco")["mem_mb"] > rule_resources(paper, "encode_codes", "cub")["mem_mb"]
+    coco, cub = rule_resources(paper, "encode_codes", "coco"), rule_resources(paper, "encode_codes", "cub")
+    assert coco["mem_mb"] > cub["mem_mb"]
     assert rule_resources(paper, "tables")["gpus"] == 0
 
 

@@ -82,7 +82,8 @@ def acquire(devices: list[str], n: int, where: Path, *, wait: float = WAIT_SECON
             timeout: float | None = None) -> tuple[list[str], list[int]]:
     """`try_acquire` until it succeeds (or `timeout` seconds pass: TimeoutError)."""
     if n > len(devices):
-        raise ValueError(f"the job asks for {n} GPUs, this machine lets it see {len(devices)} ({','.join(devices) or 'none'})")
+        seen = ",".join(devices) or "none"
+        raise ValueError(f"the job asks for {n} GPUs, this machine lets it see {len(devices)} ({seen})")
     start, said = time.monotonic(), False
     while True:
         got = try_acquire(devices, n, where)
@@ -92,7 +93,8 @@ def acquire(devices: list[str], n: int, where: Path, *, wait: float = WAIT_SECON
             raise TimeoutError(f"no {n} free GPUs of {','.join(devices)} within {timeout:.0f} s (locks in {where})")
         if not said:
             print(f"lgvq: all GPUs are held by other jobs; waiting for {n} of {','.join(devices)} "
-                  "(run Snakemake with --resources gpu=<number of GPUs> to queue jobs there)", file=sys.stderr, flush=True)
+                  "(run Snakemake with --resources gpu=<number of GPUs> to queue jobs there)",
+                  file=sys.stderr, flush=True)
             said = True
         time.sleep(wait)
 

@@ -143,5 +143,6 @@ def resource_table(cfg: dict[str, Any], dataset: str) -> str:
     rows = ["| rule | GPUs | CPUs | memory (GB) | time limit (h) |", "|---|---:|---:|---:|---:|"]
     for rule in RULES:
         r = rule_resources(cfg, rule, dataset)
-        rows.append(f"| {rule} | {r['gpus']} | {r['cpus_per_task']} | {r['mem_mb'] / 1000:.1f} | {r['runtime'] / 60:.1f} |")
+        rows.append(f"| {rule} | {r['gpus']} | {r['cpus_per_task']} | {r['mem_mb'] / 1000:.1f} "
+                    f"| {r['runtime'] / 60:.1f} |")
     return "\n".join(rows)
