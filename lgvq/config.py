@@ -252,8 +252,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
     }
 
 
-# Keys of `stage2` / `downstream` that choose which jobs run, not what one job computes.
-_RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers")
+# Keys of `stage2` / `downstream` that choose which jobs run, not what one job computes; and
+# `ckpt_every`, how often a checkpoint is written (resume is exact at any cadence, as for `train`).
+_RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers", "ckpt_every")
 
 
 def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True) -> dict[str, Any]:

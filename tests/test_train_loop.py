@@ -125,7 +125,7 @@ class SignalledTask(ToyTask):
         return super().train_step(batch, step)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
 def test_a_signal_ends_the_step_writes_a_checkpoint_and_the_rerun_is_exact(tmp_path, signum):
     from lgvq.train.loop import TrainingInterrupted
 

@@ -49,7 +49,9 @@ def process_group(cfg: dict[str, Any]):
     dist = init_from_env()
     dev = device(cfg)
     if dist.enabled and dev.type == "cuda":
-        dev = torch.device("cuda", dist.local_rank)
+        from lgvq.train.distributed import rank_device_index
+
+        dev = torch.device("cuda", rank_device_index(dist.local_rank, torch.cuda.device_count()))
     return dist, dev
 
 

@@ -51,7 +51,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     train_loop(HeadTask(model, setup.loss_terms, lr=d["lr"], dist=dist),
                shuffled_batches(setup.n_train, d["batch_size"], seed, setup.make_batch, dist=dist,
                                 key="downstream.batch_size"),
-               out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=max(1, d["steps"] // 2),
+               out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=d["ckpt_every"],
                log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
     if not dist.is_main:
         return out / "metrics.json"  # rank 0 evaluates and writes

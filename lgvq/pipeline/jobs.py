@@ -122,5 +122,5 @@ def downstream_job(cfg: dict[str, Any], task: str, dataset: str, name: str, vari
 
 def tables(cfg: dict[str, Any]) -> dict[str, Any]:
     """`tables`, `table`, `report`: cheap, and they print the experiment's name and seeds, so the
-    whole config counts."""
-    return cfg
+    whole config counts, except what the cluster is asked for (`resources`: no output depends on it)."""
+    return {k: v for k, v in cfg.items() if k != "resources"}

@@ -76,7 +76,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     model.to(dev)
     train_loop(HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"]),
                shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps[idx].to(dev)), out_dir=out,
-               max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
+               max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
                log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
     model.eval()
     acc = float((model.reconstruct(maps[:256].to(dev)).cpu() == maps[:256]).float().mean())
@@ -217,7 +217,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
 
     train_loop(HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist),
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
-               max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
+               max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
                log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
     if not dist.is_main:
         return out / "metrics.json"  # rank 0 samples, scores and writes

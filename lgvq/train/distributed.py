@@ -14,7 +14,8 @@ never frozen ones (LG's token embeddings, VQCT's word embeddings, VGG). CVQ redu
 anchors over every rank's features (`all_sum`, `global_best_rows`), so its codebook update is the same
 on every rank without a broadcast. Only rank 0 writes checkpoints, logs and outputs.
 
-Backends: NCCL on CUDA, gloo on the CPU (what the tests use). `torchrun --nproc_per_node N`
+Backends: NCCL when every rank on this node has its own GPU, else gloo (the CPU, what the tests use,
+or more ranks than visible GPUs: NCCL refuses two ranks on one device). `torchrun --nproc_per_node N`
 sets RANK / WORLD_SIZE / LOCAL_RANK; a plain process is rank 0 of 1 and nothing here runs.
 """
 
@@ -56,11 +57,23 @@ def init_from_env() -> DistInfo:
         return SINGLE
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        backend = choose_backend(gpus, local_world)
+        if gpus:
+            torch.cuda.set_device(rank_device_index(info.local_rank, gpus))
+        dist.init_process_group(backend)
     return info
+
+
+def choose_backend(visible_gpus: int, local_world: int) -> str:
+    """NCCL only when each of this node's `local_world` ranks has a GPU of its own."""
+    return "nccl" if visible_gpus >= local_world > 0 else "gloo"
+
+
+def rank_device_index(local_rank: int, visible_gpus: int) -> int:
+    """The GPU a rank uses: its own when there are enough, else shared round-robin (under gloo)."""
+    return local_rank % visible_gpus
 
 
 def shard(batch: Any, info: DistInfo, *, what: str = "train.batch_size") -> Any:

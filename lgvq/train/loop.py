@@ -13,8 +13,9 @@ and that a crash must not lose:
 - NaN/inf detection, which names the step and the offending term: `TermWindow` (lgvq.train.terms) keeps
   the terms on the device and checks them once per log window (one host-device sync per `log_every`
   steps); `check_finite` is the eager check for tasks that want it before their backward pass;
-- SIGINT/SIGTERM (Ctrl-C, a pre-empted cluster job): the current step ends, a checkpoint is written
-  and `TrainingInterrupted` is raised (the CLI exits quietly with 128 + the signal number);
+- SIGINT/SIGTERM/SIGUSR1 (Ctrl-C, `scancel`, a SLURM time limit or pre-emption warning): the current
+  step ends, a checkpoint is written and `TrainingInterrupted` is raised (the CLI exits quietly with
+  128 + the signal number: 130, 143, 138), so a requeued job or Snakemake's `--retries` resumes it;
 - a tqdm progress bar and a CSV loss log (`log.csv`: step + one column per term, each the term's value
   at the log step, not a mean over the window).
 """
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived (Ctrl-C, `scancel`, a pre-empted SLURM job): training finished the
+    """SIGINT, SIGTERM or SIGUSR1 arrived (Ctrl-C, `scancel`, a pre-empted SLURM job): training finished the
     step it was in, wrote a checkpoint, and stops. Re-running the same command continues from it."""
 
     def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
@@ -55,10 +56,12 @@ class TrainingInterrupted(Exception):
 
 
 class _StopRequests:
-    """While active, SIGINT and SIGTERM only record that a stop was asked for; the loop checks it
-    between steps (a Python flag: no device sync). Only the main thread can install handlers."""
+    """While active, SIGINT, SIGTERM and SIGUSR1 only record that a stop was asked for; the loop checks
+    it between steps (a Python flag: no device sync). Only the main thread can install handlers.
+    SIGUSR1 is what `sbatch --signal=USR1@<s>` sends ahead of a time limit: the warning a cluster
+    gives so the job can checkpoint before SIGKILL."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self) -> None:
         self.signum: int | None = None

@@ -68,14 +68,39 @@ TABLES_HASH = jobs.job_hash(jobs.tables(config))
 
 
 LGVQ = "lgvq"
+# The GPU rules' commands run through lgvq.pipeline.launch: it gives the job its own GPUs on a
+# multi-GPU machine (CUDA_VISIBLE_DEVICES, lock files) and execs the command, so a SIGTERM before a
+# SLURM time limit reaches the training process itself (the shell is replaced, not a parent).
+GPU_LAUNCH = "exec python -m lgvq.pipeline.launch --gpus {resources.gpu} --"
 
 
 def launcher(gpus: int) -> str:
-    """A training job with several GPUs: torchrun starts one data-parallel process per GPU."""
-    return f"torchrun --standalone --nproc_per_node {gpus} -m lgvq.cli" if gpus > 1 else LGVQ
+    """A training job with several GPUs: torchrun starts one data-parallel process per GPU the job
+    gets (the rule's `gpu` resource is the same stage's `gpus`: lgvq.pipeline.resources)."""
+    cmd = f"torchrun --standalone --nproc_per_node {gpus} -m lgvq.cli" if gpus > 1 else LGVQ
+    return f"{GPU_LAUNCH} {cmd}"
 
 
 TRAIN_LAUNCH = launcher(config["train"]["gpus"])
+GPU_LGVQ = launcher(1)  # the other rules that run a model: one process, one GPU when the job has one
+
+
+def resources_of(rule_name: str) -> dict:
+    """A rule's cluster resources from lgvq.pipeline.resources (callables: they depend on the dataset).
+    `gpu` is snakemake-executor-plugin-slurm's GPU count (sbatch --gpus) and what a local
+    `--resources gpu=N` counts. GPU jobs are one task (tasks_per_gpu=0: the plugin adds no
+    --ntasks-per-gpu): torchrun starts the ranks inside it, with all its CPUs (cpus_per_task)."""
+    from lgvq.pipeline.resources import RULES, rule_resources
+
+    def value(key):
+        return lambda wc: rule_resources(config, rule_name, getattr(wc, "dataset", None))[key]
+
+    res = {"mem_mb": value("mem_mb"), "runtime": value("runtime"), "cpus_per_task": value("cpus_per_task")}
+    if RULES[rule_name].gpu != "none":
+        res.update(gpu=value("gpus"), tasks_per_gpu=0)
+    return res
+
+
 SELECT = "--config {params.cfg} --dataset {wildcards.dataset}"
 RUN_SELECT = ("--config {params.cfg} --dataset {wildcards.dataset} --tokenizer {wildcards.tokenizer}"
               " --variant {wildcards.variant} --seed {wildcards.seed}")

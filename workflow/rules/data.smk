@@ -14,8 +14,7 @@ rule prepare_data:
         f"{R}/logs/prepare_data/{{dataset}}.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **resources_of("prepare_data"),
     shell:
         f"{LGVQ} data prepare {SELECT} > {{log}} 2>&1"
 
@@ -34,8 +33,7 @@ rule dataset_stats:
         f"{R}/logs/dataset_stats/{{dataset}}.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **resources_of("dataset_stats"),
     shell:
         f"{LGVQ} data stats {SELECT} --out {{output}} > {{log}} 2>&1"
 
@@ -54,7 +52,6 @@ rule text_cache:
         f"{R}/logs/text_cache/{{dataset}}-{{encoder}}.log",
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("text_cache"),
     shell:
-        f"{LGVQ} text cache {SELECT} --out {{output}} > {{log}} 2>&1"
+        f"{GPU_LGVQ} text cache {SELECT} --out {{output}} > {{log}} 2>&1"

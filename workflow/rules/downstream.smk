@@ -18,8 +18,6 @@ rule downstream:
         f"{R}/logs/downstream/{{dstask}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=600,
-        gpus=config["downstream"]["gpus"],
+        **resources_of("downstream"),
     shell:
         f"{launcher(config['downstream']['gpus'])} downstream run --task {{wildcards.dstask}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"

@@ -18,10 +18,9 @@ rule train_feature_extractor:
         f"{R}/logs/feature_extractor/{{dataset}}.log",
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=60,
+        **resources_of("train_feature_extractor"),
     shell:
-        f"{LGVQ} metrics train-extractor {SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{GPU_LGVQ} metrics train-extractor {SELECT} --threads {{threads}} > {{log}} 2>&1"
 
 
 rule eval_reconstruction:
@@ -41,10 +40,9 @@ rule eval_reconstruction:
         f"{R}/logs/eval_reconstruction/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("eval_reconstruction"),
     shell:
-        f"{LGVQ} eval reconstruction {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{GPU_LGVQ} eval reconstruction {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
 
 
 rule eval_text_alignment:
@@ -62,7 +60,6 @@ rule eval_text_alignment:
         f"{R}/logs/eval_text_alignment/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("eval_text_alignment"),
     shell:
-        f"{LGVQ} eval text-alignment {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{GPU_LGVQ} eval text-alignment {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"

@@ -22,9 +22,7 @@ rule stage2:
         f"{R}/logs/stage2/{{s2task}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=1440,
-        gpus=config["stage2"]["gpus"],
+        **resources_of("stage2"),
     shell:
         f"{launcher(config['stage2']['gpus'])} stage2 run --task {{wildcards.s2task}} {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
 
@@ -43,7 +41,6 @@ rule labelmap_vq:
         f"{R}/logs/labelmap_vq/{{dataset}}.log",
     threads: 1
     resources:
-        mem_mb=3000,
-        runtime=600,
+        **resources_of("labelmap_vq"),
     shell:
-        f"{LGVQ} stage2 labelmap-vq {SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{GPU_LGVQ} stage2 labelmap-vq {SELECT} --threads {{threads}} > {{log}} 2>&1"

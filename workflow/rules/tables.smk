@@ -17,8 +17,7 @@ rule tables:
         f"{R}/logs/tables.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **resources_of("tables"),
     shell:
         f"{LGVQ} tables build --config {{params.cfg}} --all --out-dir {{output}} > {{log}} 2>&1"
 
@@ -39,8 +38,7 @@ rule table:
         f"{R}/logs/table-{{table}}.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **resources_of("table"),
     shell:
         f"{LGVQ} tables build --config {{params.cfg}} --table {{wildcards.table}} --out-dir {TABLES} > {{log}} 2>&1"
 
@@ -59,7 +57,6 @@ rule report:
         f"{R}/logs/report.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **resources_of("report"),
     shell:
         f"{LGVQ} report --config {{params.cfg}} --out {{output}} > {{log}} 2>&1"

@@ -16,9 +16,7 @@ rule train_tokenizer:
         f"{R}/logs/train_tokenizer/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=600,
-        gpus=config["train"]["gpus"],
+        **resources_of("train_tokenizer"),
     shell:
         f"{TRAIN_LAUNCH} tokenizer train {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
 
@@ -40,7 +38,6 @@ rule encode_codes:
         f"{R}/logs/encode_codes/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("encode_codes"),
     shell:
-        f"{LGVQ} tokenizer encode {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
+        f"{GPU_LGVQ} tokenizer encode {RUN_SELECT} --threads {{threads}} > {{log}} 2>&1"
