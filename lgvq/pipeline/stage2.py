@@ -74,7 +74,8 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     model = LabelMapVQ(n_classes, ds["image_size"], meta["grid"], n_embed=meta["n_embed"])
     dev = pick_device(cfg)
     model.to(dev)
-    train_loop(HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"]),
+    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"])
+    train_loop(trainer,
                shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps[idx].to(dev)), out_dir=out,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
                log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
@@ -82,7 +83,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     acc = float((model.reconstruct(maps[:256].to(dev)).cpu() == maps[:256]).float().mean())
     atomic_torch_save(out / "model.pt", {"state": model.state_dict(), "meta": meta})
     atomic_write_json(out / "meta.json", {**meta, "train_pixel_accuracy": acc})
-    record.write(out, train_pixel_accuracy=acc)
+    record.write(out, train_pixel_accuracy=acc, execution=trainer.execution.record())
     return out / "model.pt"
 
 
@@ -215,7 +216,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for r, i in zip(recs, idx)]
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
-    train_loop(HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist),
+    trainer = HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
+    train_loop(trainer,
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
                log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
@@ -266,7 +268,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                              + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
                 "text_encoder": cache.describe() if cache else None},
         not_computed=fid.not_computed, extra={"task": task}).write(out)
-    record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world)
+    record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
+                 execution=trainer.execution.record())
     return out / "metrics.json"
 
 
