@@ -154,10 +154,11 @@ class Stage2Model(nn.Module):
     def generate(self, n: int, cond: Any, s: dict[str, Any], generator: torch.Generator, device,
                  given: Tensor | None = None) -> Tensor:
         if self.task == "t2i_diffusion":
-            flat = self.net.sample(*cond, generator=generator, temperature=s["temperature"])
+            flat = self.net.sample(*cond, generator=generator, temperature=s["temperature"], fast=s["fast_path"])
         else:
             flat = self.net.sample(n, prefix=self.prefix(cond), given=given, temperature=s["temperature"],
-                                   top_k=s["top_k"], top_p=s["top_p"], generator=generator, device=device)
+                                   top_k=s["top_k"], top_p=s["top_p"], generator=generator, device=device,
+                                   fast=s["fast_path"])
         return flat.view(n, *self.grid)
 
 
