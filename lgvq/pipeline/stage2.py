@@ -222,23 +222,32 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=max(1, s["steps"] // 2),
                log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
-    if not dist.is_main:
-        return out / "metrics.json"  # rank 0 samples, scores and writes
     model.eval()
 
     # --- generate, decode, score -------------------------------------------------------------------
+    # Sampling is spread over the ranks: chunk c (50 conditions) is drawn by rank c % world with its own
+    # generator seeded by c, so the samples do not depend on how many processes draw them. Rank 0
+    # gathers them, then scores and writes alone.
+    from lgvq.train.distributed import map_chunks_to_main
+
     tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
-    g = torch.Generator(device=dev).manual_seed(cfg["eval"]["mask_eval_seed"] * 7919 + seed)
+    sample_seed = cfg["eval"]["mask_eval_seed"] * 7919 + seed
     captions = [r.captions[0] for r in test_recs]
-    images, n_half = [], grid[0] // 2
-    for i in range(0, len(test_recs), 50):
-        recs = test_recs[i : i + 50]
+    n_half = grid[0] // 2
+
+    def draw(c: int) -> Tensor:
+        i, recs = c * 50, test_recs[c * 50 : c * 50 + 50]
+        g = torch.Generator(device=dev).manual_seed(sample_seed * 100_003 + c)
         real = test_codes.batch([test_codes(r.image_id) for r in recs], dev)
         given = real[:, :n_half].flatten(1) if task == "completion" else None
         codes = model.generate(len(recs), condition(recs, captions[i : i + 50]), s, g, dev, given=given)
         if given is not None and not torch.equal(codes[:, :n_half].flatten(1), given):
             raise RuntimeError("completion changed the given half of the code grid")
-        images.append(tok.decode_codes(codes).clamp(-1, 1).cpu())
+        return tok.decode_codes(codes).clamp(-1, 1).cpu()
+
+    images = map_chunks_to_main(-(-len(test_recs) // 50), draw, dist)
+    if not dist.is_main:
+        return out / "metrics.json"  # rank 0 scores and writes
     x = torch.cat(images)
     samples_dir = out / "samples"
     write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in test_recs], samples_dir)
