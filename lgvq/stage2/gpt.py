@@ -35,7 +35,8 @@ class StaticKVCache:
         self.v: list[Tensor | None] = [None] * layers
 
     def write(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store k, v (B, H, T, Dh) at positions start .. start + T - 1; return views of positions 0 .. start + T - 1."""
+        """Store k, v (B, H, T, Dh) at positions start .. start + T - 1; return views of positions 0 .. start + T - 1
+        (the buffers' first `start + T` positions)."""
         end = start + k.shape[2]
         if end > self.capacity:
             raise ValueError(f"the key/value cache holds {self.capacity} positions; position {end - 1} does not fit")
@@ -153,7 +154,8 @@ class CodeGPT(nn.Module):
         if given.shape[1] >= self.n_positions:
             return given[:, : self.n_positions].clone()
         sos = torch.full((n, 1), self.sos, dtype=torch.long, device=device)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if fast and device.type == "cuda" else contextlib.nullcontext()
+        cuda_bf16 = fast and device.type == "cuda"
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda_bf16 else contextlib.nullcontext()
         with amp:
             x = self.tok(torch.cat([sos, given], 1))
             if self.n_prefix:
