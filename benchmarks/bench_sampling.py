@@ -1,7 +1,7 @@
 """Second-stage sampling throughput: the GPT with vs without its key/value cache (tokens/s and
 the ratio, same model, same seed, same run), and discrete-diffusion denoising steps/s.
 
-    python benchmarks/bench_sampling.py --out benchmarks/results/sampling_cpu.json
+    python benchmarks/bench_sampling.py --out benchmarks/results/sampling_cpu.json [--threads 1]
 
 Sizes: "default" is config/config.yaml's stage2 (8x8 grid); "mid" a 16x16 grid (the paper's
 256 tokens) at width 256 / 4 layers, affordable on a CPU; "paper" (width 1024, 16 layers) only
@@ -79,7 +79,10 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--paper", action="store_true", help="also the paper size")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (a shared machine: 1)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     rows = []
     for name in ["default", "mid"] + (["paper"] if a.paper else []):

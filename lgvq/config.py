@@ -242,12 +242,12 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         "lg": cfg["lg"] if any(w > 0 for w in weights.values()) else None,
         "method_revision": METHOD_REVISION,
         "text_encoder": cfg["text_encoder"] if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None,
-        # How the steps execute stays out (a checkpoint resumes the same way under either; the
-        # manifest records them): the fast path, torch.compile, and how often a checkpoint or a
-        # loss-log row is written (resume is exact at any cadence). The number of processes stays
-        # in when above 1: it multiplies the global batch.
+        # The fast path (bf16 autocast on CUDA) and torch.compile stay in: they change the numbers, and
+        # a table must be able to tell a bf16 run from an fp32 one. How often a checkpoint or a loss-log
+        # row is written stays out (resume is exact at any cadence). The number of processes stays in
+        # when above 1: it multiplies the global batch.
         "train": {k: v for k, v in cfg["train"].items()
-                  if not (k == "gpus" and v == 1) and k not in ("compile", "fast_path", "ckpt_every", "log_every")},
+                  if not (k == "gpus" and v == 1) and k not in ("ckpt_every", "log_every")},
         "seed": seed,
     }
 

@@ -2,7 +2,8 @@
 
 Records what is needed to trust and reproduce a number: the config slice that produced it
 and its hash, the seed, git revision (and whether the tree was dirty), package versions,
-device, wall time and peak memory. Tables are built from manifests + metric files only.
+device, how the steps executed (`execution`: precision, TF32, channels_last, compile,
+cudnn.benchmark), wall time and peak memory. Tables are built from manifests + metric files only.
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def device_info() -> dict[str, Any]:
     return info
 
 
+def execution_info(given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every manifest's `execution`: what the job says it did (a training task's `Execution.record()`),
+    over fp32 eager and the process-wide TF32 / cudnn.benchmark flags as they stand. torch is only
+    asked when the job imported it (config hashing in the Snakefile must stay light)."""
+    base: dict[str, Any] = {"precision": "fp32", "tf32": False, "channels_last": False, "compile": False,
+                            "cudnn_benchmark": False}
+    if "torch" in sys.modules:
+        from lgvq.train.precision import backend_flags
+
+        base.update(backend_flags())
+    return {**base, **(given or {})}
+
+
 def peak_rss_mb() -> float:
     # ru_maxrss is KiB on Linux.
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -100,6 +114,7 @@ class RunRecord:
             **self.extra,
             **more,
         }
+        manifest["execution"] = execution_info(more.get("execution", self.extra.get("execution")))
         path = Path(out_dir) / name
         atomic_write_json(path, manifest)
         return path

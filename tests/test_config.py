@@ -164,14 +164,21 @@ def test_paths_expand_environment_variables_and_an_unset_one_is_named(monkeypatc
         validate_config(cfg)
 
 
-def test_execution_settings_leave_a_runs_hash_alone_but_the_global_batch_does_not():
+def test_precision_and_compile_change_a_runs_hash_but_checkpoint_cadence_does_not():
     from lgvq.config import tokenizer_job_slice
     from lgvq.manifest import config_hash
+    from lgvq.pipeline import jobs
 
     def h(train):
         return config_hash(tokenizer_job_slice(validate_config({**MINIMAL, "train": train}), "shapes", "vqgan", "base", 0))
 
-    assert h({}) == h({"compile": True}) == h({"fast_path": False}) == h({"gpus": 1})  # how steps execute
+    assert h({}) == h({"ckpt_every": 7}) == h({"log_every": 3}) == h({"gpus": 1})  # resume is exact at any cadence
+    # a bf16 or compiled run computes other numbers: a table must be able to tell it from an fp32 eager one
+    assert len({h({}), h({"compile": True}), h({"fast_path": False})}) == 3
+    for stage, job in (("stage2", jobs.stage2_training), ("downstream", jobs.downstream_training)):
+        slices = [job(validate_config({**MINIMAL, stage: {"fast_path": fast}}), "unconditional", "shapes", "vqgan",
+                      "base", 0) for fast in (True, False)]
+        assert config_hash(slices[0]) != config_hash(slices[1]), stage
     assert h({"gpus": 2}) != h({})  # the global batch doubles
     assert h({"steps": 7}) != h({})
 

@@ -167,8 +167,10 @@ CHANGES = {
     "eval.shapes_cnn_epochs": 2,
     "eval.mask_eval_seed": 1,
     "stage2.steps": 3,
+    "stage2.fast_path": False,
     "stage2.tokenizers.completion": ["vqvae"],
     "downstream.steps": 3,
+    "downstream.fast_path": False,
     "downstream.tokenizers.vqa": ["vqvae"],
 }
 

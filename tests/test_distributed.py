@@ -55,6 +55,17 @@ def train_head(per_process_batch: int, info: DistInfo) -> dict[str, torch.Tensor
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def spread_samples(n_chunks: int, info: DistInfo) -> dict[str, torch.Tensor]:
+    """Second-stage sampling as `lgvq stage2 run` spreads it: chunk c drawn with a generator seeded by c."""
+    from lgvq.stage2.gpt import CodeGPT
+    from lgvq.train.distributed import map_chunks_to_main
+
+    torch.manual_seed(0)
+    model = CodeGPT(16, 9, width=16, layers=1, heads=2).eval()
+    got = map_chunks_to_main(n_chunks, lambda c: model.sample(3, generator=torch.Generator().manual_seed(c)), info)
+    return {"samples": torch.stack(got) if got is not None else torch.empty(0)}
+
+
 def _worker(rank: int, world: int, init_file: str, fn: str, arg, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -99,6 +110,13 @@ def test_second_stage_and_heads_train_data_parallel_like_one_process_with_the_gl
     for k, v in single.items():
         assert torch.allclose(ranks[0][k], v, atol=1e-6), f"{k} differs from the single-process run"
         assert torch.equal(ranks[0][k], ranks[1][k]), f"{k} differs between replicas"
+
+
+def test_sampling_spread_over_ranks_gives_rank_0_the_samples_of_one_process_in_order(tmp_path):
+    ranks = run_parallel(tmp_path, 5, fn="spread_samples")  # 5 chunks: rank 1 draws one fewer
+    single = spread_samples(5, SINGLE)["samples"]
+    assert single.shape == (5, 3, 9) and torch.equal(ranks[0]["samples"], single)
+    assert ranks[1]["samples"].numel() == 0  # the other ranks hand theirs over and keep nothing
 
 
 def test_data_parallel_batches_refuse_a_global_batch_larger_than_the_data():

@@ -39,6 +39,81 @@ def test_kv_cached_sampling_equals_uncached_sampling(n_prefix):
     assert cached.shape == (4, N) and torch.equal(cached, plain)
 
 
+def reference_decode(m, n, prefix, given, generator, **kw):
+    """The definition of sampling, written without the model's sampler: re-run the whole sequence for every
+    token and draw the next code from the logits at its last position."""
+    seq = given.clone() if given is not None else torch.zeros(n, 0, dtype=torch.long)
+    while seq.shape[1] < m.n_positions:
+        x = m.tok(torch.cat([torch.full((n, 1), m.sos), seq], 1))
+        logits = m(torch.cat([prefix, x], 1) if prefix is not None else x)
+        seq = torch.cat([seq, sample_logits(logits[:, -1], generator=generator, **kw)[:, None]], 1)
+    return seq
+
+
+@pytest.mark.parametrize("n_prefix,t0", [(0, 0), (3, 0), (3, 4)])
+@pytest.mark.parametrize("draw", [dict(temperature=0), dict(temperature=1.0), dict(temperature=0.8, top_k=6, top_p=0.9)])
+def test_static_kv_cache_sampling_equals_an_uncached_reference_decode(n_prefix, t0, draw):
+    m = gpt(n_prefix=n_prefix)
+    prefix = torch.randn(4, n_prefix, 32, generator=torch.Generator().manual_seed(5)) if n_prefix else None
+    given = torch.randint(0, K, (4, t0), generator=torch.Generator().manual_seed(6)) if t0 else None
+    ref = reference_decode(m, 4, prefix, given, torch.Generator().manual_seed(11), **draw)
+    for use_cache in (True, False):
+        got = m.sample(4, prefix=prefix, given=given, generator=torch.Generator().manual_seed(11), use_cache=use_cache,
+                       **draw)
+        assert torch.equal(got, ref), f"use_cache={use_cache}"
+
+
+def test_the_kv_cache_is_allocated_once_and_refuses_positions_past_its_end():
+    from lgvq.stage2.gpt import StaticKVCache
+
+    cache = StaticKVCache(layers=1, capacity=4)
+    k = torch.randn(2, 3, 1, 5)
+    cache.write(0, 0, k, k)
+    buffer = cache.k[0].data_ptr()
+    for pos in (1, 2, 3):
+        keys, _ = cache.write(0, pos, k + pos, k + pos)
+        assert keys.shape == (2, 3, pos + 1, 5) and torch.equal(keys[:, :, pos : pos + 1], k + pos)
+    assert cache.k[0].data_ptr() == buffer  # filled in place, never re-allocated per token
+    with pytest.raises(ValueError, match="holds 4 positions; position 4"):
+        cache.write(0, 4, k, k)
+
+
+def test_training_and_prompts_use_is_causal_attention_without_a_mask(monkeypatch):
+    import lgvq.stage2.gpt as gpt_module
+
+    calls = []
+    real = gpt_module.F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, is_causal=False, **kw):
+        calls.append((q.shape[2], k.shape[2], attn_mask, is_causal))
+        return real(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kw)
+
+    monkeypatch.setattr(gpt_module.F, "scaled_dot_product_attention", spy)
+    m = gpt(n_prefix=2)
+    m.loss(torch.randint(0, K, (2, N)), torch.randn(2, 2, 32))
+    assert calls and all(mask is None and causal for _, _, mask, causal in calls)  # one causal sequence, prefix too
+    calls.clear()
+    m.sample(2, prefix=torch.randn(2, 2, 32), generator=torch.Generator().manual_seed(0))
+    prompt, steps = calls[:2], calls[2:]
+    assert all(mask is None and causal and t == s == 3 for t, s, mask, causal in prompt)  # prefix + <sos>
+    # one new token against the cache of every earlier position: neither a mask nor is_causal
+    assert len(steps) == 2 * (N - 1) and all(t == 1 and mask is None and not causal for t, _, mask, causal in steps)
+    assert [s for _, s, _, _ in steps[::2]] == list(range(4, 3 + N))
+
+
+def test_the_gpu_fast_path_never_changes_a_cpu_heads_training():
+    weights = []
+    for fast in (True, False):
+        m = gpt()
+        task = HeadTask(m, lambda m, b: {"ce": m.loss(b)}, lr=1e-3, fast_path=fast)
+        assert not task.execution.fast and task.execution.record()["precision"] == "fp32"
+        assert "fused" not in task.opt.defaults or not task.opt.defaults["fused"]
+        for step in range(3):
+            task.train_step(torch.randint(0, K, (4, N), generator=torch.Generator().manual_seed(step)), step)
+        weights.append(m.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_completion_keeps_the_given_codes_bit_exact():
     m = gpt()
     given = torch.randint(0, K, (3, 4), generator=torch.Generator().manual_seed(2))

@@ -132,3 +132,28 @@ def test_compute_per_table_sums_the_jobs_behind_its_numbers(tmp_path):
     hours = compute_per_table(cfg)["reconstruction"]
     assert hours["NVIDIA H100"] == pytest.approx(1.0) and hours["cpu"] == pytest.approx(0.11)
     assert compute_per_table(cfg)["captioning"] == {}  # downstream disabled by default: no jobs
+
+
+def test_a_table_names_how_its_jobs_executed_when_not_fp32_eager(tmp_path):
+    import json
+
+    from lgvq.config import validate_config
+    from lgvq.pipeline import paths
+    from lgvq.pipeline.tables import execution_notes
+
+    cfg = validate_config({"results_dir": str(tmp_path), "datasets": {"shapes": {"source": "shapes"}},
+                           "tokenizers": {"vqgan": {"class": "vqgan"}}, "ablation": {"tokenizer": None}})
+    tok = paths.tokenizer_dir(tmp_path, "shapes", "vqgan", "lg", 0)
+    ev = paths.eval_dir(tmp_path, "reconstruction", "shapes", "vqgan", "lg", 0)
+    fp32 = {"precision": "fp32", "tf32": False, "channels_last": False, "compile": False, "cudnn_benchmark": False}
+    for d, execution in ((tok, {**fp32, "precision": "bf16-autocast", "tf32": True}), (ev, fp32)):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "manifest.json").write_text(json.dumps({"step": "x", "execution": execution}))
+    notes = execution_notes(cfg, "reconstruction")
+    assert list(notes) == ["bf16 autocast, TF32"] and str(tok) in notes["bf16 autocast, TF32"]
+    write_table("reconstruction", RECORDS, tmp_path / "tables", dataset_columns={"shapes": None}, execution=notes)
+    assert "- execution: bf16 autocast, TF32: not fp32 eager" in (tmp_path / "tables" / "reconstruction.md").read_text()
+    (tok / "manifest.json").write_text(json.dumps({"step": "x", "execution": fp32}))
+    assert execution_notes(cfg, "reconstruction") == {}  # all fp32 eager: nothing to say
+    write_table("reconstruction", RECORDS, tmp_path / "t2", dataset_columns={"shapes": None}, execution={})
+    assert "execution:" not in (tmp_path / "t2" / "reconstruction.md").read_text()

@@ -8,20 +8,26 @@ import torch
 from torch import Tensor, nn
 
 from lgvq.train.distributed import SINGLE, DistInfo, GradientReducer
+from lgvq.train.precision import Execution
 
 
 class HeadTask:
     """`loss_terms(model, batch)` returns named loss terms; their sum is minimised with AdamW.
-    Data parallel (`dist`): each rank's batch is its share, gradients are averaged before clipping."""
+    Data parallel (`dist`): each rank's batch is its share, gradients are averaged before clipping.
+    `fast_path` (the stage's own switch; CUDA only, the model already on its device): the loss terms
+    run under bf16 autocast with TF32 for what stays fp32, and AdamW is fused. On the CPU the step
+    is fp32 eager whatever the switch says."""
 
     def __init__(self, model: nn.Module, loss_terms: Callable[[nn.Module, Any], dict[str, Tensor]], *,
-                 lr: float, weight_decay: float = 0.01, grad_clip: float = 1.0, dist: DistInfo = SINGLE) -> None:
+                 lr: float, weight_decay: float = 0.01, grad_clip: float = 1.0, dist: DistInfo = SINGLE,
+                 fast_path: bool = False) -> None:
         self.model = model
         self.dist = dist
         self.loss_terms = loss_terms
         self.grad_clip = grad_clip
+        self.execution = Execution.of_module(model, fast_path)
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                     weight_decay=weight_decay)
+                                     weight_decay=weight_decay, **self.execution.optimizer_kwargs())
         self.reducer = GradientReducer(model.parameters(), dist)  # bucketed, overlapping the backward
 
     def modules(self) -> Mapping[str, nn.Module]:
@@ -32,7 +38,8 @@ class HeadTask:
 
     def train_step(self, batch: Any, step: int) -> dict[str, Tensor]:
         # Detached device tensors: the loop checks them for NaN/inf and logs them once per log window.
-        terms = self.loss_terms(self.model, batch)
+        with self.execution.autocast():  # parameters and their gradients stay fp32
+            terms = self.loss_terms(self.model, batch)
         loss = sum(terms.values())
         self.opt.zero_grad(set_to_none=True)
         with self.reducer.final_backward():

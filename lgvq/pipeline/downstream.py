@@ -48,7 +48,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     model = setup.model.to(dev)
     if dist.is_main:
         atomic_write_json(work / "vocab.json", setup.vocab)
-    train_loop(HeadTask(model, setup.loss_terms, lr=d["lr"], dist=dist),
+    trainer = HeadTask(model, setup.loss_terms, lr=d["lr"], dist=dist, fast_path=d["fast_path"])
+    train_loop(trainer,
                shuffled_batches(setup.n_train, d["batch_size"], seed, setup.make_batch, dist=dist,
                                 key="downstream.batch_size"),
                out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=d["ckpt_every"],
@@ -65,5 +66,5 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 "tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
                 **({"decoder": setup.vocab["decoder"]} if "decoder" in setup.vocab else {})},
         extra=ev.extra).write(out)
-    record.write(out, head_dir=str(work), processes=dist.world)
+    record.write(out, head_dir=str(work), processes=dist.world, execution=trainer.execution.record())
     return out / "metrics.json"

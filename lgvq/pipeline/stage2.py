@@ -74,7 +74,8 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     model = LabelMapVQ(n_classes, ds["image_size"], meta["grid"], n_embed=meta["n_embed"])
     dev = pick_device(cfg)
     model.to(dev)
-    train_loop(HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"]),
+    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"])
+    train_loop(trainer,
                shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps[idx].to(dev)), out_dir=out,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
                log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
@@ -82,7 +83,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     acc = float((model.reconstruct(maps[:256].to(dev)).cpu() == maps[:256]).float().mean())
     atomic_torch_save(out / "model.pt", {"state": model.state_dict(), "meta": meta})
     atomic_write_json(out / "meta.json", {**meta, "train_pixel_accuracy": acc})
-    record.write(out, train_pixel_accuracy=acc)
+    record.write(out, train_pixel_accuracy=acc, execution=trainer.execution.record())
     return out / "model.pt"
 
 
@@ -153,10 +154,11 @@ class Stage2Model(nn.Module):
     def generate(self, n: int, cond: Any, s: dict[str, Any], generator: torch.Generator, device,
                  given: Tensor | None = None) -> Tensor:
         if self.task == "t2i_diffusion":
-            flat = self.net.sample(*cond, generator=generator, temperature=s["temperature"])
+            flat = self.net.sample(*cond, generator=generator, temperature=s["temperature"], fast=s["fast_path"])
         else:
             flat = self.net.sample(n, prefix=self.prefix(cond), given=given, temperature=s["temperature"],
-                                   top_k=s["top_k"], top_p=s["top_p"], generator=generator, device=device)
+                                   top_k=s["top_k"], top_p=s["top_p"], generator=generator, device=device,
+                                   fast=s["fast_path"])
         return flat.view(n, *self.grid)
 
 
@@ -215,27 +217,37 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for r, i in zip(recs, idx)]
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
-    train_loop(HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist),
+    trainer = HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
+    train_loop(trainer,
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
                log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
-    if not dist.is_main:
-        return out / "metrics.json"  # rank 0 samples, scores and writes
     model.eval()
 
     # --- generate, decode, score -------------------------------------------------------------------
+    # Sampling is spread over the ranks: chunk c (50 conditions) is drawn by rank c % world with its own
+    # generator seeded by c, so the samples do not depend on how many processes draw them. Rank 0
+    # gathers them, then scores and writes alone.
+    from lgvq.train.distributed import map_chunks_to_main
+
     tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
-    g = torch.Generator(device=dev).manual_seed(cfg["eval"]["mask_eval_seed"] * 7919 + seed)
+    sample_seed = cfg["eval"]["mask_eval_seed"] * 7919 + seed
     captions = [r.captions[0] for r in test_recs]
-    images, n_half = [], grid[0] // 2
-    for i in range(0, len(test_recs), 50):
-        recs = test_recs[i : i + 50]
+    n_half = grid[0] // 2
+
+    def draw(c: int) -> Tensor:
+        i, recs = c * 50, test_recs[c * 50 : c * 50 + 50]
+        g = torch.Generator(device=dev).manual_seed(sample_seed * 100_003 + c)
         real = test_codes.batch([test_codes(r.image_id) for r in recs], dev)
         given = real[:, :n_half].flatten(1) if task == "completion" else None
         codes = model.generate(len(recs), condition(recs, captions[i : i + 50]), s, g, dev, given=given)
         if given is not None and not torch.equal(codes[:, :n_half].flatten(1), given):
             raise RuntimeError("completion changed the given half of the code grid")
-        images.append(tok.decode_codes(codes).clamp(-1, 1).cpu())
+        return tok.decode_codes(codes).clamp(-1, 1).cpu()
+
+    images = map_chunks_to_main(-(-len(test_recs) // 50), draw, dist)
+    if not dist.is_main:
+        return out / "metrics.json"  # rank 0 scores and writes
     x = torch.cat(images)
     samples_dir = out / "samples"
     write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in test_recs], samples_dir)
@@ -266,7 +278,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                              + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
                 "text_encoder": cache.describe() if cache else None},
         not_computed=fid.not_computed, extra={"task": task}).write(out)
-    record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world)
+    record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
+                 execution=trainer.execution.record())
     return out / "metrics.json"
 
 

@@ -38,8 +38,38 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
             rec["_source"] = str(f)
             records.append(rec)
         written.extend(write_table(table, records, out_dir, dataset_columns=_dataset_columns(cfg),
-                                   experiment=cfg["name"], provenance=_provenance(cfg)))
+                                   experiment=cfg["name"], provenance=_provenance(cfg),
+                                   execution=execution_notes(cfg, table)))
     return written
+
+
+def _job_manifests(cfg: dict[str, Any], table: str) -> set[Path]:
+    """The manifests of every job a table's numbers come from: the job beside each metric file and
+    the training and encoding of the tokenizer run it evaluates."""
+    manifests: set[Path] = set()
+    for m in plan.table_metric_inputs(cfg, table):
+        manifests.add(m.path.parent / "manifest.json")
+        if m.run is not None:
+            r = m.run
+            tokdir = paths.tokenizer_dir(cfg["results_dir"], r.dataset, r.tokenizer, r.variant, r.seed)
+            manifests |= {tokdir / "manifest.json", tokdir / "codes" / "manifest.json"}
+    return manifests
+
+
+def execution_notes(cfg: dict[str, Any], table: str) -> dict[str, str]:
+    """{how it executed: an example job} for the jobs behind a table that did not run as fp32 eager
+    (bf16 autocast, TF32, compile, ...), so a table says when its numbers are not all fp32 eager."""
+    from lgvq.train.precision import execution_note
+
+    notes: dict[str, str] = {}
+    for m in sorted(_job_manifests(cfg, table)):
+        if not m.is_file():
+            continue
+        rec = read_json(m)
+        note = execution_note(rec.get("execution"))
+        if note:
+            notes.setdefault(note, f"{rec.get('step', '?')} in {m.parent}")
+    return notes
 
 
 def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -53,13 +83,7 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     seconds: dict[Path, tuple[str, float]] = {}  # manifest -> (device, wall s), read once across tables
     for table in plan.table_ids(cfg):
-        manifests: set[Path] = set()
-        for m in plan.table_metric_inputs(cfg, table):
-            manifests.add(m.path.parent / "manifest.json")
-            if m.run is not None:  # the training and encoding of the run it evaluates
-                r = m.run
-                tokdir = paths.tokenizer_dir(cfg["results_dir"], r.dataset, r.tokenizer, r.variant, r.seed)
-                manifests |= {tokdir / "manifest.json", tokdir / "codes" / "manifest.json"}
+        manifests = _job_manifests(cfg, table)
         hours: dict[str, float] = {}
         for m in sorted(manifests):
             if m not in seconds:

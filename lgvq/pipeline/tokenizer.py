@@ -158,7 +158,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                                    "lg_weights": weights, "steps": state.step})
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights, init_from=init,
                  text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
-                 execution={"fast_path": tcfg["fast_path"], "compile": tcfg["compile"], "device": str(dev)})
+                 execution={**task.execution.record(), "fast_path": tcfg["fast_path"], "device": str(dev)})
     return model_path
 
 

@@ -90,6 +90,10 @@ class DiffusionSchedule:
 
 
 class DenoiserBlock(nn.Module):
+    """Self-attention over the code grid has no mask (every position sees every other: flash-eligible).
+    Cross-attention masks padded text keys with a (B, L) key-padding mask, broadcast over the queries
+    inside PyTorch (never a dense N x L boolean tensor); the text is short (tens of keys)."""
+
     def __init__(self, width: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
@@ -144,13 +148,17 @@ class TextToCodeDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, text_tokens: Tensor, text_valid: Tensor, *, generator: torch.Generator | None = None,
-               temperature: float = 1.0) -> Tensor:
-        """Codes (B, N): from all-[MASK] at t = T down to x_0."""
+               temperature: float = 1.0, fast: bool = False) -> Tensor:
+        """Codes (B, N): from all-[MASK] at t = T down to x_0. `fast`: the denoiser under bf16 autocast on
+        CUDA (the posterior and the draws stay fp32)."""
         B, K = text_tokens.shape[0], self.n_codes
         x = torch.full((B, self.n_positions), K, dtype=torch.long, device=text_tokens.device)
+        amp = fast and x.device.type == "cuda"
         for t in range(self.schedule.steps, 0, -1):
             tt = torch.full((B,), t, dtype=torch.long, device=x.device)
-            p_x0 = (self.predict_x0(x, tt, text_tokens, text_valid).float() / temperature).softmax(-1)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                logits = self.predict_x0(x, tt, text_tokens, text_valid)
+            p_x0 = (logits.float() / temperature).softmax(-1)
             probs = p_x0 if t == 1 else self.schedule.posterior(p_x0, x, t)
             x = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(B, -1)
         return x

@@ -5,21 +5,48 @@ c_1..c_N is the h x w code grid in raster order. Logits at the position of <sos>
 predict c_1 and c_{i+1}. The prefix is given as embeddings (B, C, width) by the caller (text
 features projected, label-map tokens embedded), so one model serves every conditioning.
 
-Sampling runs the prompt once, then one token per step against the cached keys/values of all
-earlier positions: O(N) work per token instead of O(N^2) for re-running the whole sequence.
-`sample(..., use_cache=False)` re-runs the sequence instead and must give the same tokens
-(tests and the benchmark compare the two).
+Attention never materialises a mask: training runs the whole sequence, prefix included, as one
+causal sequence (`is_causal=True`, which lets PyTorch pick flash / memory-efficient kernels), and
+so does the prompt of a sampling run. Sampling then feeds one token per step against a key/value
+cache preallocated for the whole sequence (`StaticKVCache`, no `torch.cat` per token): the new
+token may see every cached position, so it needs no mask either. O(N) work per token instead of
+O(N^2) for re-running the sequence; `sample(..., use_cache=False)` re-runs the sequence instead
+and must give the same tokens (tests and the benchmark compare the two). On CUDA with
+`fast=True`, sampling runs under bf16 autocast (the draw itself is made from fp32 logits).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-KVCache = list[tuple[Tensor, Tensor]]
+
+class StaticKVCache:
+    """Keys and values of every layer for `capacity` positions, allocated on the first write (with the
+    dtype and device of the keys: bf16 under autocast) and filled in place."""
+
+    def __init__(self, layers: int, capacity: int) -> None:
+        self.capacity = capacity
+        self.k: list[Tensor | None] = [None] * layers
+        self.v: list[Tensor | None] = [None] * layers
+
+    def write(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v (B, H, T, Dh) at positions start .. start + T - 1; return views of positions 0 .. start + T - 1
+        (the buffers' first `start + T` positions)."""
+        end = start + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"the key/value cache holds {self.capacity} positions; position {end - 1} does not fit")
+        if self.k[layer] is None:
+            B, H, _, Dh = k.shape
+            self.k[layer] = k.new_empty(B, H, self.capacity, Dh)
+            self.v[layer] = v.new_empty(B, H, self.capacity, Dh)
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
 class CausalSelfAttention(nn.Module):
@@ -32,16 +59,23 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(width, width)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, cache: StaticKVCache | None = None, layer: int = 0, start: int = 0) -> Tensor:
         B, T, D = x.shape
         q, k, v = (t.view(B, T, self.heads, D // self.heads).transpose(1, 2) for t in self.qkv(x).split(D, -1))
-        if past is not None:
-            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
-        S = k.shape[2]
-        # Query i (absolute position S - T + i) may see keys 0 .. S - T + i.
-        mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, T, D)), (k, v)
+        p = self.dropout if self.training else 0.0
+        if cache is not None:
+            k_all, v_all = cache.write(layer, start, k, v)
+            if start > 0 and T == 1:  # one new token: it sees every position so far, no mask needed
+                k, v = k_all, v_all
+            elif start > 0:  # several new tokens after cached ones (not used by `sample`): query i sees 0 .. start + i
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+                y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, dropout_p=p)
+                return self.out(y.transpose(1, 2).reshape(B, T, D))
+        elif start > 0:
+            raise ValueError("a sequence that starts after position 0 needs the cache of the positions before it")
+        # From position 0 (training, a sampling prompt): plain causal attention, the prefix part of the sequence.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=p)
+        return self.out(y.transpose(1, 2).reshape(B, T, D))
 
 
 class Block(nn.Module):
@@ -51,10 +85,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(width, heads, dropout)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width), nn.Dropout(dropout))
 
-    def forward(self, x: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        a, present = self.attn(self.ln1(x), past)
-        x = x + a
-        return x + self.mlp(self.ln2(x)), present
+    def forward(self, x: Tensor, cache: StaticKVCache | None, layer: int, start: int) -> Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer, start)
+        return x + self.mlp(self.ln2(x))
 
 
 class CodeGPT(nn.Module):
@@ -78,14 +111,16 @@ class CodeGPT(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: Tensor, past: KVCache | None = None, start: int = 0) -> tuple[Tensor, KVCache]:
-        """x: (B, T, width) input embeddings at absolute positions start .. start + T - 1."""
+    def forward(self, x: Tensor, cache: StaticKVCache | None = None, start: int = 0) -> Tensor:
+        """Logits for x: (B, T, width) input embeddings at absolute positions start .. start + T - 1;
+        their keys/values go into `cache` (needed when start > 0)."""
         h = x + self.pos[:, start : start + x.shape[1]]
-        present = []
         for i, block in enumerate(self.blocks):
-            h, kv = block(h, past[i] if past is not None else None)
-            present.append(kv)
-        return self.head(self.ln(h)), present
+            h = block(h, cache, i, start)
+        return self.head(self.ln(h))
+
+    def new_cache(self) -> StaticKVCache:
+        return StaticKVCache(len(self.blocks), self.pos.shape[1])
 
     def _inputs(self, codes: Tensor, prefix: Tensor | None) -> Tensor:
         B = codes.shape[0]
@@ -99,40 +134,46 @@ class CodeGPT(nn.Module):
 
     def loss(self, codes: Tensor, prefix: Tensor | None = None) -> Tensor:
         """Next-code cross-entropy over the whole grid; codes (B, N) in raster order."""
-        logits, _ = self(self._inputs(codes, prefix))
+        logits = self(self._inputs(codes, prefix))
         P = self.n_prefix
         return F.cross_entropy(logits[:, P : P + codes.shape[1]].reshape(-1, self.n_codes), codes.reshape(-1))
 
     def logits_of(self, codes: Tensor, prefix: Tensor | None = None) -> Tensor:
         """(B, N, n_codes): the logits that predicted each code (for tests of causality)."""
-        logits, _ = self(self._inputs(codes, prefix))
+        logits = self(self._inputs(codes, prefix))
         return logits[:, self.n_prefix : self.n_prefix + codes.shape[1]]
 
     @torch.no_grad()
     def sample(self, n: int, *, prefix: Tensor | None = None, given: Tensor | None = None, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-               use_cache: bool = True, device: torch.device | str = "cpu") -> Tensor:
+               use_cache: bool = True, device: torch.device | str = "cpu", fast: bool = False) -> Tensor:
         """(n, n_positions) codes. `given` (n, t0) fixes the first t0 codes (image completion);
-        they are copied into the output unchanged."""
+        they are copied into the output unchanged. `fast`: bf16 autocast on CUDA (ignored elsewhere)."""
+        device = torch.device(device)
         given = given if given is not None else torch.zeros(n, 0, dtype=torch.long, device=device)
-        seq = given.clone()
+        if given.shape[1] >= self.n_positions:
+            return given[:, : self.n_positions].clone()
         sos = torch.full((n, 1), self.sos, dtype=torch.long, device=device)
-        x = self.tok(torch.cat([sos, given], 1))
-        if self.n_prefix:
-            x = torch.cat([prefix, x], 1)
-        logits, past = self(x)
-        pos = x.shape[1]
-        for _ in range(self.n_positions - given.shape[1]):
-            nxt = sample_logits(logits[:, -1], temperature, top_k, top_p, generator)
-            seq = torch.cat([seq, nxt[:, None]], 1)
-            if seq.shape[1] == self.n_positions:
-                break
-            if use_cache:
-                logits, past = self(self.tok(nxt[:, None]), past, start=pos)
-            else:
-                full = self.tok(torch.cat([sos, seq], 1))
-                logits, _ = self(torch.cat([prefix, full], 1) if self.n_prefix else full)
-            pos += 1
+        cuda_bf16 = fast and device.type == "cuda"
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda_bf16 else contextlib.nullcontext()
+        with amp:
+            x = self.tok(torch.cat([sos, given], 1))
+            if self.n_prefix:
+                x = torch.cat([prefix.to(x.dtype), x], 1)
+            cache = self.new_cache() if use_cache else None
+            logits = self(x, cache)
+            # The output is filled in place: no sequence re-allocated per token.
+            seq = torch.empty(n, self.n_positions, dtype=torch.long, device=device)
+            seq[:, : given.shape[1]] = given
+            for t in range(given.shape[1], self.n_positions):
+                seq[:, t] = sample_logits(logits[:, -1], temperature, top_k, top_p, generator)
+                if t + 1 == self.n_positions:
+                    break
+                if cache is not None:
+                    logits = self(self.tok(seq[:, t : t + 1]), cache, start=x.shape[1] + t - given.shape[1])
+                else:
+                    full = self.tok(torch.cat([sos, seq[:, : t + 1]], 1))
+                    logits = self(torch.cat([prefix.to(full.dtype), full], 1) if self.n_prefix else full)
         return seq
 
 

@@ -189,7 +189,9 @@ def dataset_stats_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
                 dataset_columns: dict[str, str | None], experiment: str = "",
-                provenance: dict[str, str] | None = None) -> list[Path]:
+                provenance: dict[str, str] | None = None, execution: dict[str, str] | None = None) -> list[Path]:
+    """`provenance`: as `build_table`. `execution`: {how jobs behind the table executed, when not fp32
+    eager: an example job}, named in the notes."""
     out = Path(out_dir)
     paths = [out / f"{table_id}.{ext}" for ext in ("csv", "md", "tex")]
     if table_id == "dataset_stats":
@@ -205,6 +207,8 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
     for r in records:
         for k, v in r.notes.items():
             notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
+    for how, example in sorted((execution or {}).items()):
+        notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
     atomic_write_text(paths[0], df.to_csv(index=False))
     atomic_write_text(paths[1], render_markdown(table_id, df, experiment=experiment, notes=notes))
     atomic_write_text(paths[2], render_latex(table_id, df))

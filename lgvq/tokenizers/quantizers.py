@@ -14,6 +14,8 @@ so no code stays dead; optionally CVQ's contrastive codebook term.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,11 +24,13 @@ from lgvq.tokenizers.base import QuantizerOutput
 from lgvq.train.distributed import all_sum, data_parallel, global_best_rows
 
 
-def full_precision(t: Tensor) -> torch.autocast:
+def full_precision(t: Tensor) -> contextlib.AbstractContextManager:
     """Autocast off on `t`'s device: code assignment in fp32 even inside a bf16 training step.
     In bf16 (8 bits of mantissa) `flat @ w.t()` flips 0.5-1 % of the nearest codes at the paper's
     sizes, and most of them when the features cluster around a shared mean (the distances then
     differ in bits bf16 does not keep); `encode` assigns in fp32, so training would disagree with it."""
+    if t.device.type == "meta":  # shapes only (FLOP counting): there is no autocast to turn off
+        return contextlib.nullcontext()
     return torch.autocast(t.device.type, enabled=False)
 
 

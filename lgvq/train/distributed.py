@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -293,3 +293,21 @@ def global_best_rows(score: Tensor, rows: Tensor) -> Tensor:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+
+def map_chunks_to_main(n_chunks: int, fn: Callable[[int], Any], info: DistInfo) -> list[Any] | None:
+    """[fn(0), .., fn(n_chunks - 1)] on rank 0, None on the others: rank r computes the chunks c with
+    c % world == r, and rank 0 gathers one round of `world` chunks at a time (what it holds grows by
+    one round, never by a rank's whole share before it writes). One process: a plain loop."""
+    if not info.enabled:
+        return [fn(c) for c in range(n_chunks)]
+    out: list[Any] | None = [] if info.is_main else None
+    for first in range(0, n_chunks, info.world):
+        c = first + info.rank
+        mine = fn(c) if c < n_chunks else None
+        got: list[Any] | None = [None] * info.world if info.is_main else None
+        dist.gather_object(mine, got, dst=0)
+        if out is not None:
+            out.extend(got[: min(info.world, n_chunks - first)])
+    return out

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from lgvq.text.base import TextFeatures
 from lgvq.tokenizers.base import Tokenizer, TokenizerOutput
 from lgvq.train.distributed import SINGLE, DistInfo, GradientReducer, StateSync
+from lgvq.train.precision import Execution
 
 
 class TokenizerTask:
@@ -34,10 +35,10 @@ class TokenizerTask:
         self.device = torch.device(device)
         # The GPU fast path, only ever on CUDA (CPU runs stay fp32 eager, so their results never
         # change): bf16 autocast, channels_last activations, TF32 matmuls/convolutions, fused Adam.
-        self.fast = fast_path and self.device.type == "cuda"
+        # (cudnn.benchmark too: the tokenizer trains at one fixed image size.)
+        self.execution = Execution.for_device(self.device, fast_path, channels_last=True, compile=compile)
+        self.fast = self.execution.fast
         if self.fast:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
         # torch.compile (opt-in, CPU or CUDA): the tokenizer's forward pass only, through a wrapper
@@ -55,7 +56,7 @@ class TokenizerTask:
         self.micro_batch = micro_batch
         self.dist = dist  # data parallel: this rank's batch share; gradients averaged over ranks
         self.autocast = self.fast
-        adam = dict(lr=lr, betas=betas, **({"fused": True} if self.fast else {}))
+        adam = dict(lr=lr, betas=betas, **self.execution.optimizer_kwargs())
         gen_params = list(model.generator_parameters()) + (list(lg.parameters()) if lg is not None else [])
         self.opt_g = torch.optim.Adam([p for p in gen_params if p.requires_grad], **adam)
         disc = [p for p in model.discriminator_parameters() if p.requires_grad]
