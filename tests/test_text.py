@@ -88,12 +88,18 @@ def test_cache_written_by_np_savez_loads_and_a_cut_member_is_refused(minilm, tmp
     cache = TextCache.load(legacy)
     assert cache.rows_for_image(9) == [0, 1] and cache.row(5, "a red circle") == 2
     assert cache.row(9, "a blue box") == 0
-    raw = bytearray(legacy.read_bytes())
-    i = raw.index(b"tokens.npy") + len("tokens.npy")  # the first copy is the local header's name
-    cut = tmp_path / "cut.npz"
-    # Keep the zip directory but claim a larger array in the tokens header: its data runs off the file.
-    header = raw.index(b"'shape': (3, ", i)
-    raw[header + len(b"'shape': (") : header + len(b"'shape': (3")] = b"9"
-    cut.write_bytes(bytes(raw))
-    with pytest.raises(ArtifactError, match="cut.npz.*rebuild"):
-        TextCache.load(cut)
+    raw = bytes(legacy.read_bytes())
+
+    def edited(member: str, old: bytes, new: bytes, name: str):
+        """The cache with one member's .npy header claiming another shape (same length: offsets hold)."""
+        at = raw.index(old, raw.index(f"{member}.npy".encode()))
+        out = tmp_path / name
+        out.write_bytes(raw[:at] + new + raw[at + len(old):])
+        return out
+
+    # Keep the zip directory; the tokens header claims 9 captions, the embedding matrix more rows than the file has.
+    with pytest.raises(ArtifactError, match=r"rows\.npz.*one row per caption.*rebuild"):
+        TextCache.load(edited("tokens", b"'shape': (3, ", b"'shape': (9, ", "rows.npz"))
+    vocab = f"'shape': ({minilm.vocab_size}, ".encode()
+    with pytest.raises(ArtifactError, match=r"cut\.npz.*past the end of the file.*rebuild"):
+        TextCache.load(edited("token_embeddings", vocab, vocab[:10] + b"9" + vocab[11:], "cut.npz"))
