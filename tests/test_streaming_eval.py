@@ -165,3 +165,103 @@ def test_retrieval_in_blocks_of_queries_equals_the_full_similarity_matrix():
     assert 0 < want["I2T-R@1"] < want["I2T-R@5"] < 1
     for block in (1, 4, 23, 100):
         assert lg_eval.retrieval(cls, text, block=block) == pytest.approx(want, rel=1e-6), block  # old: float32 mean
+
+
+# --- images: reconstructions, the FID reference, samples, label maps ---------------------------
+
+def _pngs(folder):
+    import numpy as np
+    from PIL import Image
+
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+def test_reconstructions_streamed_to_a_folder_equal_the_one_shot_computation(embedded, tmp_path):
+    import numpy as np
+
+    from lgvq.metrics.image import psnr_per_image, ssim_per_image, to_uint8
+    from lgvq.pipeline.artifacts import write_pngs
+    from lgvq.pipeline.evaluate import reconstruct_to_folder
+
+    model, _, _, _, splits = embedded
+    data, recs = splits["test"]
+    with torch.no_grad():  # the old computation: every image and reconstruction stacked, then scored
+        x = torch.stack([data[i]["image"] for i in range(len(data))])
+        real, rec = to_uint8(x), to_uint8(model(x).x_rec.clamp(-1, 1))
+    write_pngs(rec, [f"{r.image_id:012d}" for r in recs], tmp_path / "old")
+    folder = tmp_path / "eval" / "reconstructions"
+    folder.mkdir(parents=True)
+    (folder / "000000999999.png").write_bytes(b"a stale image of an earlier run")
+    psnr, ssim = reconstruct_to_folder(model, data, recs, folder, torch.device("cpu"), batch=3)
+    np.testing.assert_array_equal(psnr, psnr_per_image(real, rec))
+    np.testing.assert_array_equal(ssim, ssim_per_image(real, rec))
+    got, want = _pngs(folder), _pngs(tmp_path / "old")
+    assert list(got) == list(want) and all(np.array_equal(got[k], want[k]) for k in want)
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["reconstructions"]  # no temporaries left
+
+
+def test_a_failed_batch_leaves_the_previous_image_folder_untouched(tmp_path):
+    from lgvq.pipeline.artifacts import png_folder
+
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"earlier run")
+    with pytest.raises(RuntimeError, match="diverged"):
+        with png_folder(folder) as tmp:
+            (tmp / "b.png").write_bytes(b"half of this run")
+            raise RuntimeError("diverged")
+    assert [p.name for p in tmp_path.iterdir()] == ["samples"] and [p.name for p in folder.iterdir()] == ["a.png"]
+
+
+def test_reference_folder_written_in_batches_holds_the_one_shot_images(embedded, tmp_path):
+    import numpy as np
+
+    from lgvq.data.dataset import ImageTextDataset
+    from lgvq.metrics.image import to_uint8
+    from lgvq.pipeline import artifacts
+
+    _, _, _, _, splits = embedded
+    recs = splits["test"][1]
+    cfg = {"results_dir": str(tmp_path / "res"), "datasets": {"shapes": {"eval_images": 7}}}
+    artifacts_eval = lambda cfg, dataset, split="test", limit=None: (  # noqa: E731
+        ImageTextDataset(recs[:limit], image_size=16, train=False, resize_mode="resize", seed=0), recs[:limit])
+    mp = pytest.MonkeyPatch()
+    mp.setattr(artifacts, "eval_images", artifacts_eval)
+    try:
+        folder = artifacts.reference_folder(cfg, "shapes", batch=3)
+    finally:
+        mp.undo()
+    data = artifacts_eval(cfg, "shapes", limit=7)[0]  # the old: all 7 stacked as floats, then written
+    want = to_uint8(torch.stack([data[i]["image"] for i in range(7)]))
+    got = _pngs(folder)
+    assert list(got) == [f"{r.image_id:012d}.png" for r in recs[:7]] and (folder / "DONE").read_text() == "7"
+    assert all(np.array_equal(got[f"{r.image_id:012d}.png"], w) for r, w in zip(recs, want))
+
+
+def test_attribute_hits_summed_over_batches_equal_the_one_shot_attribute_accuracy():
+    from lgvq.metrics.attributes import attribute_accuracy, attribute_hits
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(23, 3, 8, 8, generator=g) * 2 - 1
+    wanted = (torch.rand(23, 5, generator=g) > 0.5).float()
+    mask = torch.tensor([True, True, False, True, True])
+    w = torch.randn(3 * 8 * 8, 5, generator=g)
+    classifier = lambda x: x.flatten(1) @ w  # noqa: E731
+    parts = [attribute_hits(classifier, images[i : i + 5], wanted[i : i + 5], mask) for i in range(0, 23, 5)]
+    right, scored = map(sum, zip(*parts))
+    assert scored == 23 * 4
+    want = attribute_accuracy(classifier, images, wanted, mask)["attribute_accuracy"]
+    assert 0 < want < 1 and right / scored == pytest.approx(want, rel=1e-6)
+
+
+def test_label_maps_are_read_per_batch_and_equal_the_stacked_split(embedded):
+    import numpy as np
+
+    from lgvq.pipeline.stage2 import LabelMaps, label_map_at
+
+    recs = embedded[4]["train"][1]
+    stacked = torch.as_tensor(np.stack([label_map_at(r, 16) for r in recs]))  # the old: every map, int64
+    maps = LabelMaps(recs, 16)
+    assert len(maps) == len(recs) and maps.n_classes() == int(stacked.max()) + 1 > 1
+    idx = [5, 0, len(recs) - 1, 5]
+    assert torch.equal(maps.batch(idx), stacked[idx]) and maps.batch(idx).dtype == torch.int64
