@@ -64,8 +64,14 @@ def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncod
         for a in arrays.values():
             a.flush()
         del arrays
+        # Fixed-width unicode (4 bytes a character of the longest caption): written in chunks too.
+        text = np.lib.format.open_memmap(work / "captions.npy", mode="w+", shape=(len(captions),),
+                                         dtype=f"<U{max(1, max(map(len, captions)))}")
+        for i in range(0, len(captions), batch_size):
+            text[i : i + batch_size] = captions[i : i + batch_size]
+        text.flush()
+        del text
         small = {"image_ids": np.asarray(image_ids, dtype=np.int64), "caption_index": np.asarray(cap_idx, dtype=np.int32),
-                 "captions": np.asarray(captions, dtype=np.str_),
                  "token_embeddings": encoder.token_embedding_matrix().float().numpy().astype(np.float16),
                  "meta": np.asarray([encoder.name, str(encoder.model_id), str(encoder.max_length)], dtype=np.str_)}
         for name, value in small.items():
