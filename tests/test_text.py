@@ -103,3 +103,14 @@ def test_cache_written_by_np_savez_loads_and_a_cut_member_is_refused(minilm, tmp
     vocab = f"'shape': ({minilm.vocab_size}, ".encode()
     with pytest.raises(ArtifactError, match=r"cut\.npz.*past the end of the file.*rebuild"):
         TextCache.load(edited("token_embeddings", vocab, vocab[:10] + b"9" + vocab[11:], "cut.npz"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: the text cache's encoder on the GPU")
+def test_cache_built_on_the_gpu_matches_the_cpu_cache(minilm, tmp_path):
+    caps = {1: ["a red circle", "two blue squares above a green triangle"], 2: ["a yellow star"]}
+    cpu = TextCache.load(build_text_cache(caps, minilm, tmp_path / "cpu" / "minilm.npz", batch_size=2))
+    gpu_encoder = get_text_encoder("minilm", max_length=30, device="cuda")
+    gpu = TextCache.load(build_text_cache(caps, gpu_encoder, tmp_path / "gpu" / "minilm.npz", batch_size=2))
+    a, b = cpu.features(range(3)), gpu.features(range(3))
+    assert torch.equal(a.token_ids, b.token_ids) and torch.equal(a.valid, b.valid)
+    assert torch.allclose(a.tokens, b.tokens, atol=2e-2) and torch.allclose(a.global_, b.global_, atol=1e-3)
