@@ -27,8 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lgvq.io import atomic_write_json  # noqa: E402
-from lgvq.manifest import device_info, package_versions  # noqa: E402
+from lgvq.io import atomic_write_json
+from lgvq.manifest import device_info, package_versions
 
 TOK, VARIANT, SEED = "vqgan", "lg", 0
 # Downsampling 8 (64 px -> an 8x8 code grid) keeps stage-2 sampling short: the benchmark is about data size.
@@ -61,7 +61,8 @@ def stages() -> list[tuple[str, list[str]]]:
     """(stage name, CLI arguments after the config/selection) in dependency order."""
     sel = ["--dataset", "shapes"]
     run = [*sel, "--tokenizer", TOK, "--variant", VARIANT, "--seed", str(SEED)]
-    out = [("data/prepare", ["data", "prepare", *sel]), ("text/cache", ["text", "cache", *sel, "--out", "{results}/shapes/text/minilm.npz"]),
+    out = [("data/prepare", ["data", "prepare", *sel]),
+           ("text/cache", ["text", "cache", *sel, "--out", "{results}/shapes/text/minilm.npz"]),
            ("metrics/train-extractor", ["metrics", "train-extractor", *sel]),
            ("tokenizer/train", ["tokenizer", "train", *run]), ("tokenizer/encode", ["tokenizer", "encode", *run]),
            ("eval/reconstruction", ["eval", "reconstruction", *run]),

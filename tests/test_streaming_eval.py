@@ -72,7 +72,8 @@ def embedded(tmp_path_factory):
 
 def _old_fit_ridge(x, y, lam=lg_eval.RIDGE):
     xb = torch.cat([x, torch.ones(len(x), 1)], 1).double()
-    return torch.linalg.solve(xb.t() @ xb + lam * torch.eye(xb.shape[1], dtype=torch.float64), xb.t() @ y.double()).float()
+    a = xb.t() @ xb + lam * torch.eye(xb.shape[1], dtype=torch.float64)
+    return torch.linalg.solve(a, xb.t() @ y.double()).float()
 
 
 def _old_word_code_mse(z_q, text, w_map):
@@ -138,7 +139,7 @@ def test_streamed_text_alignment_equals_the_one_shot_evaluation(embedded):
     lg = HalfOracle(lg)
     assert len(splits["train"][1]) > 2 * 7 and len(splits["test"][1]) > 7  # several batches of 7 per split
     want = _old_alignment(model, lg, cache, splits, seed=3, encoder=enc)
-    got, notes = lg_eval.evaluate_alignment(model, lg, cache, train=splits["train"], test=splits["test"], seed=3,
+    got, _ = lg_eval.evaluate_alignment(model, lg, cache, train=splits["train"], test=splits["test"], seed=3,
                                             device=torch.device("cpu"), encoder=enc, batch=7)
     assert list(got) == ["word_code_MSE", "Recall@1[Mask-1]", "Recall@1[Mask-1, leak-free]", "Recall@1[Mask-3]",
                          "Recall@1[Mask-3, leak-free]", "I2T-R@1", "I2T-R@5"]
@@ -206,10 +207,9 @@ def test_a_failed_batch_leaves_the_previous_image_folder_untouched(tmp_path):
     folder = tmp_path / "samples"
     folder.mkdir()
     (folder / "a.png").write_bytes(b"earlier run")
-    with pytest.raises(RuntimeError, match="diverged"):
-        with png_folder(folder) as tmp:
-            (tmp / "b.png").write_bytes(b"half of this run")
-            raise RuntimeError("diverged")
+    with pytest.raises(RuntimeError, match="diverged"), png_folder(folder) as tmp:
+        (tmp / "b.png").write_bytes(b"half of this run")
+        raise RuntimeError("diverged")
     assert [p.name for p in tmp_path.iterdir()] == ["samples"] and [p.name for p in folder.iterdir()] == ["a.png"]
 
 
@@ -223,7 +223,7 @@ def test_reference_folder_written_in_batches_holds_the_one_shot_images(embedded,
     _, _, _, _, splits = embedded
     recs = splits["test"][1]
     cfg = {"results_dir": str(tmp_path / "res"), "datasets": {"shapes": {"eval_images": 7}}}
-    artifacts_eval = lambda cfg, dataset, split="test", limit=None: (  # noqa: E731
+    artifacts_eval = lambda cfg, dataset, split="test", limit=None: (
         ImageTextDataset(recs[:limit], image_size=16, train=False, resize_mode="resize", seed=0), recs[:limit])
     mp = pytest.MonkeyPatch()
     mp.setattr(artifacts, "eval_images", artifacts_eval)
@@ -246,7 +246,7 @@ def test_attribute_hits_summed_over_batches_equal_the_one_shot_attribute_accurac
     wanted = (torch.rand(23, 5, generator=g) > 0.5).float()
     mask = torch.tensor([True, True, False, True, True])
     w = torch.randn(3 * 8 * 8, 5, generator=g)
-    classifier = lambda x: x.flatten(1) @ w  # noqa: E731
+    classifier = lambda x: x.flatten(1) @ w
     parts = [attribute_hits(classifier, images[i : i + 5], wanted[i : i + 5], mask) for i in range(0, 23, 5)]
     right, scored = map(sum, zip(*parts))
     assert scored == 23 * 4

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 

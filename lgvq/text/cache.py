@@ -71,7 +71,8 @@ def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncod
             text[i : i + batch_size] = captions[i : i + batch_size]
         text.flush()
         del text
-        small = {"image_ids": np.asarray(image_ids, dtype=np.int64), "caption_index": np.asarray(cap_idx, dtype=np.int32),
+        small = {"image_ids": np.asarray(image_ids, dtype=np.int64),
+                 "caption_index": np.asarray(cap_idx, dtype=np.int32),
                  "token_embeddings": encoder.token_embedding_matrix().float().numpy().astype(np.float16),
                  "meta": np.asarray([encoder.name, str(encoder.model_id), str(encoder.max_length)], dtype=np.str_)}
         for name, value in small.items():
