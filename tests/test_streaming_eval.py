@@ -265,3 +265,21 @@ def test_label_maps_are_read_per_batch_and_equal_the_stacked_split(embedded):
     assert len(maps) == len(recs) and maps.n_classes() == int(stacked.max()) + 1 > 1
     idx = [5, 0, len(recs) - 1, 5]
     assert torch.equal(maps.batch(idx), stacked[idx]) and maps.batch(idx).dtype == torch.int64
+
+
+def test_the_tokenizer_job_reads_the_memory_mapped_cache_as_it_read_the_arrays(embedded):
+    """TextBatcher and VQCT's vocabulary read the memory-mapped cache; the same as from arrays in RAM."""
+    import numpy as np
+
+    from lgvq.pipeline.tokenizer import TextBatcher, vqct_vocabulary_embeddings
+
+    _, _, cache, enc, splits = embedded
+    with np.load(cache.path, allow_pickle=False) as z:
+        in_ram = TextCache(cache.path, {k: z[k] for k in z.files})
+    assert isinstance(cache.tokens, np.memmap) and not isinstance(in_ram.tokens, np.memmap)
+    assert torch.equal(vqct_vocabulary_embeddings(cache, 12)(), vqct_vocabulary_embeddings(in_ram, 12)())
+    recs = splits["train"][1][:5]
+    items = [{"image": torch.zeros(3, 16, 16), "image_id": r.image_id, "caption": r.captions[-1]} for r in recs]
+    got, want = TextBatcher(cache)(items)["text"], TextBatcher(in_ram)(items)["text"]
+    assert torch.equal(got.tokens, want.tokens) and torch.equal(got.token_ids, want.token_ids)
+    assert torch.equal(got.tokens, enc.encode([r.captions[-1] for r in recs]).tokens.half().float())
