@@ -116,6 +116,10 @@ def main() -> None:
             if rc != 0:
                 lines = log.read_text(errors="replace").strip().splitlines()
                 row["error"] = lines[-1] if lines else ""
+            elif stage.startswith("eval/"):  # the numbers too: runs of two checkouts must agree on them
+                kind = stage.split("/")[1].replace("-", "_")
+                record = work / "results" / "shapes" / "eval" / kind / TOK / VARIANT / f"seed{SEED}" / "metrics.json"
+                row["metrics"] = json.loads(record.read_text())["metrics"]
             print(json.dumps(row), flush=True)
             rows.append(row)
             if rc != 0 and not stage.startswith(("stage2/", "downstream/")):
