@@ -95,9 +95,13 @@ def reference_folder(cfg: dict[str, Any], dataset: str, batch: int = 64) -> Path
     data, records = eval_images(cfg, dataset, limit=n)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".ref-"))  # same filesystem: rename is atomic
-    for i in range(0, len(data), batch):
-        x = torch.stack([data[j]["image"] for j in range(i, min(i + batch, len(data)))])
-        write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in records[i : i + batch]], tmp)
+    try:
+        for i in range(0, len(data), batch):
+            x = torch.stack([data[j]["image"] for j in range(i, min(i + batch, len(data)))])
+            write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in records[i : i + batch]], tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # an unreadable image must not leave a half folder behind
+        raise
     (tmp / "DONE").write_text(str(len(records)))
     try:
         os.rename(tmp, folder)
