@@ -51,26 +51,22 @@ def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncod
     out.parent.mkdir(parents=True, exist_ok=True)
     # Same filesystem as the cache: the members are built there, then zipped into the atomic temporary.
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}.build-"))
+    arrays: dict[str, _NpyWriter] = {}
     try:
-        arrays: dict[str, np.memmap] = {}
         for i in tqdm(range(0, len(captions), batch_size), desc=f"text[{encoder.name}]", mininterval=1.0):
             part = encoder.encode(captions[i : i + batch_size])
             for name, dtype in _PER_ROW.items():
                 value = getattr(part, name).cpu().numpy()
                 if name not in arrays:  # shapes are known once the first batch is encoded
-                    arrays[name] = np.lib.format.open_memmap(work / f"{name}.npy", mode="w+", dtype=dtype,
-                                                             shape=(len(captions), *value.shape[1:]))
-                arrays[name][i : i + len(value)] = value
-        for a in arrays.values():
-            a.flush()
-        del arrays
+                    arrays[name] = _NpyWriter(work / f"{name}.npy", dtype, (len(captions), *value.shape[1:]))
+                arrays[name].append(value)
         # Fixed-width unicode (4 bytes a character of the longest caption): written in chunks too.
-        text = np.lib.format.open_memmap(work / "captions.npy", mode="w+", shape=(len(captions),),
-                                         dtype=f"<U{max(1, max(map(len, captions)))}")
+        arrays["captions"] = _NpyWriter(work / "captions.npy", f"<U{max(1, max(map(len, captions)))}",
+                                        (len(captions),))
         for i in range(0, len(captions), batch_size):
-            text[i : i + batch_size] = captions[i : i + batch_size]
-        text.flush()
-        del text
+            arrays["captions"].append(np.asarray(captions[i : i + batch_size]))
+        for w in arrays.values():
+            w.close()
         small = {"image_ids": np.asarray(image_ids, dtype=np.int64),
                  "caption_index": np.asarray(cap_idx, dtype=np.int32),
                  "token_embeddings": encoder.token_embedding_matrix().float().numpy().astype(np.float16),
@@ -81,8 +77,30 @@ def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncod
             for name in REQUIRED:  # copied in chunks: stored, so each member stays mappable in place
                 zf.write(work / f"{name}.npy", arcname=f"{name}.npy")
     finally:
+        for w in arrays.values():
+            w.fh.close()
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+class _NpyWriter:
+    """A .npy file of known shape filled by appending rows: plain writes, so a batch, not the
+    file, is resident (a writable memmap would keep every page it touched in the RSS)."""
+
+    def __init__(self, path: Path, dtype, shape: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.shape, self.rows = path, np.dtype(dtype), shape, 0
+        self.fh = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_2_0(self.fh, header)
+
+    def append(self, rows: np.ndarray) -> None:
+        self.fh.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.rows != self.shape[0]:
+            raise ArtifactError(f"text cache build wrote {self.rows} rows of {self.path.name}, expected {self.shape[0]}")
 
 
 def _map_member(f, path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> np.ndarray:
