@@ -22,8 +22,10 @@ Protocols (the paper leaves them open; these are ours, applied identically to ev
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,18 +39,19 @@ def _first_rows(cache, records) -> list[int]:
 
 
 @torch.no_grad()
-def _quantised(model, data, device, batch: int = 64) -> torch.Tensor:
-    out = []
+def _quantised(model, data, records, device, batch: int) -> Iterator[tuple[torch.Tensor, list]]:
+    """(z_q (b, D, h, w) on the CPU, the batch's records), `batch` images at a time."""
     for i in range(0, len(data), batch):
         x = torch.stack([data[j]["image"] for j in range(i, min(i + batch, len(data)))]).to(device)
-        out.append(model(x).z_q.cpu())
-    return torch.cat(out)  # (n, D, h, w)
+        yield model(x).z_q.cpu(), records[i : i + len(x)]
 
 
-def masked_positions(text, k: int, seed: int) -> tuple[torch.Tensor, int]:
+def masked_positions(text, k: int, seed: int | None = None,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
     """(B, L) bool: k real, non-special tokens per caption at seeded positions (none for captions
-    with fewer than k such tokens) -> (mask, skipped captions)."""
-    g = torch.Generator().manual_seed(seed + k)
+    with fewer than k such tokens) -> (mask, skipped captions). Pass the same `generator` to
+    successive batches of captions to draw the positions one call over all of them would."""
+    g = generator if generator is not None else torch.Generator().manual_seed(seed + k)
     maskable = text.valid & ~text.special
     masked = torch.zeros_like(maskable)
     skipped = 0
@@ -70,36 +73,77 @@ def reencode_masked(text, masked: torch.Tensor, encoder):
     return TextFeatures(text.token_ids, tokens.to(text.tokens.dtype), text.valid, text.special, text.global_)
 
 
+class MaskedRecall:
+    """Masked-word Recall@1 accumulated over successive batches of (z_q, captions): the positions
+    are drawn from one generator in caption order, so batching does not change them."""
+
+    def __init__(self, k: int, seed: int, encoder=None) -> None:
+        self.k, self.encoder = k, encoder
+        self.generator = torch.Generator().manual_seed(seed + k)
+        self.hits = self.total = self.scored = self.skipped = 0
+
+    def add(self, lg, z_q: torch.Tensor, text) -> None:
+        masked, skipped = masked_positions(text, self.k, generator=self.generator)
+        self.skipped += skipped
+        keep = masked.any(1)
+        if not bool(keep.any()):
+            return
+        t, m = text[keep], masked[keep]
+        if self.encoder is not None:
+            t = reencode_masked(t, m, self.encoder)
+        pred = lg.predict_masked(z_q[keep], t, m).argmax(-1)
+        self.hits += int((pred[m] == t.token_ids[m]).sum())
+        self.total += int(m.sum())
+        self.scored += int(keep.sum())
+
+    def result(self) -> tuple[float, int, int]:
+        """-> (recall, scored captions, skipped captions)."""
+        return (self.hits / self.total if self.total else float("nan")), self.scored, self.skipped
+
+
 def masked_word_recall(lg, z_q: torch.Tensor, text, k: int, seed: int, encoder=None,
                        batch: int = 256) -> tuple[float, int, int]:
     """-> (recall, scored captions, skipped captions). With `encoder`, the leak-free protocol
     (the same masked positions, the caption re-encoded with the words masked); without, the
     paper's (features of the full caption, masked slots overwritten by the [mask] vectors).
     Scored `batch` captions at a time: the (batch, L, V) logits, not the split's, are held."""
-    masked, skipped = masked_positions(text, k, seed)
-    keep = masked.any(1)
-    if not bool(keep.any()):
-        return float("nan"), 0, skipped
-    text, masked, z_q = text[keep], masked[keep], z_q[keep]
-    hits = total = 0
-    for i in range(0, len(masked), batch):
-        t, m = text[i:i + batch], masked[i:i + batch]
-        if encoder is not None:
-            t = reencode_masked(t, m, encoder)
-        pred = lg.predict_masked(z_q[i:i + batch], t, m).argmax(-1)
-        hits += int((pred[m] == t.token_ids[m]).sum())
-        total += int(m.sum())
-    return hits / total, int(keep.sum()), skipped
+    acc = MaskedRecall(k, seed, encoder)
+    for i in range(0, len(z_q), batch):
+        acc.add(lg, z_q[i : i + batch], text[i : i + batch])
+    return acc.result()
+
+
+class RidgeStats:
+    """XᵀX and XᵀY of [x, 1] (float64), summed batch by batch: the ridge fit never holds the split."""
+
+    def __init__(self) -> None:
+        self.xtx: torch.Tensor | None = None
+        self.xty: torch.Tensor | None = None
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        xb = torch.cat([x, torch.ones(len(x), 1)], 1).double()
+        xtx, xty = xb.t() @ xb, xb.t() @ y.double()
+        self.xtx = xtx if self.xtx is None else self.xtx + xtx
+        self.xty = xty if self.xty is None else self.xty + xty
+
+    def solve(self, lam: float = RIDGE) -> torch.Tensor:
+        """W with [x, 1] @ W ~ y (closed form)."""
+        if self.xtx is None or self.xty is None:
+            raise ValueError("ridge fit over no samples")
+        a = self.xtx + lam * torch.eye(self.xtx.shape[0], dtype=torch.float64)
+        return torch.linalg.solve(a, self.xty).float()
 
 
 def fit_ridge(x: torch.Tensor, y: torch.Tensor, lam: float = RIDGE) -> torch.Tensor:
     """Closed-form ridge regression with a bias column: returns W with [x, 1] @ W ~ y."""
-    xb = torch.cat([x, torch.ones(len(x), 1)], 1).double()
-    a = xb.t() @ xb + lam * torch.eye(xb.shape[1], dtype=torch.float64)
-    return torch.linalg.solve(a, xb.t() @ y.double()).float()
+    stats = RidgeStats()
+    stats.add(x, y)
+    return stats.solve(lam)
 
 
-def word_code_mse(z_q: torch.Tensor, text, w_map: torch.Tensor) -> float:
+def word_code_errors(z_q: torch.Tensor, text, w_map: torch.Tensor) -> tuple[float, int]:
+    """(sum of squared errors, number of word pairs) of a batch: the word–code MSE of a split is
+    the sum over its batches divided by the count over them."""
     codes = z_q.flatten(2).transpose(1, 2)                               # (B, N, D)
     mapped = torch.cat([codes, torch.ones(*codes.shape[:2], 1)], -1) @ w_map  # (B, N, Dt)
     real = text.valid & ~text.special
@@ -109,43 +153,82 @@ def word_code_mse(z_q: torch.Tensor, text, w_map: torch.Tensor) -> float:
     q = words @ words.transpose(1, 2)
     p = aligned @ aligned.transpose(1, 2)
     pair = real[:, :, None] & real[:, None, :] & ~torch.eye(real.shape[1], dtype=torch.bool)[None]
-    return float(((p - q)[pair] ** 2).mean())
+    err = (p - q)[pair].double()
+    return float((err**2).sum()), int(err.numel())
 
 
-def retrieval(cls: torch.Tensor, text_global: torch.Tensor) -> dict[str, float]:
-    sim = F.normalize(cls, dim=-1) @ F.normalize(text_global, dim=-1).t()
-    rank = (sim > sim.diagonal()[:, None]).sum(1)  # how many captions beat the true one
-    return {"I2T-R@1": float((rank < 1).float().mean()), "I2T-R@5": float((rank < 5).float().mean())}
+def word_code_mse(z_q: torch.Tensor, text, w_map: torch.Tensor) -> float:
+    total, n = word_code_errors(z_q, text, w_map)
+    return total / n if n else float("nan")
+
+
+def retrieval(cls: torch.Tensor, text_global: torch.Tensor, block: int = 1024) -> dict[str, float]:
+    """Image i's caption is text i; R@k = fraction of images whose caption ranks in the top k.
+    Ranks are computed for `block` query images at a time: a (block, n) similarity is held, not (n, n)."""
+    images, texts = F.normalize(cls, dim=-1), F.normalize(text_global, dim=-1)
+    r1 = r5 = 0
+    for i in range(0, len(images), block):
+        sim = images[i : i + block] @ texts.t()
+        true = sim[torch.arange(len(sim)), torch.arange(i, i + len(sim))]
+        rank = (sim > true[:, None]).sum(1)  # how many captions beat the true one
+        r1, r5 = r1 + int((rank < 1).sum()), r5 + int((rank < 5).sum())
+    return {"I2T-R@1": r1 / len(images), "I2T-R@5": r5 / len(images)}
 
 
 @torch.no_grad()
-def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device,
-                       encoder=None) -> tuple[dict[str, float], dict[str, Any]]:
-    """`encoder`: the frozen text encoder, for the leak-free masked-word protocol (skipped without)."""
+def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device, encoder=None,
+                       batch: int = 64) -> tuple[dict[str, float], dict[str, Any]]:
+    """`encoder`: the frozen text encoder, for the leak-free masked-word protocol (skipped without).
+
+    Streams both splits `batch` images at a time: the ridge map from XᵀX / XᵀY summed over the
+    train split, then every test metric per batch. Held across batches: only the test split's
+    [CLS] embeddings and first-caption global features (one vector per image) for retrieval."""
     (train_data, train_recs), (test_data, test_recs) = train, test
-    z_train = _quantised(model, train_data, device)
-    z_test = _quantised(model, test_data, device)
-    t_train = cache.features(_first_rows(cache, train_recs))
-    t_test = cache.features(_first_rows(cache, test_recs))
-    w_map = fit_ridge(z_train.mean((2, 3)), t_train.global_)
-    metrics: dict[str, float] = {"word_code_MSE": word_code_mse(z_test, t_test, w_map)}
-    notes: dict[str, Any] = {"word_code_MSE": f"ridge-aligned protocol (lgvq.lg.evaluate), {len(test_recs)} test captions, "
-                                              f"text encoder {cache.encoder_name}"}
+    ridge = RidgeStats()
+    for z, recs in _quantised(model, train_data, train_recs, device, batch):
+        ridge.add(z.mean((2, 3)), _globals(cache, recs))
+    w_map = ridge.solve()
     if lg is not None:
         lg = lg.to("cpu").eval()
-        if lg.weights["mtp"] > 0:
-            for k in (1, 3):
-                rec, n, skipped = masked_word_recall(lg, z_test, t_test, k, seed)
-                metrics[f"Recall@1[Mask-{k}]"] = rec
-                notes[f"Recall@1[Mask-{k}]"] = (f"first caption of {n} test images, {k} word token(s) masked, scored "
-                                                f"per word; {skipped} captions too short")
-                if encoder is not None:
-                    rec, n, _ = masked_word_recall(lg, z_test, t_test, k, seed, encoder=encoder)
-                    metrics[f"Recall@1[Mask-{k}, leak-free]"] = rec
-                    notes[f"Recall@1[Mask-{k}, leak-free]"] = (
-                        f"the same {n} captions and positions, re-encoded by {encoder.name} with the masked "
-                        f"word(s) replaced by token id {encoder.mask_id} before encoding")
-        if lg.weights["gsa"] > 0:
-            metrics.update(retrieval(lg.cls_embedding(z_test), t_test.global_))
-            notes["I2T-R@1"] = f"{len(test_recs)} test images vs their first captions"
+    mtp, gsa = lg is not None and lg.weights["mtp"] > 0, lg is not None and lg.weights["gsa"] > 0
+    recalls = {}
+    if mtp:
+        for k in (1, 3):
+            recalls[k, False] = MaskedRecall(k, seed)
+            if encoder is not None:
+                recalls[k, True] = MaskedRecall(k, seed, encoder)
+    sq_err, pairs = 0.0, 0
+    cls, glob = [], []
+    for z, recs in _quantised(model, test_data, test_recs, device, batch):
+        t = cache.features(_first_rows(cache, recs))
+        e, n = word_code_errors(z, t, w_map)
+        sq_err, pairs = sq_err + e, pairs + n
+        for acc in recalls.values():
+            acc.add(lg, z, t)
+        if gsa:
+            cls.append(lg.cls_embedding(z))
+            glob.append(t.global_)
+    metrics: dict[str, float] = {"word_code_MSE": sq_err / pairs if pairs else float("nan")}
+    notes: dict[str, Any] = {"word_code_MSE": f"ridge-aligned protocol (lgvq.lg.evaluate), {len(test_recs)} test captions, "
+                                              f"text encoder {cache.encoder_name}"}
+    for (k, leak_free), acc in recalls.items():
+        rec, n, skipped = acc.result()
+        if not leak_free:
+            metrics[f"Recall@1[Mask-{k}]"] = rec
+            notes[f"Recall@1[Mask-{k}]"] = (f"first caption of {n} test images, {k} word token(s) masked, scored "
+                                            f"per word; {skipped} captions too short")
+        else:
+            metrics[f"Recall@1[Mask-{k}, leak-free]"] = rec
+            notes[f"Recall@1[Mask-{k}, leak-free]"] = (
+                f"the same {n} captions and positions, re-encoded by {encoder.name} with the masked "
+                f"word(s) replaced by token id {encoder.mask_id} before encoding")
+    if gsa:
+        metrics.update(retrieval(torch.cat(cls), torch.cat(glob)))
+        notes["I2T-R@1"] = f"{len(test_recs)} test images vs their first captions"
     return metrics, notes
+
+
+def _globals(cache, records) -> torch.Tensor:
+    """The first captions' global features, read without their per-token features."""
+    rows = np.asarray(_first_rows(cache, records), dtype=np.int64)
+    return torch.from_numpy(np.array(cache.global_[rows], dtype=np.float32))

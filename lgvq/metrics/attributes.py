@@ -66,3 +66,18 @@ def attribute_accuracy(classifier: Callable[[Tensor], Tensor], images: Tensor, w
     """The two summary numbers of `attribute_report`: attribute_accuracy and exact_match."""
     r = attribute_report(classifier, images, wanted, mask)
     return {"attribute_accuracy": r["attribute_accuracy"], "exact_match": r["exact_match"]}
+
+
+@torch.no_grad()
+def attribute_hits(classifier: Callable[[Tensor], Tensor], images: Tensor, wanted: Tensor,
+                   mask: Tensor) -> tuple[int, int]:
+    """(right, scored) (image, attribute) cells of one batch: `attribute_accuracy` over images seen
+    batch by batch is the sum of `right` over the sum of `scored` (mask: (A,) or (N, A))."""
+    if isinstance(classifier, ShapesCNNExtractor):
+        classifier = classifier.model
+    if isinstance(classifier, torch.nn.Module):
+        classifier.eval()
+    want = torch.as_tensor(wanted).float()
+    logits = classifier(as_unit_images(images, "attribute_accuracy images"))
+    m = torch.as_tensor(mask, dtype=torch.bool).expand_as(want)
+    return int((((logits > 0).float() == want) & m).sum()), int(m.sum())

@@ -3,7 +3,8 @@ images and FID scores every generating or reconstructing stage produces the same
 
 - `text_cache`: the dataset's cached caption features, refused when the config's text encoder differs;
 - `load_codes`, `CodeTable`: a tokenizer run's code files, checked, looked up by image id;
-- `eval_images`, `reference_folder`, `write_pngs`: the evaluation images and the real reference set;
+- `eval_images`, `reference_folder`, `write_pngs`, `png_folder`: the evaluation images, the real
+  reference set, and folders of images written batch by batch that appear whole or not at all;
 - `fid_extractor`, `score_fid`: the configured FID feature extractor and a labelled FID.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +63,27 @@ def write_pngs(images: np.ndarray, names: list[str], folder: Path) -> None:
             Image.fromarray(img).save(tmp, format="PNG")
 
 
-def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
-    """The real test images (first `eval_images`) as PNGs, written once per dataset.
+@contextmanager
+def png_folder(folder: Path) -> Iterator[Path]:
+    """A temporary folder beside `folder` to write images into batch by batch; on success it
+    replaces `folder` (no stale images of an earlier run stay behind), on failure it is removed
+    and `folder` is left as it was."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))  # same filesystem: rename is atomic
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = folder.parent / f"{tmp.name}.old"
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def reference_folder(cfg: dict[str, Any], dataset: str, batch: int = 64) -> Path:
+    """The real test images (first `eval_images`) as PNGs, written once per dataset, `batch` at a time.
 
     Several evaluation jobs may ask at once: each writes into its own temporary folder and
     renames it into place; a job that loses the race uses the winner's (identical) folder.
@@ -73,8 +95,13 @@ def reference_folder(cfg: dict[str, Any], dataset: str) -> Path:
     data, records = eval_images(cfg, dataset, limit=n)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".ref-"))  # same filesystem: rename is atomic
-    x = torch.stack([data[i]["image"] for i in range(len(data))])
-    write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in records], tmp)
+    try:
+        for i in range(0, len(data), batch):
+            x = torch.stack([data[j]["image"] for j in range(i, min(i + batch, len(data)))])
+            write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in records[i : i + batch]], tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # an unreadable image must not leave a half folder behind
+        raise
     (tmp / "DONE").write_text(str(len(records)))
     try:
         os.rename(tmp, folder)

@@ -17,8 +17,8 @@ from lgvq.manifest import RunRecord
 from lgvq.metrics.image import to_uint8
 from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
-from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, reference_folder, score_fid, text_cache,
-                                     write_pngs)
+from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, png_folder, reference_folder, score_fid,
+                                     text_cache, write_pngs)
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.tokenizer import load_tokenizer
 
@@ -49,7 +49,6 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     """Reconstruction FID/PSNR/SSIM on the first `eval_images` test images + codebook statistics
     over the whole test split (usage counts codes used at least once over the split)."""
     from lgvq.metrics.codebook import codebook_statistics
-    from lgvq.metrics.image import psnr_per_image, ssim_per_image
 
     R = cfg["results_dir"]
     out = paths.eval_dir(R, "reconstruction", dataset, tokenizer, variant, seed)
@@ -62,17 +61,9 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     ref = reference_folder(cfg, dataset) if extractor is not None else None
     data, records = eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
-    real, rec = [], []
-    for i in range(0, len(data), 64):
-        x = torch.stack([data[j]["image"] for j in range(i, min(i + 64, len(data)))]).to(dev)
-        real.append(to_uint8(x.cpu()))
-        rec.append(to_uint8(model(x).x_rec.clamp(-1, 1).cpu()))
-    real_u8, rec_u8 = np.concatenate(real), np.concatenate(rec)
     recon_dir = out / "reconstructions"
-    write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records], recon_dir)
+    psnr, ssim = reconstruct_to_folder(model, data, records, recon_dir, dev)
     fid = score_fid(recon_dir, ref, extractor, paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
-    psnr = psnr_per_image(real_u8, rec_u8)
-    ssim = ssim_per_image(real_u8, rec_u8)
     run = (dataset, tokenizer, variant, seed)
     labels = {"tokenizer_class": cfg["tokenizers"][tokenizer]["class"], "text_encoder": cfg["text_encoder"]["name"],
               "perceptual": model.describe().get("perceptual")}
@@ -94,6 +85,24 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     _codebook_figures(model, codes, cb_dir)
     record.write(out, fid=fid.description)
     record.write(cb_dir)
+
+
+@torch.no_grad()
+def reconstruct_to_folder(model, data, records, folder: Path, dev, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstruct `data` `batch` images at a time into PNGs in `folder` (named by image id) and
+    score each image: -> per-image (PSNR, SSIM). Only a batch of images is held; the folder
+    replaces an earlier one once every batch is written (the FID reads the images back from disk)."""
+    from lgvq.metrics.image import psnr_per_image, ssim_per_image
+
+    psnr, ssim = [], []
+    with png_folder(folder) as tmp:
+        for i in range(0, len(data), batch):
+            x = torch.stack([data[j]["image"] for j in range(i, min(i + batch, len(data)))]).to(dev)
+            real_u8, rec_u8 = to_uint8(x.cpu()), to_uint8(model(x).x_rec.clamp(-1, 1).cpu())
+            psnr.append(psnr_per_image(real_u8, rec_u8))
+            ssim.append(ssim_per_image(real_u8, rec_u8))
+            write_pngs(rec_u8, [f"{r.image_id:012d}" for r in records[i : i + batch]], tmp)
+    return np.concatenate(psnr), np.concatenate(ssim)
 
 
 def _codebook_figures(model, codes: np.ndarray, out: Path) -> None:

@@ -52,6 +52,24 @@ def label_map_at(record, size: int) -> np.ndarray:
     return lm.astype(np.int64)
 
 
+class LabelMaps:
+    """The records' label maps, read when a batch asks for them: the split's maps are never stacked
+    (all CelebA maps as int64 would be ~12.6 GB)."""
+
+    def __init__(self, records, size: int) -> None:
+        self.records, self.size = records, size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def batch(self, idx) -> Tensor:
+        return torch.as_tensor(np.stack([label_map_at(self.records[int(i)], self.size) for i in idx]))
+
+    def n_classes(self) -> int:
+        """1 + the largest class id over all maps (one pass, one map held at a time)."""
+        return 1 + max(int(label_map_at(r, self.size).max()) for r in self.records)
+
+
 def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     """Train the label-map VQ of a dataset on its train split (rule `labelmap_vq`)."""
     from lgvq.downstream.task import HeadTask
@@ -66,8 +84,8 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     h = config_hash(job)
     record = RunRecord("stage2/labelmap_vq", job, seed=seed, config_hash_short=h)
     recs = dataset_source(cfg, dataset).records("train")
-    maps = torch.as_tensor(np.stack([label_map_at(r, ds["image_size"]) for r in recs]))
-    n_classes = int(maps.max()) + 1
+    maps = LabelMaps(recs, ds["image_size"])
+    n_classes = maps.n_classes()
     seed_everything(seed)
     meta = {"n_classes": n_classes, "image_size": ds["image_size"], "grid": _tokenizer_grid(cfg, dataset),
             "n_embed": s["labelmap_codes"], "config_hash": h}
@@ -76,11 +94,12 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     model.to(dev)
     trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"])
     train_loop(trainer,
-               shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps[idx].to(dev)), out_dir=out,
+               shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps.batch(idx).to(dev)), out_dir=out,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
                log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
     model.eval()
-    acc = float((model.reconstruct(maps[:256].to(dev)).cpu() == maps[:256]).float().mean())
+    first = maps.batch(range(min(256, len(maps))))
+    acc = float((model.reconstruct(first.to(dev)).cpu() == first).float().mean())
     atomic_torch_save(out / "model.pt", {"state": model.state_dict(), "meta": meta})
     atomic_write_json(out / "meta.json", {**meta, "train_pixel_accuracy": acc})
     record.write(out, train_pixel_accuracy=acc, execution=trainer.execution.record())
@@ -167,7 +186,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         raise ArtifactError(f"unknown second-stage task '{task}' (tasks: {', '.join(TASKS)})")
     from lgvq.downstream.task import HeadTask
     from lgvq.metrics.image import to_uint8
-    from lgvq.pipeline.artifacts import fid_extractor, reference_folder, score_fid, text_cache, write_pngs
+    from lgvq.pipeline.artifacts import fid_extractor, png_folder, reference_folder, score_fid, text_cache, write_pngs
     from lgvq.pipeline.tokenizer import load_tokenizer
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
@@ -228,7 +247,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     # Sampling is spread over the ranks: chunk c (50 conditions) is drawn by rank c % world with its own
     # generator seeded by c, so the samples do not depend on how many processes draw them. Rank 0
     # gathers them, then scores and writes alone.
-    from lgvq.train.distributed import map_chunks_to_main
+    from lgvq.train.distributed import chunks_on_main
 
     tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     sample_seed = cfg["eval"]["mask_eval_seed"] * 7919 + seed
@@ -245,30 +264,41 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
             raise RuntimeError("completion changed the given half of the code grid")
         return tok.decode_codes(codes).clamp(-1, 1).cpu()
 
-    images = map_chunks_to_main(-(-len(test_recs) // 50), draw, dist)
+    chunks = chunks_on_main(-(-len(test_recs) // 50), draw, dist)  # lazy: draws as it is iterated
     if not dist.is_main:
-        return out / "metrics.json"  # rank 0 scores and writes
-    x = torch.cat(images)
-    samples_dir = out / "samples"
-    write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in test_recs], samples_dir)
-    _sample_grid(x[:16], out / "samples_grid.png")
-
-    extractor = fid_extractor(cfg, dataset)
+        for _ in chunks:  # this rank's share of the samples; rank 0 scores and writes
+            pass
+        return out / "metrics.json"
+    extractor = fid_extractor(cfg, dataset)  # before sampling: a missing extractor fails before any sample
     tag = METRIC_TAG.get(task)
+    scores_attributes = task.startswith("t2i") and extractor is not None and extractor.name == "shapes-cnn"
+    if scores_attributes:
+        from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
+        from lgvq.metrics.attributes import attribute_hits
+
+        attr_mask = torch.as_tensor([not n.startswith("count:") for n in ATTRIBUTE_NAMES])
+    # Rank 0 writes and scores the samples 50 at a time as they arrive (only a round of chunks is held);
+    # the folder replaces an earlier one once all are written, and the FID reads them back from disk.
+    samples_dir, grid_images, right, scored = out / "samples", [], 0, 0
+    with png_folder(samples_dir) as tmp_dir:
+        for c, x in chunks:
+            recs = test_recs[c * 50 : c * 50 + 50]
+            write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in recs], tmp_dir)
+            grid_images.append(x[: 16 - sum(len(t) for t in grid_images)])
+            if scores_attributes:
+                wanted = torch.as_tensor(np.stack([caption_attribute_vector(cap) for cap in captions[c * 50 : c * 50 + 50]]))
+                hit, cells = attribute_hits(extractor, x, wanted, attr_mask)
+                right, scored = right + hit, scored + cells
+    _sample_grid(torch.cat(grid_images), out / "samples_grid.png")
+
     # FID off: the samples and their grid are still written above, for a person to look at
     fid = score_fid(samples_dir, reference_folder(cfg, dataset) if extractor is not None else None, extractor,
                     paths.dataset_dir(R, dataset) / "eval" / "fid_cache", tag=tag,
                     note_suffix=f"; one sample per test condition, seed {seed}")
     metrics, notes = fid.metrics, fid.notes
-    if task.startswith("t2i") and extractor is not None and extractor.name == "shapes-cnn":
-        from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
-        from lgvq.metrics.attributes import attribute_accuracy
-
-        wanted = torch.as_tensor(np.stack([caption_attribute_vector(c) for c in captions]))
-        mask = torch.as_tensor([not n.startswith("count:") for n in ATTRIBUTE_NAMES])
-        acc = attribute_accuracy(extractor, x, wanted, mask)
+    if scores_attributes:
         key = f"attribute_accuracy[{tag}]" if tag else "attribute_accuracy"
-        metrics[key] = acc["attribute_accuracy"]
+        metrics[key] = right / scored
         notes[key] = ("shapes-cnn reads each sample; shape and colour slots compared with those its caption names "
                       f"(count not scored); {len(captions)} captions")
     MetricRecord(

@@ -7,7 +7,7 @@ from typing import Any
 
 from lgvq.manifest import RunRecord
 from lgvq.pipeline import jobs
-from lgvq.pipeline.common import dataset_source
+from lgvq.pipeline.common import dataset_source, device
 
 
 def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
@@ -21,7 +21,8 @@ def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
     for split in source.splits():
         for rec in source.records(split):
             captions[rec.image_id] = list(rec.captions)
-    encoder = get_text_encoder(tcfg["name"], path=tcfg["path"], max_length=tcfg["max_length"])
+    # The encoder runs on the job's device (a GPU when it has one): features are stored the same either way.
+    encoder = get_text_encoder(tcfg["name"], path=tcfg["path"], max_length=tcfg["max_length"], device=str(device(cfg)))
     build_text_cache(captions, encoder, out)
     record.write(out.parent, name=out.stem + ".manifest.json", text_encoder=tcfg["name"],
                  text_model=getattr(encoder, "model_id", None), captions=sum(len(c) for c in captions.values()))

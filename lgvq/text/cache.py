@@ -3,10 +3,19 @@
 Holds, for every caption (row): token ids, per-token features (float16), padding and special
 masks, the global feature, and which image/caption it belongs to; plus the encoder's token
 embedding matrix (L_mtp predicts words through it), so training never loads the text model.
+
+The .npz is uncompressed (what `np.savez` writes, and what `np.load` still reads), so its
+members are memory-mapped where they lie in the file: a training rank or an evaluation pages in
+only the rows of its batches, never the whole cache (CLIP width x 30 tokens is ~19 GB for COCO).
+Building writes each batch's features straight into on-disk arrays and zips them at the end, so
+the encoder's output for the whole dataset is never held either.
 """
 
 from __future__ import annotations
 
+import shutil
+import struct
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -19,8 +28,15 @@ from lgvq.text.base import TextEncoder, TextFeatures
 
 REQUIRED = ("token_ids", "tokens", "valid", "special", "global_", "image_ids", "caption_index", "captions",
             "token_embeddings", "meta")
+# The per-caption arrays, filled batch by batch while encoding, with the dtype each is stored in.
+_PER_ROW = {"token_ids": np.int32, "tokens": np.float16, "valid": np.bool_, "special": np.bool_,
+            "global_": np.float32}
+# Small arrays read into memory on load; every other member stays memory-mapped.
+_IN_MEMORY = ("image_ids", "caption_index", "meta")
+_LOCAL_HEADER = 30  # bytes of a zip local file header before its name and extra field
 
 
+@torch.no_grad()
 def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncoder, out_path: str | Path,
                      batch_size: int = 256) -> Path:
     image_ids, cap_idx, captions = [], [], []
@@ -31,22 +47,90 @@ def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncod
             captions.append(c)
     if not captions:
         raise ArtifactError(f"no captions to encode for {out_path}")
-    parts: list[TextFeatures] = []
-    for i in tqdm(range(0, len(captions), batch_size), desc=f"text[{encoder.name}]", mininterval=1.0):
-        parts.append(encoder.encode(captions[i : i + batch_size]))
-    cat = lambda name: torch.cat([getattr(p, name) for p in parts]).numpy()  # noqa: E731
     out = Path(out_path)
-    with atomic_path(out) as tmp:
-        np.savez(
-            tmp,
-            token_ids=cat("token_ids").astype(np.int32), tokens=cat("tokens").astype(np.float16),
-            valid=cat("valid"), special=cat("special"), global_=cat("global_").astype(np.float32),
-            image_ids=np.asarray(image_ids, dtype=np.int64), caption_index=np.asarray(cap_idx, dtype=np.int32),
-            captions=np.asarray(captions, dtype=np.str_),
-            token_embeddings=encoder.token_embedding_matrix().numpy().astype(np.float16),
-            meta=np.asarray([encoder.name, str(encoder.model_id), str(encoder.max_length)], dtype=np.str_),
-        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Same filesystem as the cache: the members are built there, then zipped into the atomic temporary.
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}.build-"))
+    arrays: dict[str, _NpyWriter] = {}
+    try:
+        for i in tqdm(range(0, len(captions), batch_size), desc=f"text[{encoder.name}]", mininterval=1.0):
+            part = encoder.encode(captions[i : i + batch_size])
+            for name, dtype in _PER_ROW.items():
+                value = getattr(part, name).cpu().numpy()
+                if name not in arrays:  # shapes are known once the first batch is encoded
+                    arrays[name] = _NpyWriter(work / f"{name}.npy", dtype, (len(captions), *value.shape[1:]))
+                arrays[name].append(value)
+        # Fixed-width unicode (4 bytes a character of the longest caption): written in chunks too.
+        arrays["captions"] = _NpyWriter(work / "captions.npy", f"<U{max(1, max(map(len, captions)))}",
+                                        (len(captions),))
+        for i in range(0, len(captions), batch_size):
+            arrays["captions"].append(np.asarray(captions[i : i + batch_size]))
+        for w in arrays.values():
+            w.close()
+        small = {"image_ids": np.asarray(image_ids, dtype=np.int64),
+                 "caption_index": np.asarray(cap_idx, dtype=np.int32),
+                 "token_embeddings": encoder.token_embedding_matrix().float().numpy().astype(np.float16),
+                 "meta": np.asarray([encoder.name, str(encoder.model_id), str(encoder.max_length)], dtype=np.str_)}
+        for name, value in small.items():
+            np.save(work / f"{name}.npy", value, allow_pickle=False)
+        with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name in REQUIRED:  # copied in chunks: stored, so each member stays mappable in place
+                zf.write(work / f"{name}.npy", arcname=f"{name}.npy")
+    finally:
+        for w in arrays.values():
+            w.fh.close()
+        shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+class _NpyWriter:
+    """A .npy file of known shape filled by appending rows: plain writes, so a batch, not the
+    file, is resident (a writable memmap would keep every page it touched in the RSS)."""
+
+    def __init__(self, path: Path, dtype, shape: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.shape, self.rows = path, np.dtype(dtype), shape, 0
+        self.fh = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_2_0(self.fh, header)
+
+    def append(self, rows: np.ndarray) -> None:
+        self.fh.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.rows != self.shape[0]:
+            raise ArtifactError(f"text cache build wrote {self.rows} rows of {self.path.name}, expected {self.shape[0]}")
+
+
+def _map_member(f, path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> np.ndarray:
+    """The .npy member `info` as a read-only memmap of `path` (a compressed member is read instead)."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        with zf.open(info) as m:
+            return np.lib.format.read_array(m, allow_pickle=False)
+    f.seek(info.header_offset)
+    head = f.read(_LOCAL_HEADER)
+    if len(head) < _LOCAL_HEADER or head[:4] != b"PK\x03\x04":
+        raise ValueError(f"bad local header of member {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    f.seek(info.header_offset + _LOCAL_HEADER + name_len + extra_len)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        with zf.open(info) as m:
+            return np.lib.format.read_array(m, allow_pickle=False)
+    if dtype.hasobject:
+        raise ValueError(f"member {info.filename} holds Python objects")
+    offset = f.tell()
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset + nbytes > size:
+        raise ValueError(f"member {info.filename} ends past the end of the file")
+    if nbytes == 0:
+        return np.empty(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 class TextCache:
@@ -57,18 +141,17 @@ class TextCache:
         self.valid = arrays["valid"]
         self.special = arrays["special"]
         self.global_ = arrays["global_"]
-        self.image_ids = arrays["image_ids"]
+        self.image_ids = np.asarray(arrays["image_ids"])
         self.caption_index = arrays["caption_index"]
         self.captions = arrays["captions"]
         self.token_embeddings = arrays["token_embeddings"]
         self.encoder_name, self.model_id, max_len = (str(v) for v in arrays["meta"])
         self.max_length = int(max_len)
         self.width = int(self.tokens.shape[-1])
-        self._rows: dict[tuple[int, str], int] = {}
-        self._by_image: dict[int, list[int]] = {}
-        for r, (iid, cap) in enumerate(zip(self.image_ids.tolist(), self.captions.tolist())):
-            self._rows.setdefault((iid, cap), r)
-            self._by_image.setdefault(iid, []).append(r)
+        # Rows of an image: a range of the rows sorted (stably) by image id, found by bisection.
+        # No per-caption Python index: the captions stay on disk and are compared row by row.
+        self._order = np.argsort(self.image_ids, kind="stable")
+        self._sorted_ids = self.image_ids[self._order]
 
     @classmethod
     def load(cls, path: str | Path) -> "TextCache":
@@ -76,11 +159,18 @@ class TextCache:
         if not p.is_file():
             raise ArtifactError(f"text cache missing: {p}; build it with `lgvq text cache`")
         try:
-            with np.load(p, allow_pickle=False) as z:
-                missing = [k for k in REQUIRED if k not in z.files]
+            size = p.stat().st_size
+            with zipfile.ZipFile(p) as zf, open(p, "rb") as f:
+                infos = {i.filename[: -len(".npy")]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+                missing = [k for k in REQUIRED if k not in infos]
                 if missing:
                     raise ArtifactError(f"text cache {p} lacks {missing}; delete it and rebuild with `lgvq text cache`")
-                arrays = {k: z[k] for k in REQUIRED}
+                arrays = {k: _map_member(f, p, zf, infos[k], size) for k in REQUIRED}
+            arrays.update({k: np.array(arrays[k]) for k in _IN_MEMORY})
+            rows = len(arrays["image_ids"])
+            short = [k for k in (*_PER_ROW, "caption_index", "captions") if len(arrays[k]) != rows]
+            if short:
+                raise ValueError(f"{short} do not have one row per caption ({rows})")
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise ArtifactError(f"corrupt or truncated text cache {p} ({e}); delete it and rebuild with `lgvq text cache`") from e
         return cls(p, arrays)
@@ -89,22 +179,27 @@ class TextCache:
         return len(self.image_ids)
 
     def rows_for_image(self, image_id: int) -> list[int]:
-        if image_id not in self._by_image:
+        lo = np.searchsorted(self._sorted_ids, image_id, side="left")
+        hi = np.searchsorted(self._sorted_ids, image_id, side="right")
+        if lo == hi:
             raise ArtifactError(f"image {image_id} has no captions in text cache {self.path}; rebuild it")
-        return self._by_image[image_id]
+        return self._order[lo:hi].tolist()
 
     def row(self, image_id: int, caption: str) -> int:
-        try:
-            return self._rows[(image_id, caption)]
-        except KeyError:
-            raise ArtifactError(f"caption {caption!r} of image {image_id} is not in text cache {self.path}; "
-                                "the dataset changed since the cache was built: rebuild it") from None
+        lo = np.searchsorted(self._sorted_ids, image_id, side="left")
+        hi = np.searchsorted(self._sorted_ids, image_id, side="right")
+        for r in self._order[lo:hi].tolist():  # the first row holding it, as duplicates are allowed
+            if str(self.captions[r]) == caption:
+                return r
+        raise ArtifactError(f"caption {caption!r} of image {image_id} is not in text cache {self.path}; "
+                            "the dataset changed since the cache was built: rebuild it")
 
     def features(self, rows) -> TextFeatures:
         idx = np.asarray(rows, dtype=np.int64)
         return TextFeatures(
             torch.from_numpy(self.token_ids[idx].astype(np.int64)), torch.from_numpy(self.tokens[idx].astype(np.float32)),
-            torch.from_numpy(self.valid[idx]), torch.from_numpy(self.special[idx]), torch.from_numpy(self.global_[idx]),
+            torch.from_numpy(np.asarray(self.valid[idx])), torch.from_numpy(np.asarray(self.special[idx])),
+            torch.from_numpy(np.array(self.global_[idx], dtype=np.float32)),
         )
 
     def describe(self) -> dict[str, object]:

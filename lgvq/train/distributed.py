@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -296,18 +296,25 @@ def barrier(info: DistInfo) -> None:
 
 
 
-def map_chunks_to_main(n_chunks: int, fn: Callable[[int], Any], info: DistInfo) -> list[Any] | None:
-    """[fn(0), .., fn(n_chunks - 1)] on rank 0, None on the others: rank r computes the chunks c with
-    c % world == r, and rank 0 gathers one round of `world` chunks at a time (what it holds grows by
-    one round, never by a rank's whole share before it writes). One process: a plain loop."""
+def chunks_on_main(n_chunks: int, fn: Callable[[int], Any], info: DistInfo) -> Iterator[tuple[int, Any]]:
+    """(c, fn(c)) for c = 0 .. n_chunks - 1, in order, on rank 0; nothing on the others, which must
+    still exhaust the iterator (it runs their share and the collectives). Rank r computes the chunks c
+    with c % world == r, and rank 0 gathers one round of `world` chunks at a time, so what it holds is
+    one round, never a rank's whole share. One process: a plain loop."""
     if not info.enabled:
-        return [fn(c) for c in range(n_chunks)]
-    out: list[Any] | None = [] if info.is_main else None
+        for c in range(n_chunks):
+            yield c, fn(c)
+        return
     for first in range(0, n_chunks, info.world):
         c = first + info.rank
         mine = fn(c) if c < n_chunks else None
         got: list[Any] | None = [None] * info.world if info.is_main else None
         dist.gather_object(mine, got, dst=0)
-        if out is not None:
-            out.extend(got[: min(info.world, n_chunks - first)])
-    return out
+        if got is not None:
+            yield from enumerate(got[: min(info.world, n_chunks - first)], start=first)
+
+
+def map_chunks_to_main(n_chunks: int, fn: Callable[[int], Any], info: DistInfo) -> list[Any] | None:
+    """[fn(0), .., fn(n_chunks - 1)] on rank 0, None on the others (`chunks_on_main`, collected)."""
+    out = [x for _, x in chunks_on_main(n_chunks, fn, info)]
+    return out if info.is_main else None
