@@ -160,9 +160,10 @@ def _report(a):
 def _plan_estimate(a):
     from lgvq.config import load_config
     from lgvq.pipeline.estimate import DEFAULT_BENCHMARK, DEFAULT_INPUT_BENCHMARK, estimate, render
+    from lgvq.pipeline.resources import job_memory_mb
 
     rows = estimate(load_config(a.config), Path(a.benchmark) if a.benchmark else DEFAULT_BENCHMARK,
-                    Path(a.input_benchmark) if a.input_benchmark else DEFAULT_INPUT_BENCHMARK)
+                    Path(a.input_benchmark) if a.input_benchmark else DEFAULT_INPUT_BENCHMARK, memory=job_memory_mb)
     print(render(rows, peak_flops=a.peak_tflops * 1e12, mfu=a.mfu, source=a.config))
 
 

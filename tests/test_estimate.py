@@ -165,3 +165,23 @@ def test_a_dataset_of_unknown_size_is_listed_not_priced(tmp_path):
     (row,) = [r for r in rows if r.kind.startswith("not priced")]
     assert row.datasets == ("shapes",) and "datasets.shapes (source 'my_plugin_source')" in row.basis
     assert not any(r.kind.startswith("encode codes") for r in rows)
+
+
+def test_plan_estimate_prints_what_each_job_asks_the_cluster_for():
+    """The memory column is the per-rule model SLURM jobs request by (lgvq.pipeline.resources), so the
+    estimate and the sbatch arguments cannot disagree."""
+    import subprocess
+    import sys
+
+    from lgvq.pipeline.resources import job_memory_mb, rule_resources
+
+    cfg = load_config(ROOT / "config" / "paper.yaml")
+    rows = {r.kind: r for r in estimate(cfg, memory=job_memory_mb)}
+    tok = next(r for k, r in rows.items() if k.startswith("tokenizer "))
+    assert tok.memory_mb == max(rule_resources(cfg, "train_tokenizer", d)["mem_mb"] for d in tok.datasets) > 0
+    cache = rows["text cache (coco)"]
+    assert cache.memory_mb == rule_resources(cfg, "text_cache", "coco")["mem_mb"]
+    out = subprocess.run([sys.executable, "-m", "lgvq", "plan", "estimate", "--config", str(ROOT / "config" / "paper.yaml")],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("text cache (coco)"))
+    assert f" {cache.memory_mb} " in line and "—" not in line

@@ -33,7 +33,7 @@ constant INPUT_IMAGES_PER_S (the issue's measurement: ~28 ms a 1024^2 JPEG decod
 the training thread) is used, added to compute (no overlap). Both are labelled in the output. A job of
 several processes (train.gpus) waits on each of its devices, so its input device-hours count every
 process. The embedded data (tiny PNGs) is not counted. A row's `memory_mb` is a hook: `estimate(memory=...)`
-fills it from a per-rule model (lgvq.pipeline.resources, once merged); without one it stays empty.
+fills it; `lgvq plan estimate` passes lgvq.pipeline.resources.job_memory_mb (the per-rule model SLURM jobs ask by).
 
 Device-hours use the peak and MFU given as arguments, and the defaults (an H100's dense bf16 peak, MFU 0.3)
 are assumptions, printed with every estimate. No GPU was available to this project to measure MFU.
@@ -363,6 +363,6 @@ def render(rows: list[JobEstimate], *, peak_flops: float, mfu: float, source: st
         lines.append(f"{r.kind:44s} {r.jobs:5d} {r.steps:7d} {r.flops_per_job / 1e15:10.3f} {r.input_hours():8.1f} "
                      f"{h / max(r.jobs, 1):7.2f} {h:8.1f} {mem:>7s}  {r.basis}")
     lines += ["", f"total: {total:.1f} device-hours (input: measured where a benchmark row exists, else the assumed "
-              "constant; data preparation, statistics, tables and the report not counted; mem MB: no memory model "
-              "wired in when —)"]
+              "constant; data preparation, statistics, tables and the report not counted; mem MB: what the job asks "
+              "for, lgvq.pipeline.resources' per-rule model, the largest over the row's datasets)"]
     return "\n".join(lines)

@@ -138,6 +138,12 @@ def rule_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None) -
     return out
 
 
+def job_memory_mb(cfg: dict[str, Any], rule: str, dataset: str) -> int | None:
+    """The memory one job of `rule` asks for (`lgvq plan estimate`'s memory column); None for a rule
+    without a model."""
+    return rule_resources(cfg, rule, dataset)["mem_mb"] if rule in RULES else None
+
+
 def resource_table(cfg: dict[str, Any], dataset: str) -> str:
     """A Markdown table of every rule's resources for one dataset of `cfg` (README's table)."""
     rows = ["| rule | GPUs | CPUs | memory (GB) | time limit (h) |", "|---|---:|---:|---:|---:|"]
