@@ -149,3 +149,20 @@ class PretrainedTokenizer(Tokenizer):
                 "native_downsample": self.native_downsample,
                 "loss": f"fine-tuning only: {self.rec_loss} rec" + (" + perceptual" if self.perceptual else "")
                         + " + quantiser terms, no GAN"}
+
+
+class ConvQuantizedTokenizer(PretrainedTokenizer):
+    """taming's layout, which LlamaGen's VQ keeps: encoder -> 1x1 quant_conv -> quantizer ->
+    1x1 post_quant_conv -> decoder. Subclasses build those five modules."""
+
+    def quantize(self, x: Tensor) -> QuantizerOutput:
+        return self.quantizer(self.quant_conv(self.encoder(x)))
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        return self.decoder(self.post_quant_conv(z_q))
+
+    def lookup(self, codes: Tensor) -> Tensor:
+        return self.quantizer.lookup(codes)
+
+    def codebook(self) -> Tensor:
+        return self.quantizer.weight()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lgvq.tokenizers.base import QuantizerOutput
-from lgvq.tokenizers.pretrained.common import PretrainedTokenizer, unwrap
+from lgvq.tokenizers.pretrained.common import ConvQuantizedTokenizer, unwrap
 from lgvq.tokenizers.pretrained.taming_nets import TamingDecoder, TamingEncoder
 from lgvq.tokenizers.quantizers import VectorQuantizer
 
@@ -56,7 +56,7 @@ def llamagen_to_taming(key: str, levels: int) -> str:
     return key
 
 
-class LlamaGenVQ(PretrainedTokenizer):
+class LlamaGenVQ(ConvQuantizedTokenizer):
     project = "LlamaGen VQ"
 
     def __init__(self, *, image_size: int, codebook_size: int = 16384, codebook_embed_dim: int = 8,
@@ -73,18 +73,6 @@ class LlamaGenVQ(PretrainedTokenizer):
         self.quantizer = (L2NormQuantizer if codebook_l2_norm else VectorQuantizer)(codebook_size, codebook_embed_dim)
         self.codebook_size, self.embed_dim, self.beta = codebook_size, codebook_embed_dim, commit_loss_beta
         self._set_grid(2 ** (self.levels - 1))
-
-    def quantize(self, x: Tensor) -> QuantizerOutput:
-        return self.quantizer(self.quant_conv(self.encoder(x)))
-
-    def decode(self, z_q: Tensor) -> Tensor:
-        return self.decoder(self.post_quant_conv(z_q))
-
-    def lookup(self, codes: Tensor) -> Tensor:
-        return self.quantizer.lookup(codes)
-
-    def codebook(self) -> Tensor:
-        return self.quantizer.weight()
 
     def quantizer_losses(self, out) -> dict[str, Tensor]:
         # LlamaGen: vq_loss + beta * commit_loss (beta on the encoder's commitment)

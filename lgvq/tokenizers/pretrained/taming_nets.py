@@ -20,6 +20,8 @@ from typing import Collection, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lgvq.tokenizers.nets import Upsample  # the same layer as taming's: nearest x2, then a 3x3 conv
+
 
 def group_norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, ch, eps=1e-6, affine=True)  # taming's Normalize: always 32 groups
@@ -61,15 +63,6 @@ class Downsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class _Middle(nn.Module):

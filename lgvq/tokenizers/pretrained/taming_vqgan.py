@@ -14,8 +14,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from lgvq.tokenizers.base import QuantizerOutput
-from lgvq.tokenizers.pretrained.common import PretrainedTokenizer, unwrap
+from lgvq.tokenizers.pretrained.common import ConvQuantizedTokenizer, unwrap
 from lgvq.tokenizers.pretrained.taming_nets import TamingDecoder, TamingEncoder
 from lgvq.tokenizers.quantizers import VectorQuantizer
 
@@ -25,7 +24,7 @@ def attention_levels(attn_resolutions: Sequence[int], resolution: int, levels: i
     return {i for i in range(levels) if resolution // 2 ** i in attn_resolutions}
 
 
-class TamingVQGAN(PretrainedTokenizer):
+class TamingVQGAN(ConvQuantizedTokenizer):
     project = "taming-transformers VQGAN"
 
     def __init__(self, *, image_size: int, n_embed: int = 1024, embed_dim: int = 256, ch: int = 128,
@@ -42,18 +41,6 @@ class TamingVQGAN(PretrainedTokenizer):
         self.quantizer = VectorQuantizer(n_embed, embed_dim)
         self.codebook_size, self.embed_dim, self.beta, self.legacy = n_embed, embed_dim, beta, legacy
         self._set_grid(2 ** (len(ch_mult) - 1))
-
-    def quantize(self, x: Tensor) -> QuantizerOutput:
-        return self.quantizer(self.quant_conv(self.encoder(x)))
-
-    def decode(self, z_q: Tensor) -> Tensor:
-        return self.decoder(self.post_quant_conv(z_q))
-
-    def lookup(self, codes: Tensor) -> Tensor:
-        return self.quantizer.lookup(codes)
-
-    def codebook(self) -> Tensor:
-        return self.quantizer.weight()
 
     def quantizer_losses(self, out) -> dict[str, Tensor]:
         # taming's VectorQuantizer2(legacy=True), which its released models were trained with,
