@@ -2,7 +2,8 @@
 
     python scripts/readme_results.py [--results results] [--wall-time "31 min"]
 
-Writes only our numbers on the embedded data (mean ± std over seeds, n) and Δ(+LG − base);
+Writes only our numbers on the embedded data (mean ± std over seeds, n), Δ(variant − base) paired by
+seed with its 95 % interval (* where it excludes 0), and the tables' baseline / ceiling rows;
 the paper's numbers stay in results/tables/*.md beside ours.
 """
 
@@ -14,6 +15,8 @@ import math
 from pathlib import Path
 
 import pandas as pd
+
+from lgvq.tables.build import delta_text
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -68,7 +71,7 @@ def section(results: Path, wall: str | None) -> str:
                 r = c.iloc[0]
                 s = f"{fmt(r.ours_mean, m)} ± {fmt(r.ours_std, m)} (n={r.n_seeds})"
                 if not math.isnan(r.delta_vs_base):
-                    s += f", Δ {'+' if r.delta_vs_base >= 0 else '−'}{fmt(abs(r.delta_vs_base), m)}"
+                    s += ", " + delta_text(r, m)
                 cells.append(s)
             out.append(f"| {row} | " + " | ".join(cells) + " |")
         out.append("")

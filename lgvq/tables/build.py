@@ -17,9 +17,27 @@ import pandas as pd
 from lgvq.io import atomic_write_text
 from lgvq.metrics.record import MetricRecord
 from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
+from lgvq.tables.stats import NO_DELTA, paired_delta
 
-COLUMNS = ["row", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std", "n_seeds",
-           "seeds", "paper", "delta_vs_base", "status", "note"]
+COLUMNS = ["row", "row_kind", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std",
+           "n_seeds", "seeds", "paper", "delta_vs_base", "delta_lo", "delta_hi", "delta_n", "delta_excludes_zero",
+           "status", "note"]
+
+# A record whose variant is "baseline:<name>" or "ceiling:<name>" is a reference point of the table (a trivial
+# predictor, real-vs-real), not a model: its row comes after the models, is labelled by its kind and has no Δ.
+# Its tokenizer is "*" when it does not depend on a tokenizer run.
+REFERENCE_KINDS = ("baseline", "ceiling")
+ANY_TOKENIZER = "*"
+
+
+def row_kind(variant: str) -> str:
+    kind = variant.split(":", 1)[0]
+    return kind if kind in REFERENCE_KINDS and ":" in variant else "model"
+
+
+def reference_label(tokenizer: str, variant: str) -> str:
+    kind, name = variant.split(":", 1)
+    return f"{kind}: {name}" + ("" if tokenizer == ANY_TOKENIZER else f" ({tokenizer})")
 
 
 def as_record(rec: MetricRecord | dict[str, Any]) -> MetricRecord:
@@ -56,11 +74,18 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
             metrics.append(m)  # e.g. FID[shapes-cnn] beside the paper's FID[inception]
     rows: list[Row] = list(spec.rows)
     known = {(r.tokenizer, r.variant) for r in rows}
+    references: list[Row] = []
     for (tok, var, _, _) in sorted([*values, *not_computed]):
-        if (tok, var) not in known:  # a tokenizer the paper does not have (e.g. a user's new one)
+        if (tok, var) in known:
+            continue
+        if row_kind(var) != "model":
+            references.append(Row(reference_label(tok, var), tok, var))
+            known.add((tok, var))
+        else:  # a tokenizer the paper does not have (e.g. a user's new one)
             how = f" ({provenance[tok]})" if provenance and tok in provenance else ""
             rows.append(Row(f"{tok}" + ("" if var == "base" else f"+{var.upper() if var == 'lg' else var}") + how, tok, var))
             known.add((tok, var))
+    rows += sorted(references, key=lambda r: (REFERENCE_KINDS.index(row_kind(r.variant)), r.label))
     lines = []
     for row in rows:
         for col in columns:
@@ -84,13 +109,20 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
                         status, note = "not computed", reason
                     else:
                         note = "not run in this config"
-                base = values.get((row.tokenizer, "base", col, metric), {}) if row.tokenizer and row.variant != "base" else {}
-                delta = (mean - sum(base.values()) / len(base)) if (vals and base) else math.nan
-                lines.append({"row": row.label, "tokenizer": row.tokenizer or "", "variant": row.variant if row.tokenizer else "",
+                kind = row_kind(row.variant)
+                if kind != "model" and vals:
+                    status = kind
+                compared = row.tokenizer and row.variant != "base" and kind == "model"
+                base = values.get((row.tokenizer, "base", col, metric), {}) if compared else {}
+                delta = paired_delta(seeds, base) if (vals and base) else NO_DELTA
+                lines.append({"row": row.label, "row_kind": kind, "tokenizer": row.tokenizer or "",
+                              "variant": row.variant if row.tokenizer else "",
                               "dataset": col, "metric": metric, "direction": "lower" if lower_is_better(metric) else "higher",
                               "ours_mean": mean, "ours_std": std, "n_seeds": len(vals),
                               "seeds": " ".join(str(s) for s in sorted(seeds)), "paper": paper if paper is not None else math.nan,
-                              "delta_vs_base": delta, "status": status, "note": note})
+                              "delta_vs_base": delta.mean, "delta_lo": delta.lo, "delta_hi": delta.hi,
+                              "delta_n": delta.n_pairs, "delta_excludes_zero": delta.excludes_zero,
+                              "status": status, "note": note})
     return pd.DataFrame(lines, columns=COLUMNS)
 
 
@@ -98,6 +130,18 @@ def _fmt(v: float, metric: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     return f"{v:.4f}" if metric == "word_code_MSE" else (f"{v:.0f}" if metric == "dead_codes" else f"{v:.2f}")
+
+
+def _signed(v: float, metric: str) -> str:
+    return f"{'+' if v >= 0 else '−'}{_fmt(abs(v), metric)}"
+
+
+def delta_text(r: Any, metric: str) -> str:
+    """`Δ+0.50 [+0.10, +0.90]*`: paired mean difference, its 95 % interval, * where the interval excludes 0."""
+    out = f"Δ{_signed(r.delta_vs_base, metric)}"
+    if not math.isnan(r.delta_lo):
+        out += f" [{_signed(r.delta_lo, metric)}, {_signed(r.delta_hi, metric)}]" + ("*" if r.delta_excludes_zero else "")
+    return out
 
 
 def _cell(sub: pd.DataFrame, metric: str) -> str:
@@ -111,7 +155,7 @@ def _cell(sub: pd.DataFrame, metric: str) -> str:
             ours += f" ± {_fmt(r.ours_std, metric)}"
         ours += f" (n={r.n_seeds})"
         if not math.isnan(r.delta_vs_base):
-            ours += f" Δ{'+' if r.delta_vs_base >= 0 else '−'}{_fmt(abs(r.delta_vs_base), metric)}"
+            ours += " " + delta_text(r, metric)
         parts.append(ours)
     else:
         parts.append("not computed" if r.status == "not computed" else "—")
@@ -136,9 +180,12 @@ def render_markdown(table_id: str, df: pd.DataFrame, *, experiment: str, notes: 
             out.append("| " + " | ".join([label, *cells]) + " |")
         out.append("")
     seeds = sorted({s for v in df.get("seeds", []) for s in str(v).split()}) if not df.empty else []
-    out += ["Cells: ours as mean ± sample std over seeds (n = number of seeds); Δ = this +LG variant minus the same "
-            "tokenizer's base; `paper` = the number printed in the paper (real data, Inception FID, CLIP text encoder), "
-            "never computed here.",
+    out += ["Cells: ours as mean ± sample std over seeds (n = number of seeds); Δ = this variant minus the same "
+            "tokenizer's base, paired by seed, with its 95 % t-interval over the seed pairs in brackets (none with "
+            "fewer than 2 pairs) and * where the interval excludes 0: only those differences are effects. "
+            "`baseline: …` / `ceiling: …` rows are reference points computed by the DAG (a trivial predictor, the "
+            "real data scored by the same metric), not models. `paper` = the number printed in the paper (real "
+            "data, Inception FID, CLIP text encoder), never computed here.",
             f"Experiment `{experiment}`; seeds: {', '.join(seeds) or 'none'}. A seed fixes the tokenizer's training "
             "(initialisation, data order, LG word masks) and the training of any head on its codes; evaluation "
             "masks and samples use eval.mask_eval_seed. A frozen checkpoint has no training and is evaluated once (n=1).",
