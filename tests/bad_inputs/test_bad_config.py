@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import torch
-from bad_inputs_kit import BIN, CONFIG, RUN, catalogue, Env, p, set_key
+from bad_inputs_kit import BIN, CONFIG, RUN, catalogue, Env, p, set_key, write_config
 
 from lgvq.cli import main
 
@@ -142,7 +142,7 @@ def _lgvq(*args: str, **env: str) -> subprocess.CompletedProcess:
 def test_cli_subprocess_exit_status_and_message(tmp_path):
     cfg = copy.deepcopy(CONFIG)
     cfg["train"]["stpes"] = 3
-    path = _write_config(tmp_path, cfg)
+    path = write_config(tmp_path, cfg)
     out = _lgvq("data", "prepare", "--config", str(path), "--dataset", "shapes")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [

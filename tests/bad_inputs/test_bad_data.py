@@ -4,6 +4,7 @@ label map, or data that were never prepared, is named by its file."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from bad_inputs_kit import catalogue, Env, p, set_key
