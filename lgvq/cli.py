@@ -35,13 +35,11 @@ class PipelineVerb:
     target: str              # "module:function", imported when the verb runs (`lgvq --help` imports no torch)
     help: str
     run: bool = True         # takes --tokenizer --variant --seed
-    tasks: tuple[str, ...] | str = ()  # takes --task: one of these, or "registered" (checked once the config,
-                                       # whose plug-ins may add tasks, is loaded)
+    task: bool = False       # takes --task: a name in the stage's task registry (STAGE2_TASKS, HEADS), checked
+                             # by the job once the config, whose plug-ins may add tasks, is loaded
     out: bool = False        # takes --out (a file the job writes)
     prints: bool = False     # prints what the function returns (the path it wrote)
 
-
-STAGE2_TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar")
 
 PIPELINE_VERBS = (
     PipelineVerb("data", "prepare", "lgvq.pipeline.data:prepare",
@@ -60,11 +58,11 @@ PIPELINE_VERBS = (
                  "masked-word recall, word-code similarity, image-to-text retrieval"),
     PipelineVerb("stage2", "run", "lgvq.pipeline.stage2:run",
                  "train on the train split's codes, generate for the test conditions, score",
-                 tasks=STAGE2_TASKS, prints=True),
+                 task=True, prints=True),
     PipelineVerb("stage2", "labelmap-vq", "lgvq.pipeline.stage2:train_labelmap_vq",
                  "train the label-map VQ (semantic synthesis' conditioning stage)", run=False, prints=True),
     PipelineVerb("downstream", "run", "lgvq.pipeline.downstream:run",
-                 "train a head on the train split's codes, evaluate on the test split", tasks="registered",
+                 "train a head on the train split's codes, evaluate on the test split", task=True,
                  prints=True),
 )
 
@@ -77,7 +75,7 @@ def _pipeline_handler(spec: PipelineVerb):
         module, name = spec.target.split(":")
         fn = getattr(importlib.import_module(module), name)
         cfg = job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer if spec.run else None)
-        args = [cfg, *([a.task] if spec.tasks else []), a.dataset,
+        args = [cfg, *([a.task] if spec.task else []), a.dataset,
                 *((a.tokenizer, a.variant, a.seed) if spec.run else ()), *([Path(a.out)] if spec.out else [])]
         result = fn(*args)
         if spec.prints:
@@ -89,10 +87,8 @@ def _pipeline_handler(spec: PipelineVerb):
 def _add_pipeline_verb(groups: dict[str, Any], spec: PipelineVerb) -> None:
     p = groups[spec.group].add_parser(spec.verb, help=spec.help)
     _selectors(p, run=spec.run)
-    if isinstance(spec.tasks, str):
+    if spec.task:
         p.add_argument("--task", required=True, help="a registered task (the config's plug-ins may add some)")
-    elif spec.tasks:
-        p.add_argument("--task", required=True, choices=spec.tasks)
     if spec.out:
         p.add_argument("--out", required=True)
     p.set_defaults(fn=_pipeline_handler(spec))

@@ -87,22 +87,29 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
 
 
 def _load_plugins_and_check_tasks(cfg: dict[str, Any], source: str) -> None:
-    """Import the config's plug-in modules, then check every task and tokenizer name against the
-    registries (the schema cannot list names that plug-ins add). A tokenizer's `class` is only
-    checked for its form here (importing it means torch, and a dry run may plan a config whose
-    tokenizer package is not installed yet); preflight and the jobs resolve it."""
+    """Import the config's plug-in modules, then check every task, tokenizer and text-encoder name
+    against the registries (the schema cannot list names that plug-ins add). A tokenizer's `class`
+    and an import-path text encoder are only checked for their form here (importing them means
+    torch, and a dry run may plan a config whose package is not installed yet); preflight and the
+    jobs resolve them."""
     from lgvq.downstream.registry import HEADS
     from lgvq.registry import load_plugins
+    from lgvq.stage2.registry import STAGE2_TASKS
+    from lgvq.text.registry import check_name as check_text_encoder
     from lgvq.tokenizers.registry import check_form
 
     try:
         load_plugins(cfg["plugins"])
         for name, entry in cfg["tokenizers"].items():
             check_form(entry["class"], f"tokenizers.{name}.class")
+        check_text_encoder(cfg["text_encoder"]["name"], "text_encoder.name")
         HEADS.check(cfg["downstream"]["tasks"], "downstream.tasks")
         HEADS.check(cfg["downstream"]["tokenizers"], "downstream.tokenizers")
+        STAGE2_TASKS.check(cfg["stage2"]["tasks"], "stage2.tasks")
+        STAGE2_TASKS.check(cfg["stage2"]["tokenizers"], "stage2.tokenizers")
         for name, ds in cfg["datasets"].items():
             HEADS.check(ds.get("downstream_tasks") or [], f"datasets.{name}.downstream_tasks")
+            STAGE2_TASKS.check(ds.get("stage2_tasks") or [], f"datasets.{name}.stage2_tasks")
     except ConfigError as e:
         raise ConfigError(f"invalid config {source}:\n  {e}") from e
 

@@ -1,4 +1,5 @@
-"""One registration style for every kind of plug-in (downstream tasks, tokenizers).
+"""One registration style for every kind of plug-in (downstream and second-stage tasks, tokenizers,
+text encoders).
 
 A `Registry` maps a name to an object. Built-in entries are "module:attribute" strings,
 imported on first use, so listing the names (the Snakefile does, to build its wildcards and
@@ -14,16 +15,46 @@ Snakefile and each job) imports those modules first (`load_plugins`, called by
 lgvq.config.validate_config), so a plug-in is known everywhere the built-ins are. A registry
 with an entry-point `group` also lists what installed distributions declare there
 (`[project.entry-points."lgvq.tokenizers"]`); those are imported on first use too.
+
+Where the config names a class (tokenizers' `class:`, `text_encoder.name`), an import path
+`package.module:ClassName` works as well, without registering anything: `is_import_path`,
+`check_import_path`, `import_object`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 import sys
 from typing import Any, Callable, Iterable, Mapping
 
 from lgvq.config import ConfigError
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def is_import_path(spec: str) -> bool:
+    return ":" in spec
+
+
+def check_import_path(spec: str, key: str) -> None:
+    """An import path is well formed (checked when the config is validated: no import, no torch)."""
+    if is_import_path(spec) and not _IMPORT_PATH.match(spec):
+        raise ConfigError(f"{key}: '{spec}' is not an import path of the form package.module:ClassName")
+
+
+def import_object(spec: str, key: str) -> Any:
+    """What `package.module:Name` names, imported; a ConfigError naming `key` when it cannot be."""
+    check_import_path(spec, key)
+    module, attr = spec.split(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as e:
+        raise ConfigError(f"{key}: cannot import module '{module}' of '{spec}' ({e}); install it or put its "
+                          "folder on PYTHONPATH (every job imports it)") from e
+    except AttributeError as e:
+        raise ConfigError(f"{key}: module '{module}' has no attribute '{attr}' ('{spec}')") from e
 
 
 class Registry:
@@ -62,6 +93,10 @@ class Registry:
 
     def names(self) -> list[str]:
         return list(dict.fromkeys([*self._builtin, *self._loaded, *self.entry_points()]))
+
+    def is_builtin(self, name: str) -> bool:
+        """Shipped with the harness (its module is imported only when it is used)."""
+        return name in self._builtin
 
     def __contains__(self, name: str) -> bool:
         return name in self._builtin or name in self._loaded or name in self.entry_points()

@@ -52,6 +52,7 @@ from typing import Any, Callable
 
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
+from lgvq.stage2.registry import STAGE2_TASKS
 from lgvq.tokenizers import PRETRAINED
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
@@ -304,18 +305,19 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
             (n["train"] + n["test"]) * enc + 2 * n["test"] * text_fwd, n["train"] + n["test"],
             "train+test encoded; test captions re-encoded for Mask-1 and Mask-3 (leak-free)")
     s = cfg["stage2"]
-    for task in plan.STAGE2_TABLE_TASK.values():
-        for t in task:
+    for tasks in plan.stage2_table_tasks().values():
+        for t in tasks:
+            spec = STAGE2_TASKS.get(t)
             for run in plan.task_runs(cfg, "stage2", t):
                 size = cfg["datasets"][run.dataset]["image_size"]
                 grid, k = _grid(cfg, run.tokenizer, size), cfg["datasets"][run.dataset]["eval_images"]
-                cond = {"t2i_ar": te["max_length"], "t2i_diffusion": te["max_length"], "semantic": grid}.get(t, 0)
-                params = 12 * ((s.get("diffusion_layers") or s["layers"]) if t == "t2i_diffusion" else s["layers"]) \
-                    * s["width"] ** 2
-                per_sample = (s["diffusion_steps"] if t == "t2i_diffusion" else 1) * 2 * params * (grid + cond)
+                cond = spec.condition_tokens(cfg, grid)
+                params = 12 * spec.layers(s) * s["width"] ** 2
+                passes = spec.sampling_passes(s)
+                per_sample = passes * 2 * params * (grid + cond)
                 decode = _step_flops(cfg, measured, benchmark, run) * FORWARD_SHARE * (1 - ENCODER_SHARE)
                 add(f"stage2 {t} sampling", "stage2", run.dataset, k * (per_sample + decode + _fid_flops(cfg)), 0,
-                    ("diffusion_steps x " if t == "t2i_diffusion" else "KV-cached: ")
+                    (f"{passes} passes x " if passes > 1 else "KV-cached: ")
                     + f"2 x params x {grid}+{cond} tokens per sample; eval_images samples decoded (step/6) + FID")
     rows = [JobEstimate(f"{kind} ({ds})", a["jobs"], 0, a["flops"] / a["jobs"], a["basis"], a["rule"], (ds,),
                         a["images"] // a["jobs"], a["input"]) for (kind, ds), a in acc.items()]
@@ -329,7 +331,7 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
 
 def _head_rows(cfg: dict[str, Any]) -> list[JobEstimate]:
     rows = []
-    for stage, tasks in (("stage2", plan.STAGE2_TABLE_TASK.values()), ("downstream", cfg["downstream"]["tasks"])):
+    for stage, tasks in (("stage2", plan.stage2_table_tasks().values()), ("downstream", cfg["downstream"]["tasks"])):
         s = cfg[stage]
         for task in dict.fromkeys(t for group in tasks for t in ((group,) if isinstance(group, str) else group)):
             runs = plan.task_runs(cfg, stage, task)
@@ -339,9 +341,10 @@ def _head_rows(cfg: dict[str, Any]) -> list[JobEstimate]:
             grid = _grid(cfg, runs[0].tokenizer, size)
             # condition tokens beside the code grid: text for text-to-image, words for the heads,
             # the label map's own codes for semantic synthesis, none for the unconditional tasks
-            extra = {"t2i_ar": cfg["text_encoder"]["max_length"], "t2i_diffusion": cfg["text_encoder"]["max_length"],
-                     "semantic": grid}.get(task, s.get("max_words", 0) if stage == "downstream" else 0)
-            layers = (s.get("diffusion_layers") or s["layers"]) if task == "t2i_diffusion" else s["layers"]
+            if stage == "stage2":
+                extra, layers = STAGE2_TASKS.get(task).condition_tokens(cfg, grid), STAGE2_TASKS.get(task).layers(s)
+            else:
+                extra, layers = s.get("max_words", 0), s["layers"]
             tokens = s["batch_size"] * s["gpus"] * (grid + extra)
             rows.append(JobEstimate(f"{stage} {task}", len(runs), s["steps"],
                                     s["steps"] * _transformer_flops(s["width"], layers, tokens),

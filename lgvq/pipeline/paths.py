@@ -41,8 +41,13 @@ def stats_file(results: str | Path, dataset: str) -> Path:
     return data_dir(results, dataset) / "stats.json"
 
 
+def text_cache_stem(encoder: str) -> str:
+    """The text cache's file name (no suffix) for `text_encoder.name`: an import path's ':' as '.'."""
+    return encoder.replace(":", ".")
+
+
 def text_cache(results: str | Path, dataset: str, encoder: str) -> Path:
-    return dataset_dir(results, dataset) / "text" / f"{encoder}.npz"
+    return dataset_dir(results, dataset) / "text" / f"{text_cache_stem(encoder)}.npz"
 
 
 def shapes_cnn_dir(results: str | Path, dataset: str) -> Path:

@@ -16,28 +16,32 @@ from typing import Any, Iterator
 
 from lgvq.downstream.registry import HEADS
 from lgvq.pipeline import paths
+from lgvq.stage2.registry import STAGE2_TASKS, tasks_by_table
 
 # The paper's tables (lgvq.tables.paper), in the paper's order; `table_ids` adds the tables of
-# understanding tasks that bring their own (a task's table id is its name).
+# tasks that bring their own (an understanding task's table id is its name; a second-stage task's
+# is its `table_id`).
 PAPER_TABLE_IDS = (
     "dataset_stats", "reconstruction", "ablation", "masked_word", "word_code_similarity",
     "text_to_image", "semantic_synthesis", "unconditional", "grounding", "vqa", "completion",
     "captioning", "vqct_reconstruction", "vqct_lg", "codebook_usage",
 )
 
-STAGE2_TABLE_TASK = {
-    "text_to_image": ("t2i_diffusion", "t2i_ar"),
-    "semantic_synthesis": ("semantic",),
-    "unconditional": ("unconditional",),
-    "completion": ("completion",),
-}
+
+
+def stage2_table_tasks() -> dict[str, tuple[str, ...]]:
+    """Table id -> the second-stage tasks whose records fill it (from the tasks' `table_id`), e.g.
+    text_to_image -> (t2i_diffusion, t2i_ar)."""
+    return tasks_by_table()
 
 
 def table_ids(cfg: dict[str, Any]) -> list[str]:
-    """Every table the config builds: the paper's, then one per enabled downstream task without a
-    paper table (a plug-in's own)."""
+    """Every table the config builds: the paper's, then one per enabled task without a paper table
+    (a plug-in's own): downstream tasks, then second-stage tasks."""
     extra = [t for t in cfg["downstream"]["tasks"] if t not in PAPER_TABLE_IDS] if cfg["downstream"]["enabled"] else []
-    return [*PAPER_TABLE_IDS, *extra]
+    if cfg["stage2"]["enabled"]:
+        extra += [STAGE2_TASKS.get(t).table_id for t in cfg["stage2"]["tasks"]]
+    return list(dict.fromkeys([*PAPER_TABLE_IDS, *extra]))
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def task_runs(cfg: dict[str, Any], stage: str, task: str) -> list[Run]:
     return [r for r in main_runs(cfg, expensive=True)
             if (cfg["datasets"][r.dataset].get(f"{stage}_tasks") is None or task in cfg["datasets"][r.dataset][f"{stage}_tasks"])
             and (tokenizers is None or r.tokenizer in tokenizers)
-            and not (stage == "stage2" and task == "semantic" and semantic_left_out(cfg, r.dataset))]
+            and not (stage == "stage2" and STAGE2_TASKS.get(task).needs_label_maps and semantic_left_out(cfg, r.dataset))]
 
 
 def label_maps(cfg: dict[str, Any], dataset: str) -> bool | None:
@@ -165,8 +169,9 @@ def table_metric_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
         return _eval(cfg, "text_alignment", main_runs(cfg))
     if table == "vqct_lg":
         return _eval(cfg, "reconstruction", main_runs(cfg)) + _eval(cfg, "vqa", task_runs(cfg, "downstream", "vqa"))
-    if table in STAGE2_TABLE_TASK:
-        return [f for t in STAGE2_TABLE_TASK[table] for f in _eval(cfg, f"stage2-{t}", task_runs(cfg, "stage2", t))]
+    by_table = stage2_table_tasks()
+    if table in by_table:
+        return [f for t in by_table[table] for f in _eval(cfg, f"stage2-{t}", task_runs(cfg, "stage2", t))]
     if table in HEADS:  # an understanding task's table reads that task's records
         return _eval(cfg, table, task_runs(cfg, "downstream", table))
     raise KeyError(f"unknown table '{table}' (known: {', '.join(table_ids(cfg))})")

@@ -66,6 +66,7 @@ def problems(cfg: dict[str, Any]) -> list[str]:
     for dataset in cfg["datasets"]:
         out += dataset_problems(cfg, dataset)
     te = cfg["text_encoder"]
+    out += _text_encoder_problems(te["name"])
     if te["name"] == "clip" and not te["path"]:
         out.append("text_encoder.path: required for text_encoder.name: clip (a local Hugging Face directory)")
     out += _file("text_encoder.path", te["path"], "text encoder directory")
@@ -101,6 +102,20 @@ def problems(cfg: dict[str, Any]) -> list[str]:
         out += _file(f"{key}.params.perceptual_weights", entry.get("params", {}).get("perceptual_weights"),
                      "VGG16 weights")
     return out
+
+
+def _text_encoder_problems(name: str) -> list[str]:
+    """A text encoder that is not built in is imported as the text-cache job will import it (a built-in
+    is not: that would import torch and transformers while the DAG is built)."""
+    from lgvq.text.registry import TEXT_ENCODERS, text_encoder_class
+
+    if TEXT_ENCODERS.is_builtin(name):
+        return []
+    try:
+        text_encoder_class(name)
+    except ConfigError as e:
+        return [str(e)]
+    return []
 
 
 def _label_map_problems(cfg: dict[str, Any]) -> list[str]:

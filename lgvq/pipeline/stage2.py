@@ -1,13 +1,10 @@
 """`lgvq stage2 run --task ...`: train a second-stage model on a frozen tokenizer's train-split
 codes, generate for the test conditions, decode with the tokenizer and score the images.
 
-Tasks and what conditions them (Tables 5, 6, 7, 10):
-    unconditional   nothing                                  CodeGPT
-    completion      the top half of a test image's code grid  CodeGPT (given codes kept bit-exact)
-    semantic        the test image's label map, tokenised by  CodeGPT with a label-code prefix
-                    a VQ model trained on label maps (VQ-GAN's conditioning stage, `labelmap_vq`)
-    t2i_diffusion   a test caption's frozen text features     TextToCodeDiffusion (VQ-Diffusion)
-    t2i_ar          a test caption's frozen text features     CodeGPT with a text prefix
+The tasks (Tables 5, 6, 7, 10) are `Stage2Task` objects, one file each in lgvq/stage2/, registered
+in `lgvq.stage2.registry.STAGE2_TASKS`: what conditions the generator, which generator, how it
+samples, which table it fills. This module runs any of them the same way, and holds the label-map
+VQ (semantic synthesis' conditioning stage, rule `labelmap_vq`).
 One generated image per condition for the first `eval_images` test images, so the FID reference
 (the same first `eval_images` real test images) and the samples have equal counts. On the
 embedded data the shapes-cnn classifier also scores whether text-to-image samples show the
@@ -22,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, atomic_write_json
 from lgvq.manifest import RunRecord, config_hash
@@ -30,12 +27,7 @@ from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
 from lgvq.pipeline.artifacts import CodeTable
-
-TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar")
-TABLE_KIND = {"unconditional": "unconditional", "completion": "completion", "semantic": "semantic_synthesis",
-              "t2i_diffusion": "text_to_image", "t2i_ar": "text_to_image"}
-# Text-to-image has two generators in one table: the AR option's metrics carry this tag.
-METRIC_TAG = {"t2i_ar": "AR-GPT"}
+from lgvq.stage2.registry import STAGE2_TASKS, Stage2Context
 
 
 def label_map_at(record, size: int) -> np.ndarray:
@@ -131,59 +123,8 @@ def load_labelmap_vq(cfg: dict[str, Any], dataset: str):
     return model.eval(), meta
 
 
-class Stage2Model(nn.Module):
-    """The generator plus whatever turns a condition into its input (prefix embeddings)."""
-
-    def __init__(self, task: str, n_codes: int, grid: tuple[int, int], s: dict[str, Any], *, text_dim: int = 0,
-                 text_len: int = 0, n_classes: int = 0) -> None:
-        super().__init__()
-        from lgvq.stage2.diffusion import TextToCodeDiffusion
-        from lgvq.stage2.gpt import CodeGPT
-
-        self.task, self.grid = task, grid
-        N = grid[0] * grid[1]
-        size = dict(width=s["width"], layers=s["layers"], heads=s["heads"], dropout=s["dropout"])
-        if task == "t2i_diffusion":
-            size["layers"] = s["diffusion_layers"] or s["layers"]
-            self.net = TextToCodeDiffusion(n_codes, N, text_dim, steps=s["diffusion_steps"], **size)
-        else:
-            n_prefix = {"semantic": N, "t2i_ar": text_len}.get(task, 0)
-            self.net = CodeGPT(n_codes, N, n_prefix=n_prefix, **size)
-        self.cond = None
-        if task == "semantic":
-            self.cond = nn.Embedding(n_classes, s["width"])
-        elif task == "t2i_ar":
-            self.cond = nn.Linear(text_dim, s["width"])
-
-    def prefix(self, cond: Any) -> Tensor | None:
-        if self.task == "semantic":
-            return self.cond(cond.flatten(1))
-        if self.task == "t2i_ar":
-            tokens, valid = cond
-            return self.cond(tokens) * valid[..., None]  # padded text positions contribute nothing
-        return None
-
-    def loss(self, codes: Tensor, cond: Any) -> Tensor:
-        flat = codes.flatten(1)
-        if self.task == "t2i_diffusion":
-            return self.net.loss(flat, *cond)
-        return self.net.loss(flat, self.prefix(cond))
-
-    @torch.no_grad()
-    def generate(self, n: int, cond: Any, s: dict[str, Any], generator: torch.Generator, device,
-                 given: Tensor | None = None) -> Tensor:
-        if self.task == "t2i_diffusion":
-            flat = self.net.sample(*cond, generator=generator, temperature=s["temperature"], fast=s["fast_path"])
-        else:
-            flat = self.net.sample(n, prefix=self.prefix(cond), given=given, temperature=s["temperature"],
-                                   top_k=s["top_k"], top_p=s["top_p"], generator=generator, device=device,
-                                   fast=s["fast_path"])
-        return flat.view(n, *self.grid)
-
-
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
-    if task not in TASKS:
-        raise ArtifactError(f"unknown second-stage task '{task}' (tasks: {', '.join(TASKS)})")
+    spec = STAGE2_TASKS.get(task, key="--task")
     from lgvq.downstream.task import HeadTask
     from lgvq.metrics.image import to_uint8
     from lgvq.pipeline.artifacts import fid_extractor, png_folder, reference_folder, score_fid, text_cache, write_pngs
@@ -205,30 +146,15 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     train_recs, test_recs = source.records("train"), source.records("test")[: cfg["datasets"][dataset]["eval_images"]]
 
     # --- conditions -------------------------------------------------------------------------------
-    cache = text_cache(cfg, dataset) if task.startswith("t2i") else None
-    n_classes = 0
-    label_codes: dict[int, np.ndarray] = {}
-    if task == "semantic":
-        lm_vq, lm_meta = load_labelmap_vq(cfg, dataset)
-        if lm_vq.grid != grid[0] or grid[0] != grid[1]:
-            raise ArtifactError(f"the label-map VQ encodes to {lm_vq.grid}x{lm_vq.grid}, the tokenizer to {grid}")
-        n_classes = lm_meta["n_embed"]
-        size = cfg["datasets"][dataset]["image_size"]
-        for r in [*train_recs, *test_recs]:
-            lm = torch.as_tensor(label_map_at(r, size))[None]
-            label_codes[r.image_id] = lm_vq.encode(lm)[0].numpy()
-
-    def condition(recs, captions):
-        if task == "semantic":
-            return torch.as_tensor(np.stack([label_codes[r.image_id] for r in recs]), device=dev)
-        if cache is not None:
-            f = cache.features([cache.row(r.image_id, c) for r, c in zip(recs, captions)])
-            return f.tokens.to(dev), f.valid.to(dev)
-        return None
+    size = cfg["datasets"][dataset]["image_size"]
+    ctx = Stage2Context(cfg, dataset, train_recs, test_recs, grid, n_codes, dev,
+                        text_cache=lambda: text_cache(cfg, dataset), label_map_vq=lambda: load_labelmap_vq(cfg, dataset),
+                        label_map=lambda record: label_map_at(record, size))
+    cond = spec.conditions(ctx)
+    condition = cond.of
 
     seed_everything(seed)
-    model = Stage2Model(task, n_codes, grid, s, text_dim=cache.width if cache else 0,
-                        text_len=int(cache.tokens.shape[1]) if cache else 0, n_classes=n_classes).to(dev)
+    model = spec.build(ctx, cond).to(dev)
 
     def make_batch(idx: list[int], epoch: int):
         recs = [train_recs[i] for i in idx]
@@ -236,7 +162,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for r, i in zip(recs, idx)]
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
-    trainer = HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
+    trainer = HeadTask(model, lambda m, b: {"ce": spec.loss(m, *b)}, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
     train_loop(trainer,
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
@@ -252,16 +178,16 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     sample_seed = cfg["eval"]["mask_eval_seed"] * 7919 + seed
     captions = [r.captions[0] for r in test_recs]
-    n_half = grid[0] // 2
 
     def draw(c: int) -> Tensor:
         i, recs = c * 50, test_recs[c * 50 : c * 50 + 50]
         g = torch.Generator(device=dev).manual_seed(sample_seed * 100_003 + c)
         real = test_codes.batch([test_codes(r.image_id) for r in recs], dev)
-        given = real[:, :n_half].flatten(1) if task == "completion" else None
-        codes = model.generate(len(recs), condition(recs, captions[i : i + 50]), s, g, dev, given=given)
-        if given is not None and not torch.equal(codes[:, :n_half].flatten(1), given):
-            raise RuntimeError("completion changed the given half of the code grid")
+        given = spec.given(real)
+        with torch.no_grad():
+            codes = spec.generate(model, len(recs), condition(recs, captions[i : i + 50]), given, g, dev, s)
+        if given is not None and not torch.equal(codes.flatten(1)[:, : given.shape[1]], given):
+            raise RuntimeError(f"{task} changed the codes it was given")
         return tok.decode_codes(codes).clamp(-1, 1).cpu()
 
     chunks = chunks_on_main(-(-len(test_recs) // 50), draw, dist)  # lazy: draws as it is iterated
@@ -270,8 +196,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
             pass
         return out / "metrics.json"
     extractor = fid_extractor(cfg, dataset)  # before sampling: a missing extractor fails before any sample
-    tag = METRIC_TAG.get(task)
-    scores_attributes = task.startswith("t2i") and extractor is not None and extractor.name == "shapes-cnn"
+    tag = spec.metric_tag
+    scores_attributes = spec.scores_caption_attributes and extractor is not None and extractor.name == "shapes-cnn"
     if scores_attributes:
         from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
         from lgvq.metrics.attributes import attribute_hits
@@ -302,11 +228,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         notes[key] = ("shapes-cnn reads each sample; shape and colour slots compared with those its caption names "
                       f"(count not scored); {len(captions)} captions")
     MetricRecord(
-        TABLE_KIND[task], dataset, tokenizer, variant, seed, metrics, notes,
-        labels={"generator": f"{type(model.net).__name__}: width {s['width']}, {s['layers']} layers, {s['heads']} heads, "
-                             f"{s['steps']} steps (batch {s['batch_size']})"
-                             + (f", {s['diffusion_steps']} diffusion steps" if task == "t2i_diffusion" else ""),
-                "text_encoder": cache.describe() if cache else None},
+        spec.table_id, dataset, tokenizer, variant, seed, metrics, notes,
+        labels={"generator": spec.describe(model, s), "text_encoder": cond.text_encoder},
         not_computed=fid.not_computed, extra={"task": task}).write(out)
     record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
                  execution=trainer.execution.record())

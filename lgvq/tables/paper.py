@@ -140,10 +140,15 @@ TABLES: dict[str, Table] = {t.id: t for t in (
 
 
 def table_spec(table_id: str) -> Table:
-    """A paper table, or the own table of a registered understanding task (id = the task's name)."""
+    """A paper table, or the own table of a registered task: an understanding task's (id = the task's
+    name) or a second-stage task's (id = its `table_id`)."""
     if table_id in TABLES:
         return TABLES[table_id]
     from lgvq.downstream.registry import HEADS
+    from lgvq.stage2.registry import own_tables
+
+    if table_id in own_tables():
+        return own_tables()[table_id]
 
     if table_id in HEADS:
         spec = HEADS.get(table_id).table

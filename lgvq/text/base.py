@@ -31,7 +31,8 @@ class TextFeatures:
 
 
 class TextEncoder:
-    """Frozen text encoder. Backends: `minilm` (offline default) and `clip` (the paper's)."""
+    """Frozen text encoder. Built in: `minilm` (offline default) and `clip` (the paper's); others by name or
+    import path (lgvq.text.registry), constructed as `cls(path, max_length=..., device=...)`."""
 
     name: str          # registry name recorded in manifests, e.g. "minilm"
     model_id: str      # what was actually loaded (path or hub id)

@@ -14,13 +14,11 @@ for a built-in neither imports the class.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import re
 from typing import TYPE_CHECKING, Any, Callable
 
 from lgvq.config import ConfigError
-from lgvq.registry import Registry
+from lgvq.registry import Registry, check_import_path, import_object, is_import_path
 from lgvq.tokenizers import BUILTIN, BUILTIN_NEEDS
 from lgvq.tokenizers.needs import Needs
 
@@ -31,7 +29,6 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "lgvq.tokenizers"
 TOKENIZERS = Registry("tokenizer", "tokenizers.*.class", BUILTIN, instantiate=False, group=ENTRY_POINT_GROUP)
-_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
 def register_tokenizer(name: str):
@@ -43,15 +40,10 @@ def list_tokenizers() -> list[str]:
     return sorted(TOKENIZERS.names())
 
 
-def is_import_path(spec: str) -> bool:
-    return ":" in spec
-
-
 def check_form(spec: str, key: str) -> None:
     """An import path is well formed (validate_config: a typo whatever machine reads the config).
     Whether a name is registered or a path imports depends on what is installed: preflight asks."""
-    if is_import_path(spec) and not _IMPORT_PATH.match(spec):
-        raise ConfigError(f"{key}: '{spec}' is not an import path of the form package.module:ClassName")
+    check_import_path(spec, key)
 
 
 def check_spec(spec: str, key: str) -> None:
@@ -71,17 +63,7 @@ def tokenizer_class(spec: str, key: str = "tokenizers.*.class") -> type[Tokenize
     """The class a `class:` value names; a ConfigError naming `key` when it cannot be imported or is
     not a `Tokenizer` subclass. (Python caches the import: asking again costs nothing.)"""
     check_spec(spec, key)
-    if is_import_path(spec):
-        module, attr = spec.split(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except ImportError as e:
-            raise ConfigError(f"{key}: cannot import module '{module}' of '{spec}' ({e}); install it or put its "
-                              "folder on PYTHONPATH (every job imports it)") from e
-        except AttributeError as e:
-            raise ConfigError(f"{key}: module '{module}' has no attribute '{attr}' ('{spec}')") from e
-    else:
-        cls = TOKENIZERS.get(spec, key)
+    cls = import_object(spec, key) if is_import_path(spec) else TOKENIZERS.get(spec, key)
     from lgvq.tokenizers.base import Tokenizer
 
     if not (isinstance(cls, type) and issubclass(cls, Tokenizer)):

@@ -1,6 +1,9 @@
 # Shared helpers for the rules: wildcard constraints and per-job config hashes.
 
+import re
+
 from lgvq.downstream.registry import HEADS  # the understanding tasks (the config's plug-ins may add some)
+from lgvq.stage2.registry import STAGE2_TASKS  # the second-stage tasks (likewise)
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_\-]+",
@@ -9,8 +12,8 @@ wildcard_constraints:
     seed=r"\d+",
     split=r"train|val|test",
     table=r"[a-z_]+",
-    encoder=r"minilm|clip",
-    s2task=r"unconditional|completion|semantic|t2i_diffusion|t2i_ar",
+    encoder=re.escape(paths.text_cache_stem(config["text_encoder"]["name"])),  # the configured encoder's cache
+    s2task="|".join(map(re.escape, STAGE2_TASKS.names())),
     dstask="|".join(HEADS.names()),
 
 
@@ -144,6 +147,6 @@ def text_cache_if_needed(wc):
 
 
 def labelmap_vq_input(wc):
-    if wc.s2task == "semantic":
+    if STAGE2_TASKS.get(wc.s2task).needs_label_maps:
         return [LABELMAP_VQ.format(dataset=wc.dataset)]
     return []
