@@ -16,6 +16,7 @@ import pandas as pd
 
 from lgvq.io import atomic_write_text
 from lgvq.metrics.record import MetricRecord
+from lgvq.tables.names import display_name
 from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
 
 COLUMNS = ["row", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std", "n_seeds",
@@ -58,8 +59,7 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
     known = {(r.tokenizer, r.variant) for r in rows}
     for (tok, var, _, _) in sorted([*values, *not_computed]):
         if (tok, var) not in known:  # a tokenizer the paper does not have (e.g. a user's new one)
-            how = f" ({provenance[tok]})" if provenance and tok in provenance else ""
-            rows.append(Row(f"{tok}" + ("" if var == "base" else f"+{var.upper() if var == 'lg' else var}") + how, tok, var))
+            rows.append(Row(display_name(tok, var, (provenance or {}).get(tok)), tok, var))
             known.add((tok, var))
     lines = []
     for row in rows:
