@@ -51,7 +51,8 @@ def make_results(root: Path, *, with_stale_run: bool = True) -> dict:
                     f"{s},{0.8 * x:.5f},{x:.5f},{(x + 0.01) if s % 50 == 0 else ''}" for s, x in zip(steps, loss)]
                 tokdir.mkdir(parents=True, exist_ok=True)
                 paths.train_log(tokdir).write_text("\n".join(rows) + "\n")
-                _png(paths.val_grid_file(R, "shapes", tok, variant, seed), 8 * (IMAGE_PX + 2) + 2, 2 * (IMAGE_PX + 2) + 2, seed)
+                grid = paths.val_grid_file(R, "shapes", tok, variant, seed)
+                _png(grid, 8 * (IMAGE_PX + 2) + 2, 2 * (IMAGE_PX + 2) + 2, seed)  # 2 rows of 8, padding 2
                 _png(paths.codebook_picture_file(R, "shapes", tok, variant, seed), 19, 19, seed + 10)
                 codes = paths.codes_file(R, "shapes", tok, variant, seed, "test")
                 codes.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +62,8 @@ def make_results(root: Path, *, with_stale_run: bool = True) -> dict:
                 ev = paths.eval_dir(R, "reconstruction", "shapes", tok, variant, seed)
                 _manifest(ev, "eval/reconstruction", 3.0)
                 records.append({"kind": "reconstruction", "dataset": "shapes", "tokenizer": tok, "variant": variant,
-                                "seed": seed, "metrics": {"PSNR": 18.0 + t_i + v_i + 0.3 * seed, "SSIM": 0.5 + 0.01 * seed}})
+                                "seed": seed,
+                                "metrics": {"PSNR": 18.0 + t_i + v_i + 0.3 * seed, "SSIM": 0.5 + 0.01 * seed}})
     if with_stale_run:  # a run of another config left in the folder: the report must not show it
         stale = paths.tokenizer_dir(R, "shapes", "stale_tok", "base", 0)
         stale.mkdir(parents=True)

@@ -39,27 +39,27 @@ def report_inputs(cfg: dict[str, Any]) -> ReportInputs:
     tables_dir = paths.tables_dir(R)
     tables = tuple(TableFiles(t, tables_dir / f"{t}.md", tables_dir / f"{t}.csv") for t in plan.table_ids(cfg))
     main, ablation = plan.main_runs(cfg), plan.ablation_runs(cfg)
+    tokenizer_lines = lambda runs: tuple(  # noqa: E731  (one figure, a line per variant)
+        CurveRun("", _line(r.variant), r.seed, paths.train_log(paths.tokenizer_dir(R, *_key(r)))) for r in runs)
     curves: list[CurveGroup] = []
     for ds in cfg["datasets"]:
         for tok in cfg["tokenizers"]:
             runs = [r for r in main if r.dataset == ds and r.tokenizer == tok]
             if runs:
-                curves.append(CurveGroup(f"curves-{ds}-{tok}", f"{ds} · {name(tok)} tokenizer", tuple(
-                    CurveRun("", _line(r.variant), r.seed, paths.train_log(paths.tokenizer_dir(R, *_key(r)))) for r in runs)))
+                curves.append(CurveGroup(f"curves-{ds}-{tok}", f"{ds} · {name(tok)} tokenizer", tokenizer_lines(runs)))
         runs = [r for r in ablation if r.dataset == ds]
         if runs:
-            curves.append(CurveGroup(f"curves-{ds}-ablation", f"{ds} · Table 2's runs ({name(runs[0].tokenizer)} backbone)",
-                                     tuple(CurveRun("", _line(r.variant), r.seed,
-                                                    paths.train_log(paths.tokenizer_dir(R, *_key(r)))) for r in runs)))
+            curves.append(CurveGroup(f"curves-{ds}-ablation", f"{ds} · Table 2's runs ({name(runs[0].tokenizer)} "
+                                     "backbone)", tokenizer_lines(runs)))
     for stage, work in (("stage2", paths.stage2_dir), ("downstream", paths.downstream_dir)):
         for task in _tasks(cfg, stage):
             curves += _task_curves(cfg, stage, task, work, name)
-    pictures = tuple(PictureGroup(f"pictures-{ds}", f"{ds}: reconstructions and codebooks", cfg["datasets"][ds]["image_size"],
-                                  tuple(RunPictures(name(r.tokenizer, r.variant), r.seed, paths.val_grid_file(R, *_key(r)),
-                                                    paths.codebook_picture_file(R, *_key(r)),
-                                                    paths.codes_file(R, *_key(r), "test"), paths.codebook_file(R, *_key(r)))
-                                        for r in _first_seed([r for r in main if r.dataset == ds])))
-                     for ds in cfg["datasets"])
+    pictures = tuple(PictureGroup(
+        f"pictures-{ds}", f"{ds}: reconstructions and codebooks", cfg["datasets"][ds]["image_size"],
+        tuple(RunPictures(name(r.tokenizer, r.variant), r.seed, paths.val_grid_file(R, *_key(r)),
+                          paths.codebook_picture_file(R, *_key(r)), paths.codes_file(R, *_key(r), "test"),
+                          paths.codebook_file(R, *_key(r)))
+              for r in _first_seed([r for r in main if r.dataset == ds]))) for ds in cfg["datasets"])
     samples, examples = [], []
     for ds in cfg["datasets"]:
         px = cfg["datasets"][ds]["image_size"]

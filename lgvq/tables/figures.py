@@ -118,7 +118,8 @@ def table_figure(df: pd.DataFrame) -> tuple[bytes, bool] | None:
                         ha="right", va="bottom", color="0.3")
         arrow = "↓" if str(sub.iloc[0].direction) == "lower" else "↑"
         ax.set_title(f"{dataset} · {metric} {arrow}")
-        ax.set_xticks(range(len(tokenizers)), [tokenizer_name(t) for t in tokenizers], rotation=30 if len(tokenizers) > 4 else 0)
+        ax.set_xticks(range(len(tokenizers)), [tokenizer_name(t) for t in tokenizers],
+                      rotation=30 if len(tokenizers) > 4 else 0)
         if i == 0:
             ax.legend(frameon=False, ncol=min(3, len(variants)))
         if has_delta:

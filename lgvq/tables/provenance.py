@@ -54,9 +54,9 @@ def provenance_html(manifests: tuple[Path, ...], results: Path, compute: dict[st
         step = str(d.get("step", "?"))
         total[step] = total.get(step, 0.0) + float(d.get("wall_time_s") or 0.0)
         device = (d.get("device") or {}).get("cuda_device") or "cpu"
-        rows.append(f"<tr><td>{_esc(_rel(m.parent, results))}</td><td>{_esc(step)}</td><td>{_esc(d.get('config_hash'))}</td>"
-                    f"<td>{_esc(rev)}</td><td>{_esc(precision_of(d))}</td><td>{_esc(device)}</td>"
-                    f"<td>{_esc(_versions(d))}</td><td>{_esc(d.get('wall_time_s'))}</td><td>{_esc(d.get('peak_rss_mb'))}</td></tr>")
+        cells = (_rel(m.parent, results), step, d.get("config_hash"), rev, precision_of(d), device, _versions(d),
+                 d.get("wall_time_s"), d.get("peak_rss_mb"))
+        rows.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
     summary = (f"{len(rows)} job manifests; git {', '.join(sorted(seen['git'])) or '—'}; precision "
                f"{', '.join(sorted(seen['precision'])) or '—'}; {'; '.join(sorted(seen['versions'])) or '—'}"
                + (f"; {missing} listed jobs have no manifest (not run)" if missing else ""))

@@ -29,12 +29,14 @@ MIN_CODEBOOK_PX = 256    # a codebook picture at least this wide
 CSS = (
     "body{font:14px/1.45 system-ui,sans-serif;max-width:1500px;margin:0 auto;padding:0 16px;color:#222}"
     "h1{margin:.6em 0 .2em}h2{border-bottom:2px solid #ddd;margin-top:1.8em}h3{margin:1.4em 0 .3em}"
-    "nav{background:#f6f6f8;padding:6px 14px;border-radius:6px;columns:3;font-size:13px}nav ul{margin:0;padding-left:16px}"
+    "nav{background:#f6f6f8;padding:6px 14px;border-radius:6px;columns:3;font-size:13px}"
+    "nav ul{margin:0;padding-left:16px}"
     "table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border:1px solid #ddd;padding:2px 6px;"
     "vertical-align:top}th{background:#f0f0f3}tr.baseline td,tr.ceiling td{background:#fafafa;font-style:italic}"
     "tr.baseline td:first-child,tr.ceiling td:first-child{color:#666}tr.first-special td{border-top:2px solid #999}"
     ".paper{color:#888}.notes{font-size:12px;color:#444}.notes li{margin:1px 0}.caption{font-size:12px;color:#555}"
-    "img.px{image-rendering:pixelated;max-width:100%}.cards{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}"
+    "img.px{image-rendering:pixelated;max-width:100%}"
+    ".cards{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}"
     ".card{border:1px solid #e3e3e3;border-radius:6px;padding:6px}.card h4{margin:0 0 4px;font-size:13px}"
     ".missing{color:#a33;font-size:12px}details{margin:6px 0}summary{cursor:pointer;font-weight:600}"
     "figure{margin:6px 0}figcaption{font-size:12px;color:#555}"
@@ -84,7 +86,8 @@ def _picture(path: Path, alt: str, *, image_px: int | None = None, min_width: in
     if size is None:
         return f'<p class="missing">not a PNG: {_esc(path)}</p>'
     scale = max(1, math.ceil(MIN_IMAGE_PX / image_px)) if image_px else max(1, math.ceil(min_width / size[0]))
-    return (f'<img class="px" alt="{_esc(alt)}" title="{_esc(alt)}" width="{size[0] * scale}" height="{size[1] * scale}" '
+    return (f'<img class="px" alt="{_esc(alt)}" title="{_esc(alt)}" width="{size[0] * scale}" '
+            f'height="{size[1] * scale}" '
             f'src="{_data_uri(data)}"/>')
 
 
@@ -210,8 +213,10 @@ def _pictures_section(group: PictureGroup) -> str:
     out = [f'<h3 id="{_esc(group.id)}">{_esc(group.title)}</h3>', '<div class="cards">']
     usage = []
     for run in group.runs:
+        grid = _picture(run.reconstructions, f"{run.label}: val originals over reconstructions",
+                        image_px=group.image_size)
         out.append(f'<div class="card"><h4>{_esc(run.label)} (seed {run.seed})</h4><div class="cards">'
-                   f'<div>{_picture(run.reconstructions, f"{run.label}: val originals over reconstructions", image_px=group.image_size)}'
+                   f'<div>{grid}'
                    '<div class="caption">validation images (top) over their reconstructions (bottom)</div></div>'
                    f'<div>{_picture(run.codebook, f"{run.label}: codebook")}'
                    '<div class="caption">every code decoded as a 1×1 latent (Fig. 7)</div></div></div></div>')
@@ -284,11 +289,11 @@ def render_report(inputs: ReportInputs, out_html: str | Path) -> Path:
         except KeyError:
             titles.append((f"table-{t}", t))
     sections.append(("tables", "Tables", titles, [_table_section(t, by_id[t].md, by_id[t].csv) for t in order]))
-    for sid, title, groups, render in (("curves", "Training curves", inputs.curves, _curves_section),
-                                       ("pictures", "Reconstructions and codebooks", inputs.pictures, _pictures_section),
-                                       ("samples", "Second-stage samples", inputs.samples, _samples_section),
-                                       ("examples", "Understanding heads: example predictions", inputs.examples,
-                                        _examples_section)):
+    groups_of = (("curves", "Training curves", inputs.curves, _curves_section),
+                 ("pictures", "Reconstructions and codebooks", inputs.pictures, _pictures_section),
+                 ("samples", "Second-stage samples", inputs.samples, _samples_section),
+                 ("examples", "Understanding heads: example predictions", inputs.examples, _examples_section))
+    for sid, title, groups, render in groups_of:
         if groups:
             sections.append((sid, title, [(g.id, g.title) for g in groups], [render(g) for g in groups]))
     sections.append(("provenance", "Provenance", [], [_provenance(inputs)]))
