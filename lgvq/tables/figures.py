@@ -197,7 +197,8 @@ def curves_figure(panels: list[tuple[str, dict[str, Band]]], colours: dict[str, 
     for ax, (title, lines) in zip(axes.flat, panels):
         values = np.concatenate([b.mean for b in lines.values()])
         for label, b in lines.items():
-            ax.plot(b.step, b.mean, lw=1.0, color=colours[label], label=label)
+            few = len(b.step) < 5  # a short run's few log steps: marked, or a single step would not show
+            ax.plot(b.step, b.mean, lw=1.0, color=colours[label], label=label, marker="o" if few else None, ms=2.5)
             if b.seeds > 1:
                 ax.fill_between(b.step, b.lo, b.hi, color=colours[label], alpha=0.2, lw=0)
         if values.size and np.all(values > 0) and values.max() / values.min() > 30:
