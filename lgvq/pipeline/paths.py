@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 METRICS_NAME = "metrics.json"
+TRAIN_LOG_NAME = "log.csv"  # every training job's loss log (lgvq.train.checkpoint.LOG_NAME; a test checks they agree)
 
 
 def dataset_dir(results: str | Path, dataset: str) -> Path:
@@ -82,6 +83,16 @@ def codebook_file(results: str | Path, dataset: str, tokenizer: str, variant: st
     return tokenizer_dir(results, dataset, tokenizer, variant, seed) / "codes" / "codebook.npy"
 
 
+def val_grid_file(results: str | Path, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    """Validation originals over their reconstructions at the end of training (lgvq.pipeline.tokenizer)."""
+    return tokenizer_dir(results, dataset, tokenizer, variant, seed) / "samples_val.png"
+
+
+def train_log(job_dir: str | Path) -> Path:
+    """The loss log of the training job whose output folder is `job_dir`."""
+    return Path(job_dir) / TRAIN_LOG_NAME
+
+
 def eval_dir(results: str | Path, kind: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
     return dataset_dir(results, dataset) / "eval" / kind / tokenizer / variant / f"seed{seed}"
 
@@ -90,6 +101,16 @@ def metrics_file(results: str | Path, kind: str, dataset: str, tokenizer: str, v
     """The metric record of one evaluation (`kind`: reconstruction, codebook, text_alignment,
     stage2-<task>, or a downstream task)."""
     return eval_dir(results, kind, dataset, tokenizer, variant, seed) / METRICS_NAME
+
+
+def codebook_picture_file(results: str | Path, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    """Every code decoded as a 1x1 latent, tiled (Fig. 7; lgvq.pipeline.evaluate)."""
+    return eval_dir(results, "codebook", dataset, tokenizer, variant, seed) / "codebook.png"
+
+
+def stage2_sample_grid(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    """The first 16 samples of a second-stage task's evaluation (lgvq.pipeline.stage2)."""
+    return eval_dir(results, f"stage2-{task}", dataset, tokenizer, variant, seed) / "samples_grid.png"
 
 
 def stage2_dir(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:

@@ -19,7 +19,7 @@ def _dataset_columns(cfg: dict[str, Any]) -> dict[str, str | None]:
     return {name: entry["paper_column"] for name, entry in cfg["datasets"].items()}
 
 
-def _provenance(cfg: dict[str, Any]) -> dict[str, str]:
+def weights_provenance(cfg: dict[str, Any]) -> dict[str, str]:
     """Rows of tokenizers not trained from scratch say so: a frozen checkpoint, or fine-tuned from one."""
     return {name: "frozen" if t.get("checkpoint") else "fine-tuned"
             for name, t in cfg["tokenizers"].items() if t.get("checkpoint") or t.get("init_from")}
@@ -38,12 +38,12 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
             rec["_source"] = str(f)
             records.append(rec)
         written.extend(write_table(table, records, out_dir, dataset_columns=_dataset_columns(cfg),
-                                   experiment=cfg["name"], provenance=_provenance(cfg),
+                                   experiment=cfg["name"], provenance=weights_provenance(cfg),
                                    execution=execution_notes(cfg, table)))
     return written
 
 
-def _job_manifests(cfg: dict[str, Any], table: str) -> set[Path]:
+def job_manifests(cfg: dict[str, Any], table: str) -> set[Path]:
     """The manifests of every job a table's numbers come from: the job beside each metric file and
     the training and encoding of the tokenizer run it evaluates."""
     manifests: set[Path] = set()
@@ -62,7 +62,7 @@ def execution_notes(cfg: dict[str, Any], table: str) -> dict[str, str]:
     from lgvq.train.precision import execution_note
 
     notes: dict[str, str] = {}
-    for m in sorted(_job_manifests(cfg, table)):
+    for m in sorted(job_manifests(cfg, table)):
         if not m.is_file():
             continue
         rec = read_json(m)
@@ -83,7 +83,7 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     seconds: dict[Path, tuple[str, float]] = {}  # manifest -> (device, wall s), read once across tables
     for table in plan.table_ids(cfg):
-        manifests = _job_manifests(cfg, table)
+        manifests = job_manifests(cfg, table)
         hours: dict[str, float] = {}
         for m in sorted(manifests):
             if m not in seconds:
@@ -98,8 +98,6 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def build_report(config_path: str | Path, out: Path) -> Path:
-    from lgvq.tables.report import build_report as render
+    from lgvq.pipeline.report import build_report as render
 
-    cfg = load_config(config_path)
-    R = Path(cfg["results_dir"])
-    return render(R, paths.tables_dir(R), out, compute=compute_per_table(cfg))
+    return render(load_config(config_path), out)

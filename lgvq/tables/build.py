@@ -16,6 +16,7 @@ import pandas as pd
 
 from lgvq.io import atomic_write_text
 from lgvq.metrics.record import MetricRecord
+from lgvq.tables.names import display_name
 from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import NO_DELTA, paired_delta
 
@@ -80,11 +81,9 @@ def build_table(table_id: str, records: Iterable[dict[str, Any]], *,
             continue
         if row_kind(var) != "model":
             references.append(Row(reference_label(tok, var), tok, var))
-            known.add((tok, var))
         else:  # a tokenizer the paper does not have (e.g. a user's new one)
-            how = f" ({provenance[tok]})" if provenance and tok in provenance else ""
-            rows.append(Row(f"{tok}" + ("" if var == "base" else f"+{var.upper() if var == 'lg' else var}") + how, tok, var))
-            known.add((tok, var))
+            rows.append(Row(display_name(tok, var, (provenance or {}).get(tok)), tok, var))
+        known.add((tok, var))
     rows += sorted(references, key=lambda r: (REFERENCE_KINDS.index(row_kind(r.variant)), r.label))
     lines = []
     for row in rows:
