@@ -17,6 +17,7 @@ import pandas as pd
 from lgvq.io import atomic_write_text
 from lgvq.metrics.record import MetricRecord
 from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
+from lgvq.train.convergence import not_converged_note
 
 COLUMNS = ["row", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std", "n_seeds",
            "seeds", "paper", "delta_vs_base", "status", "note"]
@@ -209,6 +210,9 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
             notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
     for how, example in sorted((execution or {}).items()):
         notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
+    flagged = not_converged_note(records)  # runs whose loss still fell > 5 % over their last fifth
+    if flagged:
+        notes["convergence"] = flagged
     atomic_write_text(paths[0], df.to_csv(index=False))
     atomic_write_text(paths[1], render_markdown(table_id, df, experiment=experiment, notes=notes))
     atomic_write_text(paths[2], render_latex(table_id, df))
