@@ -254,7 +254,7 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         # row is written stays out (resume is exact at any cadence). The number of processes stays in
         # when above 1: it multiplies the global batch.
         "train": {k: v for k, v in cfg["train"].items()
-                  if not (k == "gpus" and v == 1) and k not in ("ckpt_every", "log_every")},
+                  if not (k == "gpus" and v == 1) and k not in ("ckpt_every", "log_every", *VALIDATION_KEYS)},
         "seed": seed,
     }
 
@@ -262,6 +262,10 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
 # Keys of `stage2` / `downstream` that choose which jobs run, not what one job computes; and
 # `ckpt_every`, how often a checkpoint is written (resume is exact at any cadence, as for `train`).
 _RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers", "ckpt_every")
+# How often and on how many val items the validation curve is measured: like log_every, only the
+# log (and the convergence verdict read off it) depends on them; the training is bit-identical
+# (lgvq.train.loop restores every RNG after validating), so no checkpoint is invalidated.
+VALIDATION_KEYS = ("val_every", "val_items")
 
 
 def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True) -> dict[str, Any]:
@@ -270,7 +274,7 @@ def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True
     `gpus` counts when above 1 for a data-parallel job (it multiplies the global batch), never
     for a single-process one (`data_parallel=False`, the label-map VQ)."""
     return {k: v for k, v in cfg[stage].items()
-            if k not in _RUN_SELECTION_KEYS and not (k == "gpus" and (v == 1 or not data_parallel))}
+            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS) and not (k == "gpus" and (v == 1 or not data_parallel))}
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from lgvq.downstream.captioning import IGNORE, CaptionModel, caption_labels
-from lgvq.downstream.frontend import CodeFrontEnd
-from lgvq.downstream.grounding import GroundingModel, box_losses
+from lgvq.downstream.frontend import CodeFrontEnd, sincos_2d, standardized
+from lgvq.downstream.grounding import CellGroundingModel, GroundingModel, box_losses
 from lgvq.downstream.task import HeadTask
 from lgvq.downstream.vocab import AnswerVocab, WordVocab, pad_batch
 from lgvq.downstream.vqa import VQAModel
@@ -159,6 +159,49 @@ def test_grounding_ignores_padding_tokens():
     a = m(c, torch.tensor([[4, 5]]))
     b = m(c, torch.tensor([[4, 5, WordVocab.PAD, WordVocab.PAD]]))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_cell_head_finds_the_named_object_among_several():
+    # Two objects per image; the expression names one: the head must pick the right cell, not the mean box.
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    n = 24
+    c = torch.zeros(n, *GRID, dtype=torch.long)
+    pos = torch.stack([torch.randperm(9, generator=g)[:2] for _ in range(n)])  # two distinct cells per image
+    for i, (a, b) in enumerate(pos.tolist()):
+        c[i].view(-1)[a], c[i].view(-1)[b] = 1, 2  # code 1 = "red circle", code 2 = "blue square"
+    which = torch.arange(n) % 2
+    words = WordVocab.build(["the red circle", "the blue square"])
+    tokens, _ = pad_batch([words.encode(["the red circle", "the blue square"][w], 6) for w in which.tolist()])
+    cell = pos[torch.arange(n), which]
+    boxes = torch.stack([((cell % 3).float() + 0.5) / 3, ((cell // 3).float() + 0.5) / 3,
+                         torch.full((n,), 0.2), torch.full((n,), 0.25)], -1)
+    m = CellGroundingModel(frontend(), len(words), layers=2, heads=2, max_words=6, dropout=0.0)
+    assert torch.equal(m.centre_cell(boxes), cell)
+    m = fit(m, lambda m: {k: v for k, v in m.losses(c, tokens, boxes).items()}, steps=250)
+    from lgvq.metrics.grounding import grounding_accuracy
+
+    pred = [cxcywh_norm_to_xywh(b, 32, 32) for b in m.predict(c, tokens).tolist()]
+    gt = [cxcywh_norm_to_xywh(b, 32, 32) for b in boxes.tolist()]
+    assert grounding_accuracy(pred, gt, 0.5) == 1.0
+
+
+def test_cell_head_boxes_stay_centred_inside_their_own_cell():
+    m = CellGroundingModel(frontend(), 10, layers=1, heads=2, max_words=6, dropout=0.0).eval()
+    _, boxes = m(codes(2), torch.tensor([[4, 5], [6, 7]]))
+    col, row = (boxes[..., 0] * 3).floor(), (boxes[..., 1] * 3).floor()
+    assert torch.equal((row * 3 + col).long(), torch.arange(9).expand(2, 9))
+
+
+def test_front_end_standardizes_the_codebook_without_changing_its_geometry():
+    book = torch.randn(16, 8, generator=torch.Generator().manual_seed(0)) * 0.01 + 0.003  # a briefly trained codebook
+    z = standardized(book)
+    assert abs(float(z.pow(2).mean()) - 1.0) < 1e-5 and float(z.mean(0).abs().max()) < 1e-6
+    assert torch.equal(torch.cdist(book, book).argsort(1), torch.cdist(z, z).argsort(1))  # same nearest-code order
+    raw = CodeFrontEnd(book, GRID, 32, normalize=False)
+    assert torch.equal(raw.codebook, book) and not raw.fixed_pos.any()
+    pe = sincos_2d((8, 8), 64)
+    assert pe.shape == (64, 64) and len({tuple(r) for r in pe.round(decimals=4).tolist()}) == 64  # every cell distinct
 
 
 def test_front_end_refuses_codes_of_another_grid_or_codebook():

@@ -198,10 +198,19 @@ class CaptioningTask(DownstreamTask):
                                  dropout=d["dropout"])
             decoder = f"GPT-2 architecture trained from scratch, word vocabulary of {len(vocab)}"
 
+        def batch_of(rows: list[int], caps: list[str], table):
+            tokens, lengths = pad_batch([vocab.encode(c, d["max_words"], bos=True, eos=True) for c in caps], pad=vocab.PAD)
+            return table.batch(rows, dev), tokens.to(dev), lengths.to(dev)
+
         def make_batch(idx: list[int], epoch: int):
             caps = [train[i][1][random.Random(seed * 1_000_003 + epoch * 10_007 + i).randrange(len(train[i][1]))] for i in idx]
-            tokens, lengths = pad_batch([vocab.encode(c, d["max_words"], bos=True, eos=True) for c in caps], pad=vocab.PAD)
-            return train_codes.batch([train[i][0] for i in idx], dev), tokens.to(dev), lengths.to(dev)
+            return batch_of([train[i][0] for i in idx], caps, train_codes)
+
+        def val_batches(n: int):  # every reference caption of the first val images, up to n (image, caption) pairs
+            recs = source.records("val") if "val" in source.splits() else []
+            pairs = [(test_codes(r.image_id), c) for r in recs for c in r.captions][:n]
+            return [batch_of([p[0] for p in pairs[i : i + 128]], [p[1] for p in pairs[i : i + 128]], test_codes)
+                    for i in range(0, len(pairs), 128)]
 
         def evaluate(m):
             refs = {r.image_id: list(r.captions) for r in test}
@@ -223,7 +232,7 @@ class CaptioningTask(DownstreamTask):
             return Evaluation(scores, notes, preds, {"greedy": greedy_scores, "examples": preds[:EXAMPLES_SHOWN]})
 
         return HeadSetup(model, lambda m, b: {"caption_ce": m.loss(*b)}, len(train), make_batch, evaluate,
-                         {"words": vocab.to_dict(), "decoder": decoder})
+                         {"words": vocab.to_dict(), "decoder": decoder}, val_batches)
 
     def example_cells(self, example: dict[str, Any]) -> list[str]:
         return [example["image"], example["references"][0], example["beam"]]

@@ -1,27 +1,64 @@
 """The code-feature front end every understanding head shares.
 
 codes (B, h, w) -> (B, h*w, width): each code is replaced by its (frozen) codebook vector, mapped
-by a trained linear layer, plus a learned position embedding per grid cell. The codebook is a
-buffer, not a parameter: the heads measure what the tokenizer's codes carry, they do not retune it.
+by a trained linear layer, plus a position embedding per grid cell. The codebook is a buffer, not
+a parameter: the heads measure what the tokenizer's codes carry, they do not retune it.
+
+`normalize` (downstream.codebook_norm: standardize): the codebook is centred and divided by one
+global scale before the projection. A codebook trained briefly from taming's uniform(-1/K, 1/K)
+init has entries of norm ~0.05 (measured on the default run's VQ-GAN: 0.056); AdamW moves each
+weight by ~lr per step whatever the gradient, so a projection of such inputs needs tens of
+thousands of steps before code identity outweighs its bias, and the head learns the prior only.
+A translation plus one scale keeps the codebook's geometry (nearest-code order, relative
+distances): the head sees the same codes, at a usable scale. The position embedding is a fixed
+2-D sine-cosine grid (DETR) plus a learned residual, at the scale of the projected features, so
+a cell's position is legible from the first step instead of drowned by its content.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def sincos_2d(grid: tuple[int, int], width: int) -> Tensor:
+    """(h*w, width) fixed position code: sin/cos of row and column at geometric frequencies (DETR-style),
+    half the channels for rows and half for columns; rows then columns in raster order."""
+    h, w = grid
+    quarter = max(1, width // 4)
+    freq = torch.exp(-math.log(100.0) * torch.arange(quarter, dtype=torch.float32) / quarter)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    parts = [f(c.reshape(-1, 1) * freq) for c in (ys, xs) for f in (torch.sin, torch.cos)]
+    pe = torch.cat(parts, 1)
+    return F.pad(pe, (0, width - pe.shape[1])) if pe.shape[1] < width else pe[:, :width]
+
+
+def standardized(codebook: Tensor) -> Tensor:
+    """Centred codebook divided by its overall standard deviation (one scale: the geometry is kept)."""
+    c = codebook - codebook.mean(0, keepdim=True)
+    return c / c.pow(2).mean().sqrt().clamp_min(1e-12)
+
+
 class CodeFrontEnd(nn.Module):
-    def __init__(self, codebook: Tensor, grid: tuple[int, int], width: int) -> None:
+    def __init__(self, codebook: Tensor, grid: tuple[int, int], width: int, *, normalize: bool = True) -> None:
         super().__init__()
         if codebook.ndim != 2:
             raise ValueError(f"codebook must be (K, D), got {tuple(codebook.shape)}")
-        self.register_buffer("codebook", codebook.detach().float().clone())
+        book = codebook.detach().float().clone()
+        self.register_buffer("codebook", standardized(book) if normalize else book)
         self.grid = (int(grid[0]), int(grid[1]))
         self.width = width
+        self.normalize = normalize
         self.proj = nn.Linear(codebook.shape[1], width)
-        self.pos = nn.Parameter(torch.randn(1, self.grid[0] * self.grid[1], width) * 0.02)
+        n = self.grid[0] * self.grid[1]
+        if normalize:
+            self.register_buffer("fixed_pos", sincos_2d(self.grid, width))
+        else:  # the original front end: a learned embedding only, small at init
+            self.register_buffer("fixed_pos", torch.zeros(n, width))
+        self.pos = nn.Parameter(torch.randn(1, n, width) * 0.02)
 
     @property
     def n_tokens(self) -> int:
@@ -32,4 +69,4 @@ class CodeFrontEnd(nn.Module):
             raise ValueError(f"code grid {tuple(codes.shape[1:])} does not match the head's grid {self.grid}")
         if int(codes.max()) >= len(self.codebook) or int(codes.min()) < 0:
             raise ValueError(f"codes outside [0, {len(self.codebook)})")
-        return self.proj(F.embedding(codes.flatten(1).long(), self.codebook)) + self.pos
+        return self.proj(F.embedding(codes.flatten(1).long(), self.codebook)) + self.fixed_pos + self.pos

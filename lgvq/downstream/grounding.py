@@ -1,9 +1,17 @@
-"""Visual grounding on codes (Table 8), TransVG style.
+"""Visual grounding on codes (Table 8).
 
-[ <reg> | code features (P) | expression words (T) ] with type and position embeddings go through
-a bidirectional transformer encoder (padding masked); an MLP on the <reg> output predicts the box
-as (cx, cy, w, h) normalised by the image size (sigmoid), trained with L1 + GIoU. Boxes are
-converted to and from the datasets' pixel (x, y, w, h) with `lgvq.metrics.grounding`.
+Two heads (downstream.grounding_head), both over one bidirectional transformer encoder of
+[ code features (P) | expression words (T) ] with type and position embeddings (padding masked);
+boxes are (cx, cy, w, h) normalised by the image size, converted to and from the datasets' pixel
+(x, y, w, h) with `lgvq.metrics.grounding`.
+
+- `transvg` (the paper's protocol, TransVG): a <reg> token; an MLP on its output regresses the box
+  (sigmoid), trained with L1 + GIoU.
+- `cells` (default; CenterNet/FCOS style): every code cell scores whether it holds the referred
+  object's centre (cross-entropy over the P cells) and regresses that object's box relative to
+  itself (centre offset within the cell, size); L1 + GIoU on the true centre cell's box. The
+  prediction is the best-scoring cell's box. Localisation becomes a choice among cells the encoder
+  already tells apart instead of a regression the <reg> token must learn to route to one cell.
 """
 
 from __future__ import annotations
@@ -61,6 +69,68 @@ class GroundingModel(nn.Module):
                          words == WordVocab.PAD], 1)
         return torch.sigmoid(self.box(self.encoder(x, src_key_padding_mask=pad)[:, 0]))
 
+    def losses(self, codes: Tensor, words: Tensor, target: Tensor) -> dict[str, Tensor]:
+        return box_losses(self(codes, words), target)
+
+    def predict(self, codes: Tensor, words: Tensor) -> Tensor:
+        return self(codes, words)
+
+
+class CellGroundingModel(nn.Module):
+    """Per code cell: a centre score and a box relative to the cell (see the module docstring)."""
+
+    def __init__(self, frontend: CodeFrontEnd, vocab_size: int, *, layers: int, heads: int, max_words: int,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        d = frontend.width
+        self.frontend = frontend
+        self.max_words = max_words
+        self.word = nn.Embedding(vocab_size, d, padding_idx=WordVocab.PAD)
+        self.word_pos = nn.Parameter(torch.randn(1, max_words + 1, d) * 0.02)
+        self.type_emb = nn.Embedding(2, d)  # 0 visual, 1 text
+        layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.score = nn.Linear(d, 1)
+        self.box = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 4))
+        gh, gw = frontend.grid
+        ys, xs = torch.meshgrid(torch.arange(gh, dtype=torch.float32), torch.arange(gw, dtype=torch.float32), indexing="ij")
+        self.register_buffer("cell_origin", torch.stack([xs.flatten() / gw, ys.flatten() / gh], -1))  # (P, 2)
+        self.register_buffer("cell_size", torch.tensor([1.0 / gw, 1.0 / gh]))
+
+    def forward(self, codes: Tensor, words: Tensor) -> tuple[Tensor, Tensor]:
+        """-> (scores (B, P) logits, boxes (B, P, 4) normalised (cx, cy, w, h) each cell predicts)."""
+        B, T = words.shape
+        if T > self.word_pos.shape[1]:
+            raise ValueError(f"expression of {T} tokens exceeds max_words + 1 = {self.word_pos.shape[1]}")
+        vis = self.frontend(codes) + self.type_emb.weight[0]
+        txt = self.word(words) + self.word_pos[:, :T] + self.type_emb.weight[1]
+        pad = torch.cat([torch.zeros(B, vis.shape[1], dtype=torch.bool, device=words.device), words == WordVocab.PAD], 1)
+        cells = self.norm(self.encoder(torch.cat([vis, txt], 1), src_key_padding_mask=pad)[:, : vis.shape[1]])
+        raw = self.box(cells)
+        centre = self.cell_origin + torch.sigmoid(raw[..., :2]) * self.cell_size  # inside its own cell
+        return self.score(cells).squeeze(-1), torch.cat([centre, torch.sigmoid(raw[..., 2:])], -1)
+
+    def centre_cell(self, boxes: Tensor) -> Tensor:
+        """(B,) index of the cell holding each normalised (cx, cy, w, h) box's centre (the training target)."""
+        gh, gw = self.frontend.grid
+        col = (boxes[:, 0] * gw).long().clamp(0, gw - 1)
+        row = (boxes[:, 1] * gh).long().clamp(0, gh - 1)
+        return row * gw + col
+
+    def losses(self, codes: Tensor, words: Tensor, target: Tensor) -> dict[str, Tensor]:
+        scores, boxes = self(codes, words)
+        cell = self.centre_cell(target)
+        own = boxes[torch.arange(len(cell), device=cell.device), cell]
+        return {"cell_ce": nn.functional.cross_entropy(scores, cell), **box_losses(own, target)}
+
+    def predict(self, codes: Tensor, words: Tensor) -> Tensor:
+        scores, boxes = self(codes, words)
+        return boxes[torch.arange(len(boxes), device=boxes.device), scores.argmax(-1)]
+
+
+GROUNDING_HEADS = {"cells": CellGroundingModel, "transvg": GroundingModel}
+
 
 # --- the task ----------------------------------------------------------------------------------
 
@@ -90,28 +160,35 @@ class GroundingTask(DownstreamTask):
         if cfg["datasets"][dataset]["resize_mode"] != "resize":
             raise ArtifactError(f"datasets.{dataset}.resize_mode: grounding needs 'resize' (a crop would move the boxes "
                                 "off the code grid)")
-        sizes = {**image_sizes(source.records("train")), **image_sizes(source.records("test"))}
+        sizes = {k: v for split in ("train", "test", "val") if split in source.splits()
+                 for k, v in image_sizes(source.records(split)).items()}
         train, test = source.refs("train"), source.refs("test")
         if not train or not test:
             raise ArtifactError(f"dataset has {len(train)} train / {len(test)} test referring expressions; grounding needs both")
         words = WordVocab.build(r.sentence for r in train)
-        model = GroundingModel(frontend, len(words), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
+        model = GROUNDING_HEADS[d["grounding_head"]](frontend, len(words), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
                                dropout=d["dropout"])
 
         def target(r):
             w, h = sizes[r.image_id]
             return xywh_to_cxcywh_norm(r.bbox_xywh, w, h)
 
-        def make_batch(idx: list[int], epoch: int):
-            rs = [train[i] for i in idx]
+        def batch_of(rs, table):
             tokens, _ = pad_batch([words.encode(r.sentence, d["max_words"]) or [WordVocab.UNK] for r in rs])
-            return (train_codes.batch([train_codes(r.image_id) for r in rs], dev), tokens.to(dev),
+            return (table.batch([table(r.image_id) for r in rs], dev), tokens.to(dev),
                     torch.as_tensor([target(r) for r in rs], dtype=torch.float32, device=dev))
+
+        def make_batch(idx: list[int], epoch: int):
+            return batch_of([train[i] for i in idx], train_codes)
+
+        def val_batches(n: int):
+            val = source.refs("val")[:n] if "val" in source.splits() else []
+            return [batch_of(val[i : i + 128], test_codes) for i in range(0, len(val), 128)]
 
         def loss_terms(m, b):
             codes, tokens, boxes = b
-            terms = box_losses(m(codes, tokens), boxes)
-            return {"l1": 5.0 * terms["l1"], "giou": 2.0 * terms["giou"]}  # DETR/TransVG weights
+            terms = m.losses(codes, tokens, boxes)
+            return {**terms, "l1": 5.0 * terms["l1"], "giou": 2.0 * terms["giou"]}  # DETR/TransVG weights
 
         @torch.no_grad()
         def evaluate(m):
@@ -119,7 +196,7 @@ class GroundingTask(DownstreamTask):
             for i in range(0, len(test), 128):
                 rs = test[i : i + 128]
                 tokens, _ = pad_batch([words.encode(r.sentence, d["max_words"]) or [WordVocab.UNK] for r in rs])
-                boxes = m(test_codes.batch([test_codes(r.image_id) for r in rs], dev), tokens.to(dev)).cpu().tolist()
+                boxes = m.predict(test_codes.batch([test_codes(r.image_id) for r in rs], dev), tokens.to(dev)).cpu().tolist()
                 pred += [cxcywh_norm_to_xywh(b, *sizes[r.image_id]) for b, r in zip(boxes, rs)]
             gt = [r.bbox_xywh for r in test]
             ious = iou_xywh_many(pred, gt)
@@ -129,7 +206,7 @@ class GroundingTask(DownstreamTask):
                      "pred_xywh": [round(v, 2) for v in p], "iou": float(iou)} for r, p, iou in zip(test, pred, ious)]
             return Evaluation(metrics, notes, rows, {"examples": rows[:EXAMPLES_SHOWN]})
 
-        return HeadSetup(model, loss_terms, len(train), make_batch, evaluate, {"words": words.to_dict()})
+        return HeadSetup(model, loss_terms, len(train), make_batch, evaluate, {"words": words.to_dict()}, val_batches)
 
     def example_cells(self, example: dict[str, Any]) -> list[str]:
         return [str(example["image_id"]), example["expression"], f"IoU {example['iou']:.2f}"]

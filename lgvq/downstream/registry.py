@@ -61,6 +61,9 @@ class HeadSetup:
     make_batch: Callable[[list[int], int], Any]         # (example indices, epoch) -> batch
     evaluate: Callable[[Any], Evaluation]               # trained model (eval mode) -> Evaluation
     vocab: dict[str, Any]                               # written to vocab.json beside the head
+    # n -> fixed batches of (up to) the first n val-split examples, built like make_batch's: the validation
+    # curve (loss_terms in eval mode, every downstream.val_every steps); None: the task has no val split
+    val_batches: Callable[[int], list[Any]] | None = None
 
 
 class DownstreamTask:

@@ -62,11 +62,17 @@ class VQATask(DownstreamTask):
                          max_words=d["max_words"], dropout=d["dropout"])
         train = [q for q in train if answers.lookup(q.answer) >= 0]  # rare answers outside the classes are not trained on
 
-        def make_batch(idx: list[int], epoch: int):
-            qs = [train[i] for i in idx]
+        def batch_of(qs, table):
             tokens, lengths = pad_batch([words.encode(q.question, d["max_words"], eos=True) for q in qs])
-            return (train_codes.batch([train_codes(q.image_id) for q in qs], dev), tokens.to(dev), lengths.to(dev),
+            return (table.batch([table(q.image_id) for q in qs], dev), tokens.to(dev), lengths.to(dev),
                     torch.as_tensor([answers.lookup(q.answer) for q in qs], device=dev))
+
+        def make_batch(idx: list[int], epoch: int):
+            return batch_of([train[i] for i in idx], train_codes)
+
+        def val_batches(n: int):  # questions whose answer is one of the classes (as in training)
+            val = [q for q in (source.qa("val") if "val" in source.splits() else []) if answers.lookup(q.answer) >= 0][:n]
+            return [batch_of(val[i : i + 128], test_codes) for i in range(0, len(val), 128)]
 
         def loss_terms(m, b):
             codes, tokens, lengths, target = b
@@ -94,7 +100,7 @@ class VQATask(DownstreamTask):
                                                      "examples": rows[:EXAMPLES_SHOWN]})
 
         return HeadSetup(model, loss_terms, len(train), make_batch, evaluate,
-                         {"words": words.to_dict(), "answers": answers.to_dict()})
+                         {"words": words.to_dict(), "answers": answers.to_dict()}, val_batches)
 
     def example_cells(self, example: dict[str, Any]) -> list[str]:
         return [str(example["image_id"]), example["question"], f"{example['answer']} / ours: {example['prediction']}"]

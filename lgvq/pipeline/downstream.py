@@ -24,6 +24,33 @@ from lgvq.pipeline.artifacts import CodeTable
 from lgvq.pipeline.common import dataset_source, process_group
 
 
+def validation(loss_terms, model, val_batches, n_items: int):
+    """The loop's `validate`: each loss term's mean over fixed val batches (built once, on first use)."""
+    if val_batches is None:
+        return None
+    cached: list = []
+
+    def validate() -> dict[str, float]:
+        if not cached:
+            cached.extend(val_batches(n_items))
+        sums: dict[str, float] = {}
+        for b in cached:
+            for k, v in loss_terms(model, b).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        return {k: v / max(1, len(cached)) for k, v in sums.items()}
+
+    return validate
+
+
+def convergence_extra(run_dir: Path) -> dict:
+    """metrics.json's `convergence` field: the verdict on the run's log.csv (lgvq.train.convergence)."""
+    from lgvq.train.convergence import convergence, read_log
+    from lgvq.train.loop import LOG_NAME
+
+    verdict = convergence(read_log(run_dir / LOG_NAME))
+    return {"convergence": verdict} if verdict is not None else {}
+
+
 def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:
     from lgvq.downstream.frontend import CodeFrontEnd
     from lgvq.downstream.registry import HEADS, HeadContext
@@ -42,7 +69,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     codebook = torch.as_tensor(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False))
     dist, dev = process_group(cfg)  # one process unless torchrun started several (downstream.gpus > 1)
     seed_everything(seed)
-    frontend = CodeFrontEnd(codebook, train_codes.codes.shape[1:], head.prefix_width(d) or d["width"])
+    frontend = CodeFrontEnd(codebook, train_codes.codes.shape[1:], head.prefix_width(d) or d["width"],
+                            normalize=d["codebook_norm"] == "standardize")
     setup = head.setup(HeadContext(cfg, dataset, dataset_source(cfg, dataset), frontend, train_codes, test_codes,
                                    dev, seed))
     model = setup.model.to(dev)
@@ -53,7 +81,9 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                shuffled_batches(setup.n_train, d["batch_size"], seed, setup.make_batch, dist=dist,
                                 key="downstream.batch_size"),
                out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=d["ckpt_every"],
-               log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
+               log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
+               validate=validation(setup.loss_terms, model, setup.val_batches, d["val_items"]),
+               val_every=d["val_every"])
     if not dist.is_main:
         return out / "metrics.json"  # rank 0 evaluates and writes
     model.eval()
@@ -65,6 +95,6 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                         f"trained from scratch for {d['steps']} steps (batch {d['batch_size']}) on the train split's codes",
                 "tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
                 **({"decoder": setup.vocab["decoder"]} if "decoder" in setup.vocab else {})},
-        extra=ev.extra).write(out)
+        extra={**ev.extra, **convergence_extra(work)}).write(out)
     record.write(out, head_dir=str(work), processes=dist.world, execution=trainer.execution.record())
     return out / "metrics.json"

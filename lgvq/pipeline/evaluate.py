@@ -49,6 +49,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     """Reconstruction FID/PSNR/SSIM on the first `eval_images` test images + codebook statistics
     over the whole test split (usage counts codes used at least once over the split)."""
     from lgvq.metrics.codebook import codebook_statistics
+    from lgvq.pipeline.downstream import convergence_extra
 
     R = cfg["results_dir"]
     out = paths.eval_dir(R, "reconstruction", dataset, tokenizer, variant, seed)
@@ -73,7 +74,8 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         notes={**fid.notes,
                "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(psnr)} test images",
                "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
-        labels=labels, not_computed=fid.not_computed).write(out)
+        labels=labels, not_computed=fid.not_computed,
+        extra=convergence_extra(paths.tokenizer_dir(R, dataset, tokenizer, variant, seed))).write(out)  # its training
     stats = codebook_statistics(codes, model.codebook_size)
     cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
     MetricRecord(

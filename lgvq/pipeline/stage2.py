@@ -66,6 +66,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     """Train the label-map VQ of a dataset on its train split (rule `labelmap_vq`)."""
     from lgvq.downstream.task import HeadTask
     from lgvq.stage2.labelmap_vq import LabelMapVQ
+    from lgvq.pipeline.downstream import convergence_extra, validation
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, s = cfg["results_dir"], cfg["stage2"]
@@ -129,6 +130,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.metrics.image import to_uint8
     from lgvq.pipeline.artifacts import fid_extractor, png_folder, reference_folder, score_fid, text_cache, write_pngs
     from lgvq.pipeline.tokenizer import load_tokenizer
+    from lgvq.pipeline.downstream import convergence_extra, validation
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, s = cfg["results_dir"], cfg["stage2"]
@@ -144,12 +146,14 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     n_codes = int(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False).shape[0])
     source = dataset_source(cfg, dataset)
     train_recs, test_recs = source.records("train"), source.records("test")[: cfg["datasets"][dataset]["eval_images"]]
+    # the validation curve: the first val_items val images' codes (val_every 0 or no val split: none)
+    val_recs = source.records("val")[: s["val_items"]] if s["val_every"] and "val" in source.splits() else []
 
     # --- conditions -------------------------------------------------------------------------------
     size = cfg["datasets"][dataset]["image_size"]
     ctx = Stage2Context(cfg, dataset, train_recs, test_recs, grid, n_codes, dev,
                         text_cache=lambda: text_cache(cfg, dataset), label_map_vq=lambda: load_labelmap_vq(cfg, dataset),
-                        label_map=lambda record: label_map_at(record, size))
+                        label_map=lambda record: label_map_at(record, size), val_records=val_recs)
     cond = spec.conditions(ctx)
     condition = cond.of
 
@@ -162,11 +166,19 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for r, i in zip(recs, idx)]
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
-    trainer = HeadTask(model, lambda m, b: {"ce": spec.loss(m, *b)}, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
+    def val_batches(n: int):  # each val image with its first caption (a fixed condition)
+        codes = CodeTable(tokdir, ("val",))
+        return [(codes.batch([codes(r.image_id) for r in chunk], dev), condition(chunk, [r.captions[0] for r in chunk]))
+                for chunk in (val_recs[i : i + 128] for i in range(0, len(val_recs), 128))]
+
+    loss_terms = lambda m, b: {"ce": spec.loss(m, *b)}  # noqa: E731
+    trainer = HeadTask(model, loss_terms, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
     train_loop(trainer,
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
-               log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist)
+               log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
+               validate=validation(loss_terms, model, val_batches if val_recs else None, s["val_items"]),
+               val_every=s["val_every"])
     model.eval()
 
     # --- generate, decode, score -------------------------------------------------------------------
@@ -230,7 +242,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     MetricRecord(
         spec.table_id, dataset, tokenizer, variant, seed, metrics, notes,
         labels={"generator": spec.describe(model, s), "text_encoder": cond.text_encoder},
-        not_computed=fid.not_computed, extra={"task": task}).write(out)
+        not_computed=fid.not_computed, extra={"task": task, **convergence_extra(work)}).write(out)
     record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
                  execution=trainer.execution.record())
     return out / "metrics.json"

@@ -145,9 +145,10 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
         return image_batches(train_set, mine, finish=collate.attach, seed=seed * 1_000_003 + epoch, **feed)
 
     steps = cfg["tokenizers"][tokenizer].get("steps") or tcfg["steps"]
+    validate = _reconstruction_validation(cfg, dataset, model, dev) if tcfg["val_every"] else None
     state = train_loop(task, epoch_batches, out_dir=out, max_steps=steps, seed=seed, config_hash=h,
                        ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
-                       desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist,
+                       desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist, validate=validate, val_every=tcfg["val_every"],
                        on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, out / "val" / f"samples_step{step:07d}.png", dev))
     if not dist.is_main:
         return out / "model.pt"  # rank 0 writes the outputs
@@ -238,6 +239,29 @@ def _init_from(cfg, tokenizer: str, model) -> dict[str, str] | None:
         raise ArtifactError(f"{key}: {src} does not fit class '{entry['class']}' with these params "
                             f"({str(e).splitlines()[0][:300]})") from e
     return _checkpoint_identity(src)
+
+
+def _reconstruction_validation(cfg, dataset, model, dev):
+    """The tokenizer's validation curve: L1 reconstruction error (pixels in [-1, 1]) over the first
+    train.val_items val images, in eval mode; images decoded once, on first use."""
+    from lgvq.data.dataset import ImageTextDataset
+
+    ds_cfg = cfg["datasets"][dataset]
+    if "val" not in image_source(cfg, dataset).splits():
+        return None
+    images: list[torch.Tensor] = []
+
+    def validate() -> dict[str, float]:
+        if not images:
+            val = ImageTextDataset(image_source(cfg, dataset).records("val")[: cfg["train"]["val_items"]],
+                                   image_size=ds_cfg["image_size"], train=False, resize_mode=ds_cfg["resize_mode"], seed=0,
+                                   jpeg_draft=ds_cfg["jpeg_draft"])
+            images.extend(torch.stack([val[j]["image"] for j in range(i, min(i + 64, len(val)))])
+                          for i in range(0, len(val), 64))
+        err = [(model(x.to(dev)).x_rec.float() - x.to(dev)).abs().mean().item() * len(x) for x in images]
+        return {"rec_l1": sum(err) / max(1, sum(len(x) for x in images))}
+
+    return validate
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ and tables while it builds the DAG. Torch is imported inside the methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from lgvq.registry import Registry
@@ -43,6 +43,7 @@ class Stage2Context:
     text_cache: Callable[[], Any]           # loads the dataset's text cache (checked against the config)
     label_map_vq: Callable[[], Any]         # loads the dataset's label-map VQ: (model, meta)
     label_map: Callable[[Any], Any]         # a record's label map (class ids) at the dataset's image size
+    val_records: list[Any] = field(default_factory=list)   # the val records whose loss the job logs (may be empty)
 
     @property
     def settings(self) -> dict[str, Any]:

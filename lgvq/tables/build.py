@@ -19,6 +19,7 @@ from lgvq.metrics.record import MetricRecord
 from lgvq.tables.names import display_name
 from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import NO_DELTA, paired_delta
+from lgvq.train.convergence import not_converged_note
 
 COLUMNS = ["row", "row_kind", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std",
            "n_seeds", "seeds", "paper", "delta_vs_base", "delta_lo", "delta_hi", "delta_n", "delta_excludes_zero",
@@ -255,6 +256,9 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
             notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
     for how, example in sorted((execution or {}).items()):
         notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
+    flagged = not_converged_note(records)  # runs whose loss still fell > 5 % over their last fifth
+    if flagged:
+        notes["convergence"] = flagged
     atomic_write_text(paths[0], df.to_csv(index=False))
     atomic_write_text(paths[1], render_markdown(table_id, df, experiment=experiment, notes=notes))
     atomic_write_text(paths[2], render_latex(table_id, df))

@@ -17,7 +17,11 @@ and that a crash must not lose:
   step ends, a checkpoint is written and `TrainingInterrupted` is raised (the CLI exits quietly with
   128 + the signal number: 130, 143, 138), so a requeued job or Snakemake's `--retries` resumes it;
 - a tqdm progress bar and a CSV loss log (`log.csv`: step + one column per term, each the term's value
-  at the log step, not a mean over the window).
+  at the log step, not a mean over the window);
+- an optional validation curve: `validate()` every `val_every` steps and at the last step, its terms
+  logged as `val_<term>` beside the training terms (lgvq.train.convergence reads them). It runs with the
+  modules in eval mode and every RNG stream saved and restored, so a run with validation trains on
+  exactly the numbers a run without it does, and a resumed run matches an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -123,6 +127,8 @@ def train_loop(
     on_checkpoint: Callable[[int], None] | None = None,
     stop_after: int | None = None,
     dist: "DistInfo | None" = None,
+    validate: Callable[[], Mapping[str, float]] | None = None,
+    val_every: int = 0,
 ) -> LoopState:
     """Run `task` for `max_steps` optimisation steps, resuming from `out_dir/checkpoint.pt`.
 
@@ -201,6 +207,9 @@ def train_loop(
                             bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items()}, refresh=False)
                             if on_log is not None:
                                 on_log(state.step, terms)
+                    if (validate is not None and val_every > 0 and dist.is_main  # only rank 0 writes the log
+                            and (state.step % val_every == 0 or state.step == max_steps)):
+                        _log_validation(state, task, validate)
                     bar.update(1)
                     if state.step % ckpt_every == 0 or done:
                         if dist.is_main:
@@ -235,6 +244,30 @@ def train_loop(
             write_log(out / LOG_NAME, state.log)
         barrier(dist)
     return state
+
+
+@torch.no_grad()
+def _log_validation(state: LoopState, task: TrainTask, validate: Callable[[], Mapping[str, float]]) -> None:
+    """`validate()`'s terms as `val_<term>` in this step's log row (appended when the step logged none)."""
+    modes = {name: m.training for name, m in task.modules().items()}
+    py, np_state = random.getstate(), np.random.get_state()
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):  # eval mode draws nothing, but a task's val batches may
+        torch.manual_seed(0)  # what a val loss draws (diffusion time steps, masks) is the same at every step
+        for m in task.modules().values():
+            m.eval()
+        try:
+            terms = {f"val_{k}": float(v) for k, v in validate().items()}
+        finally:
+            for name, m in task.modules().items():
+                m.train(modes[name])
+    random.setstate(py)
+    np.random.set_state(np_state)
+    assert state.log is not None
+    if state.log and state.log[-1]["step"] == state.step:
+        state.log[-1].update(terms)
+    else:
+        state.log.append({"step": state.step, **terms})
 
 
 def _batches_from(epoch_batches: Callable[..., Iterable[Any]], epoch: int, start: int) -> Iterator[Any]:
