@@ -10,7 +10,7 @@ from lgvq.tables.build import write_table
 from lgvq.train.convergence import convergence, relative_drop
 from lgvq.train.loop import train_loop
 
-from tests.test_train_loop import ToyTask, batches
+from test_train_loop import ToyTask, batches
 
 
 def curve(values, prefix="val_"):
