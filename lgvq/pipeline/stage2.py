@@ -92,7 +92,8 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     model = LabelMapVQ(n_classes, ds["image_size"], meta["grid"], n_embed=meta["n_embed"])
     dev = pick_device(cfg)
     model.to(dev)
-    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"])
+    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"],
+                       cpu_bf16=s["cpu_bf16"])
     train_loop(trainer,
                shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps.batch(idx).to(dev)), out_dir=out,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
@@ -236,7 +237,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for r, i in zip(recs, idx)]
         return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
 
-    trainer = HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
+    trainer = HeadTask(model, lambda m, b: {"ce": m.loss(*b)}, lr=s["lr"], dist=dist, fast_path=s["fast_path"],
+                       cpu_bf16=s["cpu_bf16"])
     train_loop(trainer,
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],

@@ -128,7 +128,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     tcfg = cfg["train"]
     lr = learning_rate(cfg, n_gpus=dist.world)
     task = TokenizerTask(model, lg, lr=lr, betas=tuple(tcfg["betas"]), micro_batch=tcfg["micro_batch"], device=dev,
-                         dist=dist, fast_path=tcfg["fast_path"], compile=tcfg["compile"])
+                         dist=dist, fast_path=tcfg["fast_path"], compile=tcfg["compile"],
+                         cpu_bf16=tcfg["cpu_bf16"])
     collate = TextBatcher(cache if lg is not None else None)
     # train.batch_size is per process, as in the authors' lr rule: the global batch has world x bs
     # images and each rank trains on its share.
@@ -158,7 +159,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                                    "lg_weights": weights, "steps": state.step})
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights, init_from=init,
                  text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
-                 execution={**task.execution.record(), "fast_path": tcfg["fast_path"], "device": str(dev)})
+                 execution={**task.execution.record(), "fast_path": tcfg["fast_path"],
+                            "cpu_bf16": tcfg["cpu_bf16"], "device": str(dev)})
     return model_path
 
 
