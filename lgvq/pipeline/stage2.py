@@ -316,7 +316,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
 
 
 def _sample_grid(x: Tensor, path: Path) -> None:
-    from torchvision.utils import save_image
+    from lgvq.imagegrid import save_png_grid
 
     with atomic_path(path) as tmp:
-        save_image(x * 0.5 + 0.5, tmp, nrow=8, format="png")
+        save_png_grid(x * 0.5 + 0.5, tmp, nrow=8)

@@ -246,7 +246,7 @@ def _init_from(cfg, tokenizer: str, model) -> dict[str, str] | None:
 def _save_val_grid(cfg, dataset, model, path: Path, dev, n: int = 8) -> None:
     """Originals (top row) above reconstructions (bottom row) of the first val images."""
     from lgvq.data.dataset import ImageTextDataset
-    from torchvision.utils import save_image
+    from lgvq.imagegrid import save_png_grid
 
     ds_cfg = cfg["datasets"][dataset]
     val = ImageTextDataset(dataset_source(cfg, dataset).records("val")[:n], image_size=ds_cfg["image_size"],
@@ -257,7 +257,7 @@ def _save_val_grid(cfg, dataset, model, path: Path, dev, n: int = 8) -> None:
     rec = model(x).x_rec.clamp(-1, 1)
     model.train(was_training)
     with atomic_path(path) as tmp:
-        save_image(torch.cat([x, rec]).cpu() * 0.5 + 0.5, tmp, nrow=len(x), format="png")
+        save_png_grid(torch.cat([x, rec]).cpu() * 0.5 + 0.5, tmp, nrow=len(x))
 
 
 @torch.no_grad()
