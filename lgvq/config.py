@@ -123,6 +123,9 @@ def _hint(err) -> str:
             return ""
         # PyYAML follows YAML 1.1: a float needs a dot, so `2e-4` is read as the string '2e-4'.
         return f" (YAML reads {err.instance} as a string: write it with a dot, e.g. {float(err.instance)!r})"
+    if err.validator == "type" and isinstance(err.instance, bool) and err.validator_value == "string":
+        # PyYAML reads an unquoted on/off/yes/no as a boolean (cpu_bf16: on | off | auto).
+        return f" (YAML reads an unquoted on/off as a boolean: quote it, e.g. \"{'on' if err.instance else 'off'}\")"
     return ""
 
 
@@ -253,8 +256,10 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         # a table must be able to tell a bf16 run from an fp32 one. How often a checkpoint or a loss-log
         # row is written stays out (resume is exact at any cadence). The number of processes stays in
         # when above 1: it multiplies the global batch.
+        # cpu_bf16 only when not off, so adding the key left every fp32 job's hash as it was.
         "train": {k: v for k, v in cfg["train"].items()
-                  if not (k == "gpus" and v == 1) and k not in ("ckpt_every", "log_every", *VALIDATION_KEYS)},
+                  if not (k == "gpus" and v == 1) and not (k == "cpu_bf16" and v == "off")
+                  and k not in ("ckpt_every", "log_every", *VALIDATION_KEYS)},
         "seed": seed,
     }
 
@@ -274,7 +279,8 @@ def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True
     `gpus` counts when above 1 for a data-parallel job (it multiplies the global batch), never
     for a single-process one (`data_parallel=False`, the label-map VQ)."""
     return {k: v for k, v in cfg[stage].items()
-            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS) and not (k == "gpus" and (v == 1 or not data_parallel))}
+            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS) and not (k == "gpus" and (v == 1 or not data_parallel))
+            and not (k == "cpu_bf16" and v == "off")}  # off leaves the fp32 jobs' hashes as they were
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

@@ -163,14 +163,17 @@ CHANGES = {
     "train.log_every": 2,
     "train.fast_path": False,
     "train.compile": True,
+    "train.cpu_bf16": "on",
     "eval.fid_extractor": "none",
     "eval.shapes_cnn_epochs": 2,
     "eval.mask_eval_seed": 1,
     "stage2.steps": 3,
     "stage2.fast_path": False,
+    "stage2.cpu_bf16": "on",
     "stage2.tokenizers.completion": ["vqvae"],
     "downstream.steps": 3,
     "downstream.fast_path": False,
+    "downstream.cpu_bf16": "on",
     "downstream.tokenizers.vqa": ["vqvae"],
 }
 

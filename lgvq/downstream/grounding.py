@@ -33,12 +33,29 @@ def cxcywh_to_xyxy(b: Tensor) -> Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
 
+def generalized_box_iou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
+    """Mean of 1 - GIoU over pairs of (x1, y1, x2, y2) boxes (Rezatofighi et al. 2019), in the same
+    operations as torchvision.ops.generalized_box_iou_loss (tests/test_downstream.py compares them):
+    a grounding job would otherwise import torchvision, and with it torch._dynamo, for this alone."""
+    boxes1 = boxes1 if boxes1.dtype in (torch.float32, torch.float64) else boxes1.float()
+    boxes2 = boxes2 if boxes2.dtype in (torch.float32, torch.float64) else boxes2.float()
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    xi1, yi1, xi2, yi2 = torch.max(x1, x1g), torch.max(y1, y1g), torch.min(x2, x2g), torch.min(y2, y2g)
+    inter = torch.zeros_like(x1)
+    overlap = (yi2 > yi1) & (xi2 > xi1)
+    inter[overlap] = (xi2[overlap] - xi1[overlap]) * (yi2[overlap] - yi1[overlap])
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+    iou = inter / (union + eps)
+    enclosing = (torch.max(x2, x2g) - torch.min(x1, x1g)) * (torch.max(y2, y2g) - torch.min(y1, y1g))
+    giou = iou - ((enclosing - union) / (enclosing + eps))
+    return (1 - giou).mean() if giou.numel() > 0 else 0.0 * giou.sum()
+
+
 def box_losses(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     """L1 on normalised (cx, cy, w, h) and the generalised-IoU loss, both averaged over boxes."""
-    from torchvision.ops import generalized_box_iou_loss
-
     return {"l1": (pred - target).abs().sum(-1).mean(),
-            "giou": generalized_box_iou_loss(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(target), reduction="mean")}
+            "giou": generalized_box_iou_loss(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(target))}
 
 
 class GroundingModel(nn.Module):

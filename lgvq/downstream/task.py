@@ -16,16 +16,17 @@ class HeadTask:
     Data parallel (`dist`): each rank's batch is its share, gradients are averaged before clipping.
     `fast_path` (the stage's own switch; CUDA only, the model already on its device): the loss terms
     run under bf16 autocast with TF32 for what stays fp32, and AdamW is fused. On the CPU the step
-    is fp32 eager whatever the switch says."""
+    is fp32 eager whatever `fast_path` says; `cpu_bf16` (on | auto | off) runs it under CPU bf16 autocast
+    instead (lgvq.train.precision)."""
 
     def __init__(self, model: nn.Module, loss_terms: Callable[[nn.Module, Any], dict[str, Tensor]], *,
                  lr: float, weight_decay: float = 0.01, grad_clip: float = 1.0, dist: DistInfo = SINGLE,
-                 fast_path: bool = False) -> None:
+                 fast_path: bool = False, cpu_bf16: str = "off") -> None:
         self.model = model
         self.dist = dist
         self.loss_terms = loss_terms
         self.grad_clip = grad_clip
-        self.execution = Execution.of_module(model, fast_path)
+        self.execution = Execution.of_module(model, fast_path, cpu_bf16=cpu_bf16)
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                      weight_decay=weight_decay, **self.execution.optimizer_kwargs())
         self.reducer = GradientReducer(model.parameters(), dist)  # bucketed, overlapping the backward
@@ -40,7 +41,7 @@ class HeadTask:
         # Detached device tensors: the loop checks them for NaN/inf and logs them once per log window.
         with self.execution.autocast():  # parameters and their gradients stay fp32
             terms = self.loss_terms(self.model, batch)
-        loss = sum(terms.values())
+        loss = sum(t.float() for t in terms.values())  # reduced in fp32 whatever the autocast produced
         self.opt.zero_grad(set_to_none=True)
         with self.reducer.final_backward():
             loss.backward()

@@ -18,7 +18,7 @@ def gsa_loss(cls_token: Tensor, text_global: Tensor) -> Tensor:
     """
     v = F.normalize(cls_token, dim=-1)
     t = F.normalize(text_global.detach(), dim=-1)
-    sim = v @ t.t()
+    sim = (v @ t.t()).float()  # the softmax-like ratio in fp32 under bf16 autocast (a no-op in fp32)
     return -(sim.diagonal().exp() / (sim.exp().sum(1) + 1e-6)).log().mean()
 
 

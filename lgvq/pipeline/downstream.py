@@ -76,7 +76,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     model = setup.model.to(dev)
     if dist.is_main:
         atomic_write_json(work / "vocab.json", setup.vocab)
-    trainer = HeadTask(model, setup.loss_terms, lr=d["lr"], dist=dist, fast_path=d["fast_path"])
+    trainer = HeadTask(model, setup.loss_terms, lr=d["lr"], dist=dist, fast_path=d["fast_path"],
+                       cpu_bf16=d["cpu_bf16"])
     train_loop(trainer,
                shuffled_batches(setup.n_train, d["batch_size"], seed, setup.make_batch, dist=dist,
                                 key="downstream.batch_size"),

@@ -85,7 +85,8 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     model = LabelMapVQ(n_classes, ds["image_size"], meta["grid"], n_embed=meta["n_embed"])
     dev = pick_device(cfg)
     model.to(dev)
-    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"])
+    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"],
+                       cpu_bf16=s["cpu_bf16"])
     train_loop(trainer,
                shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps.batch(idx).to(dev)), out_dir=out,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
@@ -172,7 +173,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for chunk in (val_recs[i : i + 128] for i in range(0, len(val_recs), 128))]
 
     loss_terms = lambda m, b: {"ce": spec.loss(m, *b)}  # noqa: E731
-    trainer = HeadTask(model, loss_terms, lr=s["lr"], dist=dist, fast_path=s["fast_path"])
+    trainer = HeadTask(model, loss_terms, lr=s["lr"], dist=dist, fast_path=s["fast_path"],
+                       cpu_bf16=s["cpu_bf16"])
     train_loop(trainer,
                shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
                max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
@@ -249,7 +251,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
 
 
 def _sample_grid(x: Tensor, path: Path) -> None:
-    from torchvision.utils import save_image
+    from lgvq.imagegrid import save_png_grid
 
     with atomic_path(path) as tmp:
-        save_image(x * 0.5 + 0.5, tmp, nrow=8, format="png")
+        save_png_grid(x * 0.5 + 0.5, tmp, nrow=8)

@@ -128,7 +128,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     tcfg = cfg["train"]
     lr = learning_rate(cfg, n_gpus=dist.world)
     task = TokenizerTask(model, lg, lr=lr, betas=tuple(tcfg["betas"]), micro_batch=tcfg["micro_batch"], device=dev,
-                         dist=dist, fast_path=tcfg["fast_path"], compile=tcfg["compile"])
+                         dist=dist, fast_path=tcfg["fast_path"], compile=tcfg["compile"],
+                         cpu_bf16=tcfg["cpu_bf16"])
     collate = TextBatcher(cache if lg is not None else None)
     # train.batch_size is per process, as in the authors' lr rule: the global batch has world x bs
     # images and each rank trains on its share.
@@ -159,7 +160,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                                    "lg_weights": weights, "steps": state.step})
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights, init_from=init,
                  text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
-                 execution={**task.execution.record(), "fast_path": tcfg["fast_path"], "device": str(dev)})
+                 execution={**task.execution.record(), "fast_path": tcfg["fast_path"],
+                            "cpu_bf16": tcfg["cpu_bf16"], "device": str(dev)})
     return model_path
 
 
@@ -268,7 +270,7 @@ def _reconstruction_validation(cfg, dataset, model, dev):
 def _save_val_grid(cfg, dataset, model, path: Path, dev, n: int = 8) -> None:
     """Originals (top row) above reconstructions (bottom row) of the first val images."""
     from lgvq.data.dataset import ImageTextDataset
-    from torchvision.utils import save_image
+    from lgvq.imagegrid import save_png_grid
 
     ds_cfg = cfg["datasets"][dataset]
     val = ImageTextDataset(dataset_source(cfg, dataset).records("val")[:n], image_size=ds_cfg["image_size"],
@@ -279,7 +281,7 @@ def _save_val_grid(cfg, dataset, model, path: Path, dev, n: int = 8) -> None:
     rec = model(x).x_rec.clamp(-1, 1)
     model.train(was_training)
     with atomic_path(path) as tmp:
-        save_image(torch.cat([x, rec]).cpu() * 0.5 + 0.5, tmp, nrow=len(x), format="png")
+        save_png_grid(torch.cat([x, rec]).cpu() * 0.5 + 0.5, tmp, nrow=len(x))
 
 
 @torch.no_grad()

@@ -13,11 +13,11 @@ from lgvq.io import atomic_path
 
 @torch.no_grad()
 def codebook_picture(tokenizer, path: str | Path, max_codes: int = 1024) -> Path:
-    from torchvision.utils import save_image
+    from lgvq.imagegrid import save_png_grid
 
     k = min(tokenizer.codebook_size, max_codes)
     codes = torch.arange(k, device=next(tokenizer.parameters()).device).view(k, 1, 1)
     tiles = tokenizer.decode_codes(codes).clamp(-1, 1).cpu() * 0.5 + 0.5
     with atomic_path(path) as tmp:
-        save_image(tiles, tmp, nrow=int(math.ceil(math.sqrt(k))), padding=1, format="png")
+        save_png_grid(tiles, tmp, nrow=int(math.ceil(math.sqrt(k))), padding=1)
     return Path(path)

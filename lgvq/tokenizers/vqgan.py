@@ -38,14 +38,15 @@ class VQGAN(VQVAE):
             terms["perceptual"] = self.perceptual_weight * self.perceptual(out.x_rec, x)
         if step >= self.disc_start and self.training:
             nll = terms["rec"] + terms.get("perceptual", 0.0)
-            g_loss = -self.discriminator(out.x_rec).mean()
+            g_loss = -self.discriminator(out.x_rec).float().mean()
             terms["gan"] = self.adaptive_weight(nll, g_loss) * g_loss
         return terms
 
     def discriminator_losses(self, x: Tensor, out: TokenizerOutput, step: int) -> dict[str, Tensor]:
         if step < self.disc_start:
             return {}
-        real, fake = self.discriminator(x.detach()), self.discriminator(out.x_rec.detach())
+        # The hinge reduced in fp32 under bf16 autocast (.float() is a no-op in an fp32 step).
+        real, fake = self.discriminator(x.detach()).float(), self.discriminator(out.x_rec.detach()).float()
         return {"disc": 0.5 * (F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean())}
 
     def describe(self) -> dict:

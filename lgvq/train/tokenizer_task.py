@@ -31,12 +31,15 @@ class TokenizerTask:
         dist: DistInfo = SINGLE,
         fast_path: bool = True,
         compile: bool = False,
+        cpu_bf16: str = "off",
     ) -> None:
         self.device = torch.device(device)
         # The GPU fast path, only ever on CUDA (CPU runs stay fp32 eager, so their results never
         # change): bf16 autocast, channels_last activations, TF32 matmuls/convolutions, fused Adam.
-        # (cudnn.benchmark too: the tokenizer trains at one fixed image size.)
-        self.execution = Execution.for_device(self.device, fast_path, channels_last=True, compile=compile)
+        # (cudnn.benchmark too: the tokenizer trains at one fixed image size.) On the CPU, `cpu_bf16`
+        # (on | auto | off) decides whether the step runs under CPU bf16 autocast (lgvq.train.precision).
+        self.execution = Execution.for_device(self.device, fast_path, channels_last=True, compile=compile,
+                                              cpu_bf16=cpu_bf16)
         self.fast = self.execution.fast
         if self.fast:
             model = model.to(memory_format=torch.channels_last)
@@ -55,7 +58,7 @@ class TokenizerTask:
         self.lg = lg.to(self.device) if lg is not None else None
         self.micro_batch = micro_batch
         self.dist = dist  # data parallel: this rank's batch share; gradients averaged over ranks
-        self.autocast = self.fast
+        self.autocast = self.fast or self.execution.cpu_bf16  # bf16 autocast on either device
         adam = dict(lr=lr, betas=betas, **self.execution.optimizer_kwargs())
         gen_params = list(model.generator_parameters()) + (list(lg.parameters()) if lg is not None else [])
         self.opt_g = torch.optim.Adam([p for p in gen_params if p.requires_grad], **adam)
@@ -104,7 +107,7 @@ class TokenizerTask:
         self.opt_g.zero_grad(set_to_none=True)
         outputs: list[tuple[Tensor, TokenizerOutput]] = []
         for i, (x, text) in enumerate(chunks):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            with self.execution.autocast():
                 out = self.forward(x)
                 terms = dict(self.model.generator_losses(x, out, step))
                 if self.lg is not None:
@@ -128,7 +131,7 @@ class TokenizerTask:
             any_d = False
             for x, out in outputs:
                 detached = TokenizerOutput(out.x_rec.detach(), out.quant)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                with self.execution.autocast():
                     d_terms = dict(self.model.discriminator_losses(x, detached, step))
                 if not d_terms:
                     continue
