@@ -1,11 +1,12 @@
 # Shared helpers for the rules: wildcard constraints and per-job config hashes.
 
+from lgvq.config import VARIANT_PATTERN  # the named variants and their dose forms (lg-x10)
 from lgvq.downstream.registry import HEADS  # the understanding tasks (the config's plug-ins may add some)
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_\-]+",
     tokenizer=r"[A-Za-z0-9_\-]+",
-    variant=r"base|lg|gsa|mtp|mtp-ras|mtp-gsa",
+    variant=VARIANT_PATTERN,
     seed=r"\d+",
     split=r"train|val|test",
     table=r"[a-z_]+",
