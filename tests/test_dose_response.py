@@ -26,7 +26,9 @@ BASE = {"datasets": {"shapes": {"source": "shapes", "image_size": 16}},
 
 
 def dosed(**dose) -> dict:
-    return validate_config({**BASE, "dose_response": {"enabled": True, **dose}})
+    frozen = {"frozen": {"class": "vqvae", "checkpoint": "/nonexistent/model.pt", "variants": ["base"]}}
+    tokenizers = {**BASE["tokenizers"], **(frozen if dose.get("tokenizer") == "frozen" else {})}
+    return validate_config({**BASE, "tokenizers": tokenizers, "dose_response": {"enabled": True, **dose}})
 
 
 def test_the_plan_runs_each_multiplier_once_and_x1_is_the_lg_run_of_the_other_tables():
@@ -121,7 +123,8 @@ def test_variant_names_round_trip_and_match_the_wildcard():
 @pytest.mark.parametrize("dose, key", [({"tokenizer": "nope"}, "dose_response.tokenizer"),
                                        ({"seeds": [7]}, "dose_response.seeds"),
                                        ({"multipliers": [10, 10.0000001]}, "dose_response.multipliers"),
-                                       ({"multipliers": [0]}, "dose_response.multipliers")])
+                                       ({"multipliers": [0]}, "dose_response.multipliers"),
+                                       ({"tokenizer": "frozen"}, "dose_response.tokenizer")])
 def test_bad_dose_settings_name_their_key(dose, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
         dosed(**dose)
