@@ -226,7 +226,7 @@ def _check_dose_response(cfg: dict[str, Any], source: str) -> None:
                           f"`tokenizers` ({', '.join(cfg['tokenizers'])})")
     if cfg["tokenizers"][dose["tokenizer"]].get("checkpoint"):
         raise ConfigError(f"invalid config {source}:\n  dose_response.tokenizer: '{dose['tokenizer']}' is a frozen "
-                          "checkpoint (tokenizers.<t>.checkpoint): it is not trained, so there is no LG weight to scale")
+                          "checkpoint (tokenizers.<t>.checkpoint): it is not trained: no LG weight to scale")
     missing = [s for s in (dose["seeds"] or []) if s not in cfg["seeds"]]
     if missing:
         raise ConfigError(f"invalid config {source}:\n  dose_response.seeds: {missing} not in `seeds` {cfg['seeds']}")

@@ -109,8 +109,8 @@ def dose_vqa_runs(cfg: dict[str, Any]) -> list[Run]:
     down = cfg["downstream"]
     if not (cfg["dose_response"]["vqa"] and down["enabled"] and "vqa" in down["tasks"]):
         return []
-    return [r for r in dose_runs(cfg)
-            if cfg["datasets"][r.dataset].get("downstream_tasks") is None or "vqa" in cfg["datasets"][r.dataset]["downstream_tasks"]]
+    allowed = {ds: e.get("downstream_tasks") for ds, e in cfg["datasets"].items()}
+    return [r for r in dose_runs(cfg) if allowed[r.dataset] is None or "vqa" in allowed[r.dataset]]
 
 
 def main_runs(cfg: dict[str, Any], *, expensive: bool = False) -> list[Run]:

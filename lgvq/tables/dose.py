@@ -17,7 +17,7 @@ import pandas as pd
 from lgvq.config import multiplier_text, parse_variant
 from lgvq.io import atomic_path, atomic_write_text
 from lgvq.tables.build import REFERENCE_KINDS, as_record, build_table, render_latex, render_markdown
-from lgvq.tables.paper import is_percent, lower_is_better
+from lgvq.tables.paper import is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import t_quantile_975
 
 TABLE_ID = "dose_response"
@@ -34,16 +34,47 @@ def dose_label(tokenizer: str, multiplier: float) -> str:
     return f"{tokenizer} ×{multiplier_text(multiplier)}{how}"
 
 
+def metric_rank(metric: str) -> int | None:
+    """A metric's column in the table: its place among the declared metrics (any FID[<extractor>] at FID's),
+    None for the other metrics the records hold (the builder adds every Recall@1[...] protocol; Table 3 has them)."""
+    declared = [m.split("[")[0] if m.startswith("FID[") else m for m in table_spec(TABLE_ID).metrics]
+    key = metric.split("[")[0] if metric.startswith("FID[") else metric
+    return declared.index(key) if key in declared else None
+
+
+def _fill_missing(df: pd.DataFrame) -> pd.DataFrame:
+    """A "not computed" line for each metric a model row lacks and another has (x0's recall: the base run has
+    no masked-text decoder), so every row shows every column and the columns keep the declared order."""
+    model = df[df["row_kind"] == "model"]
+    pairs = model[["dataset", "metric", "_metric"]].drop_duplicates()
+    missing = []
+    for (tok, var), rows in model.groupby(["tokenizer", "variant"], sort=False):
+        have = set(zip(rows["dataset"], rows["metric"]))
+        for d, m, rank in pairs.itertuples(index=False):
+            if (d, m) not in have:
+                why = ("the base run has no masked-text decoder" if var == "base" and m.split("[")[0] in
+                       ("Recall@1", "I2T-R@1", "I2T-R@5") else "no record of this metric for this run")
+                missing.append({**rows.iloc[0].to_dict(), "metric": m, "dataset": d, "_metric": rank,
+                                "direction": "lower" if lower_is_better(m) else "higher", "ours_mean": math.nan,
+                                "ours_std": math.nan, "n_seeds": 0, "seeds": "", "paper": math.nan,
+                                "delta_vs_base": math.nan, "delta_lo": math.nan, "delta_hi": math.nan, "delta_n": 0,
+                                "delta_excludes_zero": False, "status": "not computed", "note": why})
+    return pd.concat([df, pd.DataFrame(missing, columns=df.columns)], ignore_index=True) if missing else df
+
+
 def dose_frame(records: list[Any], *, dataset_columns: dict[str, str | None]) -> pd.DataFrame:
     """The long-form table (build.COLUMNS + `lg_multiplier`), model rows by ascending multiplier, then any
-    baseline/ceiling rows (their multiplier NaN)."""
+    baseline/ceiling rows (their multiplier NaN); metrics in the declared order."""
     df = build_table(TABLE_ID, records, dataset_columns=dataset_columns)
+    ranks = df["metric"].map(metric_rank)
+    df = _fill_missing(df[ranks.notna()].assign(_metric=ranks[ranks.notna()]).reset_index(drop=True))
     model = df["row_kind"] == "model"
     df.insert(4, "lg_multiplier", [multiplier_of(v) if m else math.nan for v, m in zip(df["variant"], model)])
-    df.loc[model, "row"] = [dose_label(t, m) for t, m in zip(df.loc[model, "tokenizer"], df.loc[model, "lg_multiplier"])]
+    df.loc[model, "row"] = [dose_label(t, m) for t, m in zip(df.loc[model, "tokenizer"],
+                                                             df.loc[model, "lg_multiplier"])]
     rank = df["row_kind"].map(lambda k: 0 if k == "model" else 1 + REFERENCE_KINDS.index(k))
-    return (df.assign(_rank=rank).sort_values(["_rank", "tokenizer", "lg_multiplier"], kind="stable")
-              .drop(columns="_rank").reset_index(drop=True))
+    return (df.assign(_rank=rank).sort_values(["_rank", "tokenizer", "lg_multiplier", "row", "_metric"], kind="stable")
+              .drop(columns=["_rank", "_metric"]).reset_index(drop=True))
 
 
 def _interval(std: float, n: int) -> float:
@@ -71,7 +102,7 @@ def plot_dose_response(df: pd.DataFrame, path: Path, *, experiment: str) -> Path
         axes.flat[0].text(0.5, 0.5, "no dose-response numbers in this config", ha="center", va="center")
     for ax, (dataset, metric) in zip(axes.flat, panels):
         sub = ours[(ours["dataset"] == dataset) & (ours["metric"] == metric)].sort_values("lg_multiplier")
-        unit = " (%)" if is_percent(metric) else ""
+        unit = " (%)" if is_percent(metric) else (" (dB)" if metric == "PSNR" else "")
         base = sub[sub["lg_multiplier"] == 0]
         if not base.empty:
             b = base.iloc[0]
@@ -90,8 +121,9 @@ def plot_dose_response(df: pd.DataFrame, path: Path, *, experiment: str) -> Path
                      + (f" · {dataset}" if len(datasets) > 1 else ""), fontsize=9)
         ax.set_xlabel("LG weight multiplier (log)", fontsize=8)
         ax.legend(fontsize=7)
-    fig.suptitle(f"LG dose-response (ours; the paper has none), experiment `{experiment}`: mean over seeds, "
-                 "bars/band = 95 % t-interval of the mean (none with n < 2)", fontsize=9)
+    tokenizers = ", ".join(dict.fromkeys(ours["tokenizer"])) or "—"
+    fig.suptitle(f"LG dose-response of {tokenizers} (ours; the paper has none), experiment `{experiment}`: mean over "
+                 "seeds, bars/band = 95 % t-interval of the mean (none with n < 2)", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -101,7 +133,8 @@ def plot_dose_response(df: pd.DataFrame, path: Path, *, experiment: str) -> Path
 
 def write_dose_response(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
                         dataset_columns: dict[str, str | None], experiment: str = "",
-                        provenance: dict[str, str] | None = None, execution: dict[str, str] | None = None) -> list[Path]:
+                        provenance: dict[str, str] | None = None,
+                        execution: dict[str, str] | None = None) -> list[Path]:
     """dose_response.{csv,md,tex,png}; the same signature as build.write_table (`provenance` is unused: every
     row is one tokenizer's, named by its multiplier)."""
     if table_id != TABLE_ID:
@@ -111,9 +144,11 @@ def write_dose_response(table_id: str, records: list[dict[str, Any]], out_dir: s
     recs = [as_record(r) for r in records]
     df = dose_frame(recs, dataset_columns=dataset_columns)
     notes: dict[str, str] = {}
+    hidden = {m for r in recs for m in r.metrics if m not in set(df["metric"])}  # the records' other metrics
     for r in recs:
         for k, v in r.notes.items():
-            notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
+            if k not in hidden:
+                notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
     for how, example in sorted((execution or {}).items()):
         notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
     seeds = sorted({s for v in df["seeds"] for s in str(v).split()}, key=int)
