@@ -91,7 +91,8 @@ def plot_dose_response(df: pd.DataFrame, path: Path, *, experiment: str) -> Path
     import matplotlib.pyplot as plt
 
     ours = df[(df["row_kind"] == "model") & (df["n_seeds"] > 0)]
-    panels = list(dict.fromkeys(zip(ours["dataset"], ours["metric"])))
+    panels = [p for p in dict.fromkeys(zip(df["dataset"], df["metric"]))  # the table's column order
+              if p in set(zip(ours["dataset"], ours["metric"]))]
     datasets = {d for d, _ in panels}
     cols = max(1, min(3, len(panels)))
     rows = max(1, math.ceil(len(panels) / cols))
