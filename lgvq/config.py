@@ -32,6 +32,47 @@ VARIANT_TERMS: dict[str, tuple[str, ...]] = {
 }
 
 
+# A dose-response run scales the weights of every term its variant switches on: `lg-x10` is +LG with all three
+# LG weights x10. x1 is the plain variant (one run, one name), so a multiplier is never 1 in a name.
+DOSE_VARIANT = re.compile(r"^(?P<terms>.+)-x(?P<multiplier>\d+(?:\.\d+)?)$")
+# The `{variant}` wildcard's constraint (workflow/rules/common.smk): the named variants and their dose forms.
+VARIANT_PATTERN = ("|".join(re.escape(v) for v in sorted(VARIANT_TERMS, key=len, reverse=True))
+                   + r"|(?:" + "|".join(re.escape(v) for v in VARIANT_TERMS if v != "base") + r")-x\d+(?:\.\d+)?")
+
+
+def multiplier_text(multiplier: float) -> str:
+    """The canonical spelling of a multiplier in a variant name: 10 -> "10", 0.5 -> "0.5"."""
+    return f"{float(multiplier):.6f}".rstrip("0").rstrip(".")
+
+
+def dose_variant(variant: str, multiplier: float) -> str:
+    """The variant whose LG weights are `multiplier` times `variant`'s: x0 is the base, x1 the variant itself."""
+    if variant not in VARIANT_TERMS or variant == "base":
+        raise ConfigError(f"dose_variant: '{variant}' has no LG weights to scale (known: {', '.join(VARIANT_TERMS)})")
+    if multiplier == 0:
+        return "base"
+    if multiplier < 0 or multiplier_text(multiplier) in ("0", ""):
+        raise ConfigError(f"dose_variant: multiplier {multiplier} must be > 0 and at least 1e-6")
+    return variant if float(multiplier) == 1.0 else f"{variant}-x{multiplier_text(multiplier)}"
+
+
+def parse_variant(variant: str) -> tuple[str, float]:
+    """(the named variant whose LG terms are on, the multiplier of their weights): "lg-x10" -> ("lg", 10.0),
+    "mtp" -> ("mtp", 1.0). A ConfigError for a name that is neither, or a non-canonical dose name ("lg-x1",
+    "lg-x10.0"): each run has exactly one name, so its files and its hash are found under one path."""
+    if variant in VARIANT_TERMS:
+        return variant, 1.0
+    m = DOSE_VARIANT.match(variant)
+    if m and m["terms"] in VARIANT_TERMS and m["terms"] != "base":
+        multiplier = float(m["multiplier"])
+        if multiplier > 0 and dose_variant(m["terms"], multiplier) == variant:
+            return m["terms"], multiplier
+        raise ConfigError(f"variant '{variant}': write it as '{dose_variant(m['terms'], multiplier)}'"
+                          if multiplier > 0 else f"variant '{variant}': a multiplier must be > 0 (x0 is 'base')")
+    raise ConfigError(f"unknown variant '{variant}' (known: {', '.join(VARIANT_TERMS)}, or <variant>-x<multiplier> "
+                      "such as lg-x10)")
+
+
 class ConfigError(ValueError):
     """Invalid configuration; the message names the offending key."""
 
@@ -171,6 +212,7 @@ def _check_cross_references(cfg: dict[str, Any], source: str) -> None:
     missing = [s for s in (abl.get("seeds") or []) if s not in cfg["seeds"]]
     if missing:
         raise ConfigError(f"invalid config {source}:\n  ablation.seeds: {missing} not in `seeds` {cfg['seeds']}")
+    _check_dose_response(cfg, source)
     for stage in ("stage2", "downstream"):
         if cfg[stage]["width"] % cfg[stage]["heads"]:
             raise ConfigError(f"invalid config {source}:\n  {stage}.heads: {cfg[stage]['heads']} does not divide "
@@ -183,6 +225,34 @@ def _check_cross_references(cfg: dict[str, Any], source: str) -> None:
     missing = [s for s in cfg["expensive_seeds"] if s not in cfg["seeds"]]
     if missing:
         raise ConfigError(f"invalid config {source}:\n  expensive_seeds: {missing} not in `seeds` {cfg['seeds']}")
+
+
+def _check_dose_response(cfg: dict[str, Any], source: str) -> None:
+    dose = cfg["dose_response"]
+    if not dose["enabled"]:
+        return
+    if dose["tokenizer"] not in cfg["tokenizers"]:
+        raise ConfigError(f"invalid config {source}:\n  dose_response.tokenizer: '{dose['tokenizer']}' is not a key of "
+                          f"`tokenizers` ({', '.join(cfg['tokenizers'])})")
+    if cfg["tokenizers"][dose["tokenizer"]].get("checkpoint"):
+        raise ConfigError(f"invalid config {source}:\n  dose_response.tokenizer: '{dose['tokenizer']}' is a frozen "
+                          "checkpoint (tokenizers.<t>.checkpoint): it is not trained: no LG weight to scale")
+    missing = [s for s in (dose["seeds"] or []) if s not in cfg["seeds"]]
+    if missing:
+        raise ConfigError(f"invalid config {source}:\n  dose_response.seeds: {missing} not in `seeds` {cfg['seeds']}")
+    names: dict[str, float] = {}
+    for m in dose["multipliers"]:
+        try:
+            name = dose_variant("lg", m)
+        except ConfigError as e:
+            raise ConfigError(f"invalid config {source}:\n  dose_response.multipliers: {e}") from e
+        if parse_variant(name)[1] != float(m):  # a variant name spells at most 6 decimals
+            raise ConfigError(f"invalid config {source}:\n  dose_response.multipliers: {m} has more than 6 decimals "
+                              f"(write {parse_variant(name)[1]:g})")
+        if name in names:
+            raise ConfigError(f"invalid config {source}:\n  dose_response.multipliers: {m} and {names[name]} both name "
+                              f"the run '{name}'")
+        names[name] = m
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -199,11 +269,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def lg_weights_for(cfg: dict[str, Any], dataset: str, variant: str) -> dict[str, float]:
-    """The weights of the LG terms a variant switches on (others 0: a zero weight removes the term)."""
-    if variant not in VARIANT_TERMS:
-        raise ConfigError(f"unknown variant '{variant}' (known: {', '.join(VARIANT_TERMS)})")
+    """The weights of the LG terms a variant switches on (others 0: a zero weight removes the term), times the
+    variant's dose multiplier (`lg-x10`: every LG weight of `datasets.<dataset>.lg_weights` x10)."""
+    terms, multiplier = parse_variant(variant)
     weights = cfg["datasets"][dataset]["lg_weights"]
-    return {term: (float(weights[term]) if term in VARIANT_TERMS[variant] else 0.0) for term in ("gsa", "mtp", "ras")}
+    return {term: (float(weights[term]) * multiplier if term in VARIANT_TERMS[terms] else 0.0)
+            for term in ("gsa", "mtp", "ras")}
 
 
 def learning_rate(cfg: dict[str, Any], n_gpus: int = 1) -> float:
@@ -291,4 +362,4 @@ def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str |
 
 
 __all__ = ["ConfigError", "load_config", "validate_config", "lg_weights_for", "learning_rate",
-           "tokenizer_job_slice", "config_hash", "VARIANT_TERMS"]
+           "tokenizer_job_slice", "config_hash", "VARIANT_TERMS", "VARIANT_PATTERN", "dose_variant", "parse_variant"]

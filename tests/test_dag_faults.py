@@ -50,8 +50,10 @@ CONFIG = {
                "heads": 2},
     "downstream": {"enabled": True, "tasks": ["vqa"], "steps": 2, "batch_size": 4, "width": 16, "layers": 1,
                    "heads": 2, "max_words": 8},
+    # x0 and x1 are the base and +LG runs above: the dose-response adds only its table until a multiplier is added
+    "dose_response": {"enabled": True, "tokenizer": "vqvae", "multipliers": [1]},
 }
-ALWAYS = {"tables", "table", "report", "all"}  # cheap, and they print the whole config: rebuilt on any change
+ALWAYS = {"tables", "table", "dose_response_table", "report", "all"}  # cheap, and they print the whole config: rebuilt on any change
 pytestmark = pytest.mark.slow
 
 
@@ -175,6 +177,8 @@ CHANGES = {
     "downstream.fast_path": False,
     "downstream.cpu_bf16": "on",
     "downstream.tokenizers.vqa": ["vqvae"],
+    "dose_response.multipliers": [1, 10],
+    "dose_response.vqa": False,
 }
 
 
@@ -264,6 +268,7 @@ def test_a_failed_jobs_error_line_is_on_the_console(finished, tmp_path):
     not_a_checkpoint = work / "notes.txt"
     not_a_checkpoint.write_text("this is not a checkpoint\n")
     cfg = _set(_set(CONFIG, "tokenizers.vqvae.checkpoint", str(not_a_checkpoint)), "tokenizers.vqvae.variants", ["base"])
+    cfg["dose_response"]["enabled"] = False  # a frozen checkpoint has no LG weight to scale
     out = snakemake(work, write_config(work, cfg, "frozen.yaml"))
     assert out.returncode != 0
     console = out.stdout + out.stderr
@@ -277,7 +282,7 @@ def test_a_frozen_checkpoint_is_evaluated_once_and_shown_with_n_1(finished, tmp_
     shutil.copy(tokdir(work) / "model.pt", frozen)
     cfg = _set(_set(CONFIG, "tokenizers.vqvae.checkpoint", str(frozen)), "tokenizers.vqvae.variants", ["base"])
     cfg = {**cfg, "seeds": [0, 1], "expensive_seeds": [0, 1], "stage2": {"enabled": False},
-           "downstream": {"enabled": False}}
+           "downstream": {"enabled": False}, "dose_response": {"enabled": False}}
     out = snakemake(work, write_config(work, cfg, "frozen.yaml"), "results/tables/reconstruction.md")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "seed=1" not in out.stdout + out.stderr

@@ -296,7 +296,7 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
         k = min(cfg["datasets"][run.dataset]["eval_images"], n["test"])
         add("eval reconstruction", "eval_reconstruction", run.dataset, k * (ae + _fid_flops(cfg)), k,
             "eval_images test images encoded+decoded (step/3) + their FID features (the reference's are cached)")
-    for run in plan.main_runs(cfg):
+    for run in dict.fromkeys([*plan.main_runs(cfg), *plan.dose_runs(cfg)]):  # the dose-response's runs too
         n = split_images(cfg, run.dataset)
         if n is None:
             continue
@@ -335,6 +335,8 @@ def _head_rows(cfg: dict[str, Any]) -> list[JobEstimate]:
         s = cfg[stage]
         for task in dict.fromkeys(t for group in tasks for t in ((group,) if isinstance(group, str) else group)):
             runs = plan.task_runs(cfg, stage, task)
+            if (stage, task) == ("downstream", "vqa"):  # the dose-response's VQA column trains heads of its own
+                runs = list(dict.fromkeys([*runs, *plan.dose_vqa_runs(cfg)]))
             if not runs:
                 continue
             size = cfg["datasets"][runs[0].dataset]["image_size"]

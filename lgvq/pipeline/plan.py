@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from lgvq.config import dose_variant
 from lgvq.downstream.registry import HEADS
 from lgvq.pipeline import paths
 from lgvq.stage2.registry import STAGE2_TASKS, tasks_by_table
@@ -35,13 +36,18 @@ def stage2_table_tasks() -> dict[str, tuple[str, ...]]:
     return tasks_by_table()
 
 
+# Tables of ours the paper has none of (lgvq.tables.paper.OWN_TABLES), each behind its config switch.
+DOSE_RESPONSE_TABLE = "dose_response"
+
+
 def table_ids(cfg: dict[str, Any]) -> list[str]:
-    """Every table the config builds: the paper's, then one per enabled task without a paper table
-    (a plug-in's own): downstream tasks, then second-stage tasks."""
+    """Every table the config builds: the paper's, the dose-response when enabled, then one per enabled
+    task without a paper table (a plug-in's own): downstream tasks, then second-stage tasks."""
     extra = [t for t in cfg["downstream"]["tasks"] if t not in PAPER_TABLE_IDS] if cfg["downstream"]["enabled"] else []
     if cfg["stage2"]["enabled"]:
         extra += [STAGE2_TASKS.get(t).table_id for t in cfg["stage2"]["tasks"]]
-    return list(dict.fromkeys([*PAPER_TABLE_IDS, *extra]))
+    own = [DOSE_RESPONSE_TABLE] if cfg["dose_response"]["enabled"] else []
+    return list(dict.fromkeys([*PAPER_TABLE_IDS, *own, *extra]))
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ def tokenizer_runs(cfg: dict[str, Any]) -> Iterator[Run]:
     seen: set[Run] = set()
     main = [Run(ds, tok, v, s) for ds in cfg["datasets"] for tok, e in cfg["tokenizers"].items()
             for v in e["variants"] for s in run_seeds(cfg, tok, cfg["seeds"])]
-    for run in [*main, *ablation_runs(cfg)]:
+    for run in [*main, *ablation_runs(cfg), *dose_runs(cfg)]:
         if run not in seen:
             seen.add(run)
             yield run
@@ -81,6 +87,34 @@ def ablation_runs(cfg: dict[str, Any]) -> list[Run]:
     variants = dict.fromkeys(["base", *abl["variants"], "lg"])
     return [Run(ds, abl["tokenizer"], v, s) for ds in cfg["datasets"] for v in variants
             for s in run_seeds(cfg, abl["tokenizer"], seeds)]
+
+
+def dose_variants(cfg: dict[str, Any]) -> dict[float, str]:
+    """{LG weight multiplier: variant} of the dose-response, ascending: x0 is the base run, x1 the +LG run
+    every other table has (the same run, not a copy), x10 `lg-x10`."""
+    if not cfg["dose_response"]["enabled"]:
+        return {}
+    multipliers = sorted({0.0, *map(float, cfg["dose_response"]["multipliers"])})
+    return {m: dose_variant("lg", m) for m in multipliers}
+
+
+def dose_runs(cfg: dict[str, Any]) -> list[Run]:
+    """The dose-response's runs of `dose_response.tokenizer`, per multiplier and `dose_response.seeds`."""
+    dose = cfg["dose_response"]
+    if not dose["enabled"]:
+        return []
+    seeds = run_seeds(cfg, dose["tokenizer"], dose["seeds"] or cfg["seeds"])
+    return [Run(ds, dose["tokenizer"], v, s) for ds in cfg["datasets"] for v in dose_variants(cfg).values()
+            for s in seeds]
+
+
+def dose_vqa_runs(cfg: dict[str, Any]) -> list[Run]:
+    """The dose runs a VQA head is trained on (the table's downstream column): where VQA runs on the dataset."""
+    down = cfg["downstream"]
+    if not (cfg["dose_response"]["vqa"] and down["enabled"] and "vqa" in down["tasks"]):
+        return []
+    allowed = {ds: e.get("downstream_tasks") for ds, e in cfg["datasets"].items()}
+    return [r for r in dose_runs(cfg) if allowed[r.dataset] is None or "vqa" in allowed[r.dataset]]
 
 
 def main_runs(cfg: dict[str, Any], *, expensive: bool = False) -> list[Run]:
@@ -169,6 +203,10 @@ def table_metric_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
         return _eval(cfg, "text_alignment", main_runs(cfg))
     if table == "vqct_lg":
         return _eval(cfg, "reconstruction", main_runs(cfg)) + _eval(cfg, "vqa", task_runs(cfg, "downstream", "vqa"))
+    if table == DOSE_RESPONSE_TABLE:
+        runs = dose_runs(cfg)
+        return (_eval(cfg, "reconstruction", runs) + _eval(cfg, "text_alignment", runs)
+                + _eval(cfg, "vqa", dose_vqa_runs(cfg)))
     by_table = stage2_table_tasks()
     if table in by_table:
         return [f for t in by_table[table] for f in _eval(cfg, f"stage2-{t}", task_runs(cfg, "stage2", t))]

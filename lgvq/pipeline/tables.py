@@ -27,7 +27,9 @@ def weights_provenance(cfg: dict[str, Any]) -> dict[str, str]:
 
 def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir: Path) -> list[Path]:
     from lgvq.tables.build import write_table
+    from lgvq.tables.dose import write_dose_response
 
+    writers = {plan.DOSE_RESPONSE_TABLE: write_dose_response}  # a table with more than the md/csv/tex (its plot)
     cfg = load_config(config_path)
     written: list[Path] = []
     for table in (list(tables) if tables else plan.table_ids(cfg)):
@@ -37,9 +39,10 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
             rec = read_json(f)
             rec["_source"] = str(f)
             records.append(rec)
-        written.extend(write_table(table, records, out_dir, dataset_columns=_dataset_columns(cfg),
-                                   experiment=cfg["name"], provenance=weights_provenance(cfg),
-                                   execution=execution_notes(cfg, table)))
+        write = writers.get(table, write_table)
+        written.extend(write(table, records, out_dir, dataset_columns=_dataset_columns(cfg),
+                             experiment=cfg["name"], provenance=weights_provenance(cfg),
+                             execution=execution_notes(cfg, table)))
     return written
 
 

@@ -2,13 +2,14 @@
 
 import re
 
+from lgvq.config import VARIANT_PATTERN  # the named variants and their dose forms (lg-x10)
 from lgvq.downstream.registry import HEADS  # the understanding tasks (the config's plug-ins may add some)
 from lgvq.stage2.registry import STAGE2_TASKS  # the second-stage tasks (likewise)
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_\-]+",
     tokenizer=r"[A-Za-z0-9_\-]+",
-    variant=r"base|lg|gsa|mtp|mtp-ras|mtp-gsa",
+    variant=VARIANT_PATTERN,
     seed=r"\d+",
     split=r"train|val|test",
     table=r"[a-z_]+",

@@ -43,6 +43,32 @@ rule table:
         f"{LGVQ} tables build --config {{params.cfg}} --table {{wildcards.table}} --out-dir {TABLES} > {{log}} 2>&1"
 
 
+# The dose-response table also draws its plot: the same job as `table`, with the PNG among its outputs.
+ruleorder: dose_response_table > table
+
+
+rule dose_response_table:
+    conda:
+        "../../environment.yml"
+    input:
+        lambda wc: plan.table_inputs(config, plan.DOSE_RESPONSE_TABLE),
+    output:
+        md=f"{TABLES}/dose_response.md",
+        csv=f"{TABLES}/dose_response.csv",
+        tex=f"{TABLES}/dose_response.tex",
+        png=f"{TABLES}/dose_response.png",
+    params:
+        cfg=job_config,
+        h=TABLES_HASH,
+    log:
+        f"{R}/logs/table-dose_response.log",
+    threads: 1
+    resources:
+        **resources_of("table"),
+    shell:
+        f"{LGVQ} tables build --config {{params.cfg}} --table dose_response --out-dir {TABLES} > {{log}} 2>&1"
+
+
 rule report:
     conda:
         "../../environment.yml"
