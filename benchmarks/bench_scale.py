@@ -173,7 +173,11 @@ def main() -> None:
                     help="tiny: a 1-layer random BERT with MiniLM's vocabulary (see tiny_text_encoder)")
     ap.add_argument("--note", default=None, help="written into the JSON")
     a = ap.parse_args()
-    text_path = tiny_text_encoder(a.work / "tiny-text-encoder") if a.text_encoder == "tiny" else None
+    text_path = None
+    if a.text_encoder == "tiny":  # built in a child: torch in this process would be in every job's peak RSS
+        text_path = a.work / "tiny-text-encoder"  # (a forked job starts with its parent's pages, before exec)
+        subprocess.run([sys.executable, "-c", f"import pathlib, bench_scale as b; b.tiny_text_encoder(pathlib.Path({str(text_path)!r}))"],
+                       cwd=Path(__file__).parent, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     env = {**os.environ, "PYTHONPATH": str(a.code.resolve()), "OMP_NUM_THREADS": str(a.threads)}
     rows: list[dict] = []
     earlier = merge(a.out, [])
