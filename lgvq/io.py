@@ -28,8 +28,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    `fsync=False` keeps the rename (no partial file is ever visible under the name) but leaves the
+    flush to the caller: a writer of many small files syncs once at the end (lgvq.data.synth).
 
     Use for writers that want a file name (np.save, torch.save, PIL, matplotlib).
     The temporary name is hidden (leading dot) and keeps the destination's suffix, so
@@ -48,8 +51,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
         # mkstemp creates the file 0600; give it the mode a plain open() would (0666 & ~umask),
         # so results are readable by the group/others as the user's umask intends.
         os.chmod(tmp_path, 0o666 & ~_umask())
@@ -62,8 +66,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_bytes(data)
 
 

@@ -86,12 +86,24 @@ def test_a_zero_weight_removes_the_term():
 
 def test_recall_of_an_oracle_is_one():
     class Oracle:
-        def predict_masked(self, z, t, masked):
-            return F.one_hot(t.token_ids, V).float()
+        def masked_top1(self, z, t, masked):
+            return t.token_ids[masked]
 
     t = text()
     rec, n, skipped = masked_word_recall(Oracle(), torch.zeros(B, D, 2, 2), t, 3, seed=0)
     assert rec == 1.0 and n + skipped == B
+
+
+@torch.no_grad()
+def test_masked_top1_is_the_argmax_of_the_full_logits_at_the_masked_positions_in_any_chunking():
+    lg, t = module().eval(), text()
+    z = torch.randn(B, D, 3, 3)
+    masked = t.valid & ~t.special & (torch.rand(B, L, generator=torch.Generator().manual_seed(1)) < 0.5)
+    full = lg.predict_masked(z, t, masked).argmax(-1)[masked]
+    assert len(full) > 3
+    for chunk in (1, 3, 256):
+        assert torch.equal(lg.masked_top1(z, t, masked, chunk=chunk), full)
+    assert lg.masked_top1(z, t, torch.zeros_like(masked)).numel() == 0
 
 
 def test_retrieval_and_ridge_on_known_answers():

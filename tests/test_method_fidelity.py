@@ -213,9 +213,9 @@ class NextTokenLeak:
 class ReadsTheNextPosition:
     """An 'LG decoder' that predicts the word at p from the features at p+1 (exploits the leak)."""
 
-    def predict_masked(self, z, text, masked):
+    def masked_top1(self, z, text, masked):
         nxt = torch.cat([text.tokens[:, 1:], torch.zeros_like(text.tokens[:, :1])], 1)
-        return nxt
+        return nxt.argmax(-1)[masked]
 
 
 def test_the_leak_free_protocol_re_encodes_the_caption_with_the_word_masked():

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from lgvq.metrics.codebook import codebook_statistics
-from lgvq.metrics.extractors import ShapesCNN, ShapesCNNExtractor, train_shapes_cnn
+from lgvq.metrics.extractors import ImageBatches, ShapesCNN, ShapesCNNExtractor, train_shapes_cnn
 from lgvq.metrics.fid import compute_fid, fid_label
 from lgvq.metrics.image import psnr_per_image, ssim_per_image, to_uint8
 
@@ -96,6 +96,26 @@ def test_shapes_cnn_learns_attributes_and_round_trips(tmp_path):
     model.save(tmp_path / "m.pt", attribute_names=["a", "b"], report=report)
     again = ShapesCNNExtractor.load(tmp_path / "m.pt")
     assert torch.allclose(again(x[:4] * 127.5 + 127.5), model(x[:4] * 127.5 + 127.5))
+
+
+def test_shapes_cnn_streamed_a_batch_at_a_time_trains_the_same_weights_as_in_memory():
+    g = torch.Generator().manual_seed(1)
+    y = (torch.rand(90, 2, generator=g) > 0.5).float()
+    x = (torch.rand(90, 3, 16, 16, generator=g) * 255).to(torch.uint8)
+    reads: list[int] = []
+
+    def read(lists):  # what the pipeline's loader does: only the asked-for images, one batch at a time
+        for idx in lists:
+            reads.append(len(idx))
+            yield x[idx]
+
+    whole, report = train_shapes_cnn(x, y, epochs=2, seed=3, batch=16)
+    streamed, streamed_report = train_shapes_cnn(ImageBatches(90, 16, read), y, epochs=2, seed=3, batch=16)
+    # two epochs over the 81 train images (a last batch of one is left out), then the 9 held out
+    assert max(reads) == 16 and sum(reads) == 2 * 80 + 9
+    for a, b in zip(whole.state_dict().values(), streamed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert streamed_report == report
 
 
 def test_kid_is_near_zero_on_itself_and_larger_for_another_set(extractor):

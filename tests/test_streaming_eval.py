@@ -133,6 +133,9 @@ class HalfOracle(torch.nn.Module):
         right = (torch.arange(text.token_ids.shape[1])[None] % 2 == 0) | (text.tokens[..., 0] > 0.5)
         return F.one_hot(torch.where(right, text.token_ids, 0), self.lg.mlm_bias.shape[0]).float()
 
+    def masked_top1(self, z_q, text, masked):
+        return self.predict_masked(z_q, text, masked).argmax(-1)[masked]
+
 
 def test_streamed_text_alignment_equals_the_one_shot_evaluation(embedded):
     model, lg, cache, enc, splits = embedded

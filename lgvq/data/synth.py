@@ -14,6 +14,7 @@ Same arguments -> byte-identical files: one seeded RNG, sorted JSON, PNGs withou
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,10 @@ def generate(out: str | Path, *, n: int = 1000, size: int = 64, seed: int = 0, t
         word = rng.choice(TEXT_WORDS) if text_variant else None
         img, mask = render(objects, size, rng.choice(BACKGROUNDS), word)
         name = f"{image_id:012d}.png"
-        atomic_write_bytes(out / "images" / split / name, _png_bytes(img))
-        atomic_write_bytes(out / "masks" / name, _png_bytes(mask))
+        # One fsync per PNG made generation ~3.5x slower (100k images: ~45 min on 2 shared cores);
+        # the images are flushed by the one sync below, before any metadata names them.
+        atomic_write_bytes(out / "images" / split / name, _png_bytes(img), fsync=False)
+        atomic_write_bytes(out / "masks" / name, _png_bytes(mask), fsync=False)
         coco[split]["images"].append({"id": image_id, "file_name": name, "width": size, "height": size})
         for cap in captions_for(rng, objects, word):
             ann_id += 1
@@ -221,6 +224,7 @@ def generate(out: str | Path, *, n: int = 1000, size: int = 64, seed: int = 0, t
             qa[split].append((q, a, image_id, t))
         attrs[split][str(image_id)] = {"objects": objects, "word": word}
 
+    os.sync()
     from lgvq.data import formats
 
     categories = [{"id": k + 1, "name": s, "supercategory": "shape"} for k, s in enumerate(SHAPES)]

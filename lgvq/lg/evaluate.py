@@ -91,8 +91,8 @@ class MaskedRecall:
         t, m = text[keep], masked[keep]
         if self.encoder is not None:
             t = reencode_masked(t, m, self.encoder)
-        pred = lg.predict_masked(z_q[keep], t, m).argmax(-1)
-        self.hits += int((pred[m] == t.token_ids[m]).sum())
+        pred = lg.masked_top1(z_q[keep], t, m)  # never the (B, L, V) logits: ~234 MB a batch of 64
+        self.hits += int((pred == t.token_ids[m]).sum())
         self.total += int(m.sum())
         self.scored += int(keep.sum())
 
@@ -106,7 +106,7 @@ def masked_word_recall(lg, z_q: torch.Tensor, text, k: int, seed: int, encoder=N
     """-> (recall, scored captions, skipped captions). With `encoder`, the leak-free protocol
     (the same masked positions, the caption re-encoded with the words masked); without, the
     paper's (features of the full caption, masked slots overwritten by the [mask] vectors).
-    Scored `batch` captions at a time: the (batch, L, V) logits, not the split's, are held."""
+    Scored `batch` captions at a time, and only the masked positions are projected onto the vocabulary."""
     acc = MaskedRecall(k, seed, encoder)
     for i in range(0, len(z_q), batch):
         acc.add(lg, z_q[i : i + batch], text[i : i + batch])

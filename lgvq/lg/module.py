@@ -60,6 +60,15 @@ class LanguageGuidance(nn.Module):
         z_vt = self.visual_tokens(z_q) if z_vt is None else z_vt
         return self.logits(self._decode(text, masked, z_vt))
 
+    def masked_top1(self, z_q: Tensor, text: TextFeatures, masked: Tensor, chunk: int = 256) -> Tensor:
+        """Top-1 token id at every masked position (row-major order, as `logits[masked]`), without the
+        (B, L, V) logits: only masked positions are projected onto the vocabulary, `chunk` at a time,
+        so evaluation holds chunk x V floats (~31 MB for BERT's vocabulary) whatever the batch."""
+        rows = self._decode(text, masked, self.visual_tokens(z_q))[masked]
+        if len(rows) == 0:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.cat([self.logits(rows[i : i + chunk]).argmax(-1) for i in range(0, len(rows), chunk)])
+
     def forward(self, z_q: Tensor, text: TextFeatures, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         terms: dict[str, Tensor] = {}
         if not any(w > 0 for w in self.weights.values()):

@@ -22,7 +22,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -183,21 +184,37 @@ def _binary_accuracy(logits: Tensor, targets: Tensor) -> tuple[Tensor, float]:
     return correct.float().mean(0), float(correct.all(1).float().mean())
 
 
-def train_shapes_cnn(images: Tensor, targets: Tensor, *, epochs: int = 8, seed: int = 0, batch: int = 64,
+@dataclass(frozen=True)
+class ImageBatches:
+    """`n` images of `size` px read a batch at a time: `read(index_lists)` yields one (b, 3, S, S) tensor
+    per list, in order (e.g. through lgvq.data.loader.image_batches), so training never holds the split."""
+
+    n: int
+    size: int
+    read: Callable[[list[list[int]]], Iterable[Tensor]]
+
+
+def _in_memory(images: Tensor) -> ImageBatches:
+    x = as_unit_images(images, "train_shapes_cnn images")
+    return ImageBatches(len(x), x.shape[-1], lambda lists: (x[torch.as_tensor(i)] for i in lists))
+
+
+def train_shapes_cnn(images: Tensor | ImageBatches, targets: Tensor, *, epochs: int = 8, seed: int = 0, batch: int = 64,
                      heldout_fraction: float = 0.1, lr: float = 2e-3, width: int = 32, feat_dim: int = 128,
                      attribute_names: Sequence[str] | None = None) -> tuple[ShapesCNNExtractor, dict]:
     """Fit a ShapesCNN on (1 - heldout_fraction) of the images and score it on the rest.
 
-    images: (N, 3, H, W), uint8 or float in [-1, 1]; targets: (N, A) multi-hot in {0, 1}.
+    images: (N, 3, H, W), uint8 or float in [-1, 1], or `ImageBatches` reading them a batch at a time
+    (the same batches, so the same weights); targets: (N, A) multi-hot in {0, 1}.
     The report holds the held-out per-attribute binary accuracy (by name when `attribute_names`
     is given), its mean, the exact-match rate (all A attributes right), and the same two numbers
     for the majority-class predictor fitted on the training part — the chance level to beat.
     Deterministic given `seed`; the caller's global RNG state is left untouched.
     """
-    x = as_unit_images(images, "train_shapes_cnn images")
+    source = images if isinstance(images, ImageBatches) else _in_memory(images)
     y = torch.as_tensor(targets).float()
-    if y.ndim != 2 or len(y) != len(x):
-        raise ValueError(f"train_shapes_cnn: targets must be (N, A) with N={len(x)}, got {tuple(y.shape)}")
+    if y.ndim != 2 or len(y) != source.n:
+        raise ValueError(f"train_shapes_cnn: targets must be (N, A) with N={source.n}, got {tuple(y.shape)}")
     if not ((y == 0) | (y == 1)).all():
         raise ValueError("train_shapes_cnn: targets must be multi-hot (only 0 and 1)")
     if attribute_names is not None and len(attribute_names) != y.shape[1]:
@@ -205,7 +222,7 @@ def train_shapes_cnn(images: Tensor, targets: Tensor, *, epochs: int = 8, seed: 
     if not 0.0 < heldout_fraction < 1.0 or epochs < 1 or batch < 2:
         raise ValueError(f"train_shapes_cnn: need 0 < heldout_fraction < 1, epochs >= 1, batch >= 2 "
                          f"(got {heldout_fraction}, {epochs}, {batch})")
-    n = len(x)
+    n = source.n
     n_val = max(1, int(n * heldout_fraction))
     if n - n_val < 2:
         raise ValueError(f"train_shapes_cnn: {n} images are too few to hold out {n_val}")
@@ -215,17 +232,17 @@ def train_shapes_cnn(images: Tensor, targets: Tensor, *, epochs: int = 8, seed: 
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # weight initialisation
-        model = ShapesCNN(y.shape[1], width=width, feat_dim=feat_dim, input_size=x.shape[-1])
+        model = ShapesCNN(y.shape[1], width=width, feat_dim=feat_dim, input_size=source.size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     last_loss = float("nan")
     for _ in range(epochs):
         model.train()
-        order = tr[torch.randperm(len(tr), generator=g)]
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            if len(idx) < 2:  # BatchNorm cannot normalise a single image
-                continue
-            loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx])
+        order = tr[torch.randperm(len(tr), generator=g)].tolist()
+        # BatchNorm cannot normalise a single image: a last batch of one is left out
+        lists = [idx for idx in (order[i : i + batch] for i in range(0, len(order), batch)) if len(idx) >= 2]
+        for idx, xb in zip(lists, source.read(lists), strict=True):
+            xb = as_unit_images(xb, "train_shapes_cnn images")
+            loss = F.binary_cross_entropy_with_logits(model(xb), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -233,7 +250,9 @@ def train_shapes_cnn(images: Tensor, targets: Tensor, *, epochs: int = 8, seed: 
 
     model.eval()
     with torch.no_grad():
-        per_attr, exact = _binary_accuracy(model(x[val]), y[val])
+        held = [val[i : i + batch].tolist() for i in range(0, n_val, batch)]  # eval-mode BatchNorm: batching is exact
+        logits = torch.cat([model(as_unit_images(xb, "train_shapes_cnn images")) for xb in source.read(held)])
+        per_attr, exact = _binary_accuracy(logits, y[val])
     majority = (y[tr].mean(0) > 0.5).float()  # predicts each attribute's most frequent training value
     chance_attr, chance_exact = _binary_accuracy(majority.expand(n_val, -1) * 2 - 1, y[val])
     names = list(attribute_names) if attribute_names is not None else [str(i) for i in range(y.shape[1])]

@@ -26,7 +26,8 @@ from lgvq.pipeline.tokenizer import load_tokenizer
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     """Train the offline FID extractor on the train split's ground-truth attributes."""
     from lgvq.data.attributes import ATTRIBUTE_NAMES, attribute_vector
-    from lgvq.metrics.extractors import train_shapes_cnn
+    from lgvq.data.loader import image_batches, loader_settings
+    from lgvq.metrics.extractors import ImageBatches, train_shapes_cnn
 
     out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
     seed = cfg["eval"]["mask_eval_seed"]
@@ -36,7 +37,11 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     if missing:
         raise ArtifactError(f"dataset '{dataset}' has no ground-truth attributes (e.g. image {missing[0]}): the "
                             "shapes-cnn extractor needs the embedded data; set eval.fid_extractor: inception")
-    x = torch.stack([data[i]["image"] for i in range(len(data))])
+    # Streamed through the loader a batch at a time (the split as floats is ~3 GB at COCO's size, 256 px);
+    # the targets, a few bytes per image, are held.
+    settings = loader_settings(cfg, "cpu")
+    x = ImageBatches(len(data), cfg["datasets"][dataset]["image_size"],
+                     lambda lists: image_batches(data, lists, **settings, finish=lambda b: b["image"]))
     y = torch.as_tensor(np.stack([attribute_vector(r.attributes["objects"]) for r in records]))
     model, report = train_shapes_cnn(x, y, epochs=cfg["eval"]["shapes_cnn_epochs"], seed=seed)
     model.save(out / "model.pt", attribute_names=list(ATTRIBUTE_NAMES), report=report)
