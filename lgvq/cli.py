@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lgvq.pipeline.references import BY_NAME
+
 
 def _selectors(p: argparse.ArgumentParser, *, run: bool = True) -> None:
     p.add_argument("--config", required=True, help="experiment config (YAML, or the DAG's resolved JSON)")
@@ -42,6 +44,7 @@ class PipelineVerb:
 
 
 STAGE2_TASKS = ("unconditional", "completion", "semantic", "t2i_diffusion", "t2i_ar")
+REFERENCE_NAMES = tuple(BY_NAME)  # torch-free declarations
 
 PIPELINE_VERBS = (
     PipelineVerb("data", "prepare", "lgvq.pipeline.data:prepare",
@@ -66,6 +69,12 @@ PIPELINE_VERBS = (
     PipelineVerb("downstream", "run", "lgvq.pipeline.downstream:run",
                  "train a head on the train split's codes, evaluate on the test split", tasks="registered",
                  prints=True),
+    # Baselines and ceilings (lgvq.pipeline.references): --task names the reference.
+    PipelineVerb("reference", "data", "lgvq.pipeline.reference_jobs:run_data",
+                 "a data-only baseline or ceiling row (one per dataset)", run=False, tasks=REFERENCE_NAMES,
+                 prints=True),
+    PipelineVerb("reference", "run", "lgvq.pipeline.reference_jobs:run_for_tokenizer",
+                 "a baseline or ceiling row of one tokenizer run (--variant base)", tasks=REFERENCE_NAMES, prints=True),
 )
 
 
@@ -180,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = {name: groups.add_parser(name, help=hlp).add_subparsers(dest="verb", required=True) for name, hlp in (
         ("data", "datasets: generate, list, prepare, statistics"), ("text", "frozen text features"),
         ("tokenizer", "first stage"), ("metrics", "metric assets"), ("eval", "first-stage evaluations"),
-        ("stage2", "second-stage generators on frozen codes"), ("downstream", "understanding heads on frozen codes"))}
+        ("stage2", "second-stage generators on frozen codes"), ("downstream", "understanding heads on frozen codes"),
+        ("reference", "baseline and ceiling rows of the tables"))}
     for spec in PIPELINE_VERBS:  # every DAG rule's command
         _add_pipeline_verb(sub, spec)
 

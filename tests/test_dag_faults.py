@@ -131,7 +131,8 @@ def test_a_dry_run_with_another_config_during_a_run_changes_nothing_that_run_com
     assert planned(work, CONFIG) == {}
     other = copy.deepcopy(CONFIG)
     other["datasets"]["shapes"]["eval_images"] = 2
-    assert set(planned(work, other)) - ALWAYS == {"eval_reconstruction", "stage2"}
+    assert set(planned(work, other)) - ALWAYS == {"eval_reconstruction", "stage2", "reference_real_vs_real",
+                                                  "reference_one_code", "reference_shuffled_codes"}
 
 
 def _set(cfg: dict, key: str, value) -> dict:
@@ -172,6 +173,7 @@ CHANGES = {
     "downstream.steps": 3,
     "downstream.fast_path": False,
     "downstream.tokenizers.vqa": ["vqvae"],
+    "references.enabled": False,
 }
 
 

@@ -8,6 +8,7 @@ names: workflow/rules/common.smk) and the `lgvq` verbs both use these, so a path
     <results>/<dataset>/tokenizers/<tok>/<variant>/seed<s>/    checkpoint.pt, model.pt, log.csv, codes/<split>.npy,
                                                                superseded/<hash>/ (another config's checkpoint)
     <results>/<dataset>/eval/<kind>/<tok>/<variant>/seed<s>/metrics.json
+    <results>/<dataset>/eval/<kind>/reference/<name>/<tok|data>/seed<s>/   a baseline/ceiling (lgvq.pipeline.references)
     <results>/<dataset>/stage2/<task>/<tok>/<variant>/seed<s>/
     <results>/<dataset>/downstream/<task>/<tok>/<variant>/seed<s>/
     <results>/tables/<table>.{csv,md,tex}, <results>/report.html
@@ -85,6 +86,18 @@ def metrics_file(results: str | Path, kind: str, dataset: str, tokenizer: str, v
     """The metric record of one evaluation (`kind`: reconstruction, codebook, text_alignment,
     stage2-<task>, or a downstream task)."""
     return eval_dir(results, kind, dataset, tokenizer, variant, seed) / METRICS_NAME
+
+
+def reference_dir(results: str | Path, kind: str, dataset: str, name: str, tokenizer: str | None,
+                  seed: int | str) -> Path:
+    """A baseline's or ceiling's record of `kind` (lgvq.pipeline.references): `tokenizer` None = data-only
+    (the segment "data"; the record's tokenizer is "*", which no path holds)."""
+    return dataset_dir(results, dataset) / "eval" / kind / "reference" / name / (tokenizer or "data") / f"seed{seed}"
+
+
+def reference_metrics_file(results: str | Path, kind: str, dataset: str, name: str, tokenizer: str | None,
+                           seed: int | str) -> Path:
+    return reference_dir(results, kind, dataset, name, tokenizer, seed) / METRICS_NAME
 
 
 def stage2_dir(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
