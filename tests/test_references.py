@@ -181,3 +181,10 @@ def test_text_to_image_references_fill_exactly_the_configured_generators_columns
     assert both == {"attribute_accuracy": 0.7, "attribute_accuracy[AR-GPT]": 0.7}
     cfg["stage2"]["tasks"] = ["t2i_ar"]
     assert _with_ar(cfg, {"FID[shapes-cnn]": 3.0}, {})[0] == {"FID[shapes-cnn,AR-GPT]": 3.0}
+
+
+def test_the_cpu_cluster_profile_names_every_reference_rule():
+    import yaml
+
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm-local" / "config.yaml").read_text())
+    assert {r.rule for r in REFERENCES} <= set(profile["set-resources"])

@@ -154,7 +154,7 @@ def _eval(cfg: dict[str, Any], kind: str, runs: list[Run]) -> list[MetricInput]:
 
 def table_metric_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
     """The model records of a table, then its reference rows' (baselines and ceilings)."""
-    models = _model_inputs(cfg, table)
+    models = model_inputs(cfg, table)
     return models + reference_inputs(cfg, table, [m.run for m in models if m.run is not None])
 
 
@@ -198,7 +198,8 @@ def reference_inputs(cfg: dict[str, Any], table: str, model_runs: list[Run]) -> 
     return files
 
 
-def _model_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
+def model_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
+    """The records of the models' rows of a table (tokenizer runs, their heads and generators)."""
     R = cfg["results_dir"]
     if table == "dataset_stats":
         return [MetricInput(paths.stats_file(R, ds)) for ds in cfg["datasets"]]

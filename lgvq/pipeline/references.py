@@ -12,8 +12,10 @@ Adding one (torch-free here; the computation lives in its `target`):
    it is per tokenizer run, the inputs its rule waits for (`needs`), and `target` ("module:function");
 2. the target: `fn(cfg, ref, dataset, tokenizer | None, seed) -> {kind: Measured}` (lgvq.pipeline.reference_jobs
    writes the records and the manifest);
-3. nothing else: the rule (workflow/rules/references.smk), the verb (`lgvq reference run --task <name>`),
-   the paths, the job hash and the tables' inputs come from this declaration.
+3. its rule name (`reference_<name>`) in profiles/slurm-local's `set-resources` (a CPU cluster: no GPU) and,
+   for a new record kind or input, a row in docs/config_changes.md. The rule (workflow/rules/references.smk),
+   the verb (`lgvq reference data|run --task <name>`), the paths, the job hash and the tables' inputs come
+   from this declaration.
 """
 
 from __future__ import annotations
