@@ -51,6 +51,7 @@ include: "workflow/rules/tokenizers.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/stage2.smk"
 include: "workflow/rules/downstream.smk"
+include: "workflow/rules/references.smk"
 include: "workflow/rules/tables.smk"
 
 

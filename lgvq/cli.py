@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
+
 def _selectors(p: argparse.ArgumentParser, *, run: bool = True) -> None:
     p.add_argument("--config", required=True, help="experiment config (YAML, or the DAG's resolved JSON)")
     p.add_argument("--dataset", required=True)
@@ -64,6 +65,12 @@ PIPELINE_VERBS = (
     PipelineVerb("downstream", "run", "lgvq.pipeline.downstream:run",
                  "train a head on the train split's codes, evaluate on the test split", task=True,
                  prints=True),
+    # Baselines and ceilings (lgvq.pipeline.references): --task names the reference.
+    PipelineVerb("reference", "data", "lgvq.pipeline.reference_jobs:run_data",
+                 "a data-only baseline or ceiling row (one per dataset)", run=False, task=True,
+                 prints=True),
+    PipelineVerb("reference", "run", "lgvq.pipeline.reference_jobs:run_for_tokenizer",
+                 "a baseline or ceiling row of one tokenizer run (--variant base)", task=True, prints=True),
 )
 
 
@@ -176,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = {name: groups.add_parser(name, help=hlp).add_subparsers(dest="verb", required=True) for name, hlp in (
         ("data", "datasets: generate, list, prepare, statistics"), ("text", "frozen text features"),
         ("tokenizer", "first stage"), ("metrics", "metric assets"), ("eval", "first-stage evaluations"),
-        ("stage2", "second-stage generators on frozen codes"), ("downstream", "understanding heads on frozen codes"))}
+        ("stage2", "second-stage generators on frozen codes"), ("downstream", "understanding heads on frozen codes"),
+        ("reference", "baseline and ceiling rows of the tables"))}
     for spec in PIPELINE_VERBS:  # every DAG rule's command
         _add_pipeline_verb(sub, spec)
 

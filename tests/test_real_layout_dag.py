@@ -91,7 +91,7 @@ def test_a_source_without_label_maps_leaves_semantic_synthesis_out_of_its_defaul
     assert "semantic" in cfg["stage2"]["tasks"] and cfg["datasets"]["coco"]["stage2_tasks"] is None
     assert {r.dataset for r in plan.task_runs(cfg, "stage2", "semantic")} == {"shapes"}  # shapes draws masks
     assert {r.dataset for r in plan.task_runs(cfg, "stage2", "completion")} == {"shapes", "coco"}
-    assert {m.run.dataset for m in plan.table_metric_inputs(cfg, "semantic_synthesis")} == {"shapes"}
+    assert {m.run.dataset for m in plan.model_inputs(cfg, "semantic_synthesis")} == {"shapes"}
     (note,) = plan.left_out_tasks(cfg)
     assert "semantic synthesis needs label maps" in note and "datasets.coco" in note
     assert problems(cfg) == []  # left out by default: nothing to refuse

@@ -77,6 +77,20 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
         rows = [r for r in csv.DictReader((tables / f"{table}.csv").open()) if r["ours_mean"] not in ("", "nan")]
         assert {(r["tokenizer"], r["variant"]) for r in rows} >= {("vqgan", "base"), ("vqgan", "lg"), ("fsq", "lg")}, table
         assert any(r["metric"] == "FID[shapes-cnn]" for r in rows), table
+    # every table ends with its baseline/ceiling rows, computed by the DAG (lgvq.pipeline.references)
+    references = {"reconstruction": {"ceiling: real-vs-real", "baseline: one-code"},
+                  "masked_word": {"baseline: word-prior", "baseline: chance"},
+                  "word_code_similarity": {"baseline: random-codebook (vqgan)"},
+                  "text_to_image": {"ceiling: real-vs-real", "baseline: shuffled-codes (vqgan)", "baseline: always-absent",
+                                    "ceiling: real-images"},
+                  "unconditional": {"ceiling: real-vs-real", "baseline: shuffled-codes (vqgan)"}}
+    for table, labels in references.items():
+        rows = [r for r in csv.DictReader((tables / f"{table}.csv").open()) if r["row_kind"] != "model"]
+        assert {r["row"] for r in rows if r["ours_mean"] not in ("", "nan")} == labels, table
+        md = (tables / f"{table}.md").read_text()
+        for label in labels:
+            line = next(x for x in md.splitlines() if x.startswith(f"| {label} |"))
+            assert any(c.strip()[:1].isdigit() for c in line.split("|")[2:]), (table, line)  # a number, not a blank row
     assert (tmp_path / "results" / "report.html").stat().st_size > 1000
     manifest = json.loads(next((tmp_path / "results").rglob("tokenizers/*/lg/seed0/manifest.json")).read_text())
     for key in ("config_hash", "git", "versions", "seed", "wall_time_s", "peak_rss_mb"):

@@ -24,8 +24,8 @@ from lgvq.config import head_settings, tokenizer_job_slice
 from lgvq.manifest import config_hash
 
 __all__ = ["data", "text_cache", "tokenizer", "feature_extractor", "reconstruction", "text_alignment",
-           "labelmap_vq", "stage2_training", "stage2_job", "downstream_training", "downstream_job", "tables",
-           "job_hash"]
+           "labelmap_vq", "stage2_training", "stage2_job", "downstream_training", "downstream_job", "reference",
+           "tables", "job_hash"]
 
 job_hash = config_hash
 
@@ -118,6 +118,26 @@ def downstream_training(cfg: dict[str, Any], task: str, dataset: str, name: str,
 def downstream_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
     """`downstream`: the head is evaluated on the whole test split with settings of its own section."""
     return {"training": downstream_training(cfg, task, dataset, name, variant, seed)}
+
+
+def reference(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str | None, seed: int) -> dict[str, Any]:
+    """A baseline/ceiling job (lgvq.pipeline.references): the images it reads, the FID setting when it scores
+    images, the text encoder when it reads the text cache, the evaluation seed (masks, shuffles, random
+    codebooks), which text-to-image generators' columns its records fill, and the tokenizer
+    run of a per-tokenizer one."""
+    from lgvq.pipeline.references import get_reference
+
+    ref = get_reference(name)
+    out: dict[str, Any] = {"reference": name, "images": _images(cfg, dataset), "seed": cfg["eval"]["mask_eval_seed"]}
+    if "extractor" in ref.needs:
+        out["fid"] = _fid(cfg, dataset)
+    if "text" in ref.needs:
+        out["text_encoder"] = cfg["text_encoder"]
+    if "text_to_image" in ref.kinds:
+        out["t2i_generators"] = [t for t in ("t2i_diffusion", "t2i_ar") if t in cfg["stage2"]["tasks"]]
+    if tokenizer is not None:
+        out["run"] = tokenizer_job_slice(cfg, dataset, tokenizer, "base", seed)
+    return out
 
 
 def tables(cfg: dict[str, Any]) -> dict[str, Any]:

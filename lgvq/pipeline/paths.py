@@ -8,6 +8,7 @@ names: workflow/rules/common.smk) and the `lgvq` verbs both use these, so a path
     <results>/<dataset>/tokenizers/<tok>/<variant>/seed<s>/    checkpoint.pt, model.pt, log.csv, codes/<split>.npy,
                                                                superseded/<hash>/ (another config's checkpoint)
     <results>/<dataset>/eval/<kind>/<tok>/<variant>/seed<s>/metrics.json
+    <results>/<dataset>/eval/<kind>/reference/<name>/<tok|data>/seed<s>/   a baseline/ceiling (lgvq.pipeline.references)
     <results>/<dataset>/stage2/<task>/<tok>/<variant>/seed<s>/
     <results>/<dataset>/downstream/<task>/<tok>/<variant>/seed<s>/
     <results>/tables/<table>.{csv,md,tex}, <results>/report.html
@@ -111,6 +112,18 @@ def codebook_picture_file(results: str | Path, dataset: str, tokenizer: str, var
 def stage2_sample_grid(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
     """The first 16 samples of a second-stage task's evaluation (lgvq.pipeline.stage2)."""
     return eval_dir(results, f"stage2-{task}", dataset, tokenizer, variant, seed) / "samples_grid.png"
+
+
+def reference_dir(results: str | Path, kind: str, dataset: str, name: str, tokenizer: str | None,
+                  seed: int | str) -> Path:
+    """A baseline's or ceiling's record of `kind` (lgvq.pipeline.references): `tokenizer` None = data-only
+    (the segment "data"; the record's tokenizer is "*", which no path holds)."""
+    return dataset_dir(results, dataset) / "eval" / kind / "reference" / name / (tokenizer or "data") / f"seed{seed}"
+
+
+def reference_metrics_file(results: str | Path, kind: str, dataset: str, name: str, tokenizer: str | None,
+                           seed: int | str) -> Path:
+    return reference_dir(results, kind, dataset, name, tokenizer, seed) / METRICS_NAME
 
 
 def stage2_dir(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:

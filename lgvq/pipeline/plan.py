@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from lgvq.config import dose_variant
 from lgvq.downstream.registry import HEADS
 from lgvq.pipeline import paths
+from lgvq.pipeline.references import Reference, data_seed, enabled_references
 from lgvq.stage2.registry import STAGE2_TASKS, tasks_by_table
 
 # The paper's tables (lgvq.tables.paper), in the paper's order; `table_ids` adds the tables of
@@ -190,6 +191,53 @@ def _eval(cfg: dict[str, Any], kind: str, runs: list[Run]) -> list[MetricInput]:
 
 
 def table_metric_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
+    """The model records of a table, then its reference rows' (baselines and ceilings)."""
+    models = model_inputs(cfg, table)
+    return models + reference_inputs(cfg, table, [m.run for m in models if m.run is not None])
+
+
+@dataclass(frozen=True)
+class ReferenceJob:
+    """One job of a reference: data-only (`tokenizer` None) or for one tokenizer run (base variant)."""
+
+    reference: str
+    dataset: str
+    tokenizer: str | None
+    seed: int
+
+
+def reference_jobs(cfg: dict[str, Any], table: str, model_runs: list[Run]) -> list[tuple[Reference, ReferenceJob]]:
+    """The reference jobs whose records are rows of `table`: its references' (lgvq.pipeline.references), on
+    the datasets its models run on; a per-tokenizer one on the base runs among the table's model runs."""
+    out = []
+    for ref in enabled_references(cfg):
+        if table not in ref.tables:
+            continue
+        if ref.per_tokenizer:
+            only = cfg["references"]["tokenizers"]
+            runs = sorted({(r.dataset, r.tokenizer, r.seed) for r in model_runs
+                           if r.variant == "base" and (only is None or r.tokenizer in only)})
+            out += [(ref, ReferenceJob(ref.name, ds, tok, seed)) for ds, tok, seed in runs]
+        else:
+            out += [(ref, ReferenceJob(ref.name, ds, None, data_seed(cfg)))
+                    for ds in dict.fromkeys(r.dataset for r in model_runs)]
+    return out
+
+
+def reference_inputs(cfg: dict[str, Any], table: str, model_runs: list[Run]) -> list[MetricInput]:
+    from lgvq.tables.paper import table_spec
+
+    kinds = table_spec(table).kinds
+    R, files = cfg["results_dir"], []
+    for ref, job in reference_jobs(cfg, table, model_runs):
+        run = Run(job.dataset, job.tokenizer, "base", job.seed) if job.tokenizer else None
+        files += [MetricInput(paths.reference_metrics_file(R, kind, job.dataset, ref.name, job.tokenizer, job.seed), run)
+                  for kind in ref.kinds if kind in kinds]
+    return files
+
+
+def model_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
+    """The records of the models' rows of a table (tokenizer runs, their heads and generators)."""
     R = cfg["results_dir"]
     if table == "dataset_stats":
         return [MetricInput(paths.stats_file(R, ds)) for ds in cfg["datasets"]]

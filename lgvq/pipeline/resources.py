@@ -68,6 +68,8 @@ RULES: dict[str, Model] = {
     "labelmap_vq": Model(2000, per_item_mb=100, sec_per_item=0.002, items="labelmap", gpu="one"),
     "stage2": Model(2000, per_item_mb=300, sec_per_item=0.02, items="stage2", gpu="stage2", loads_images=True),
     "downstream": Model(2000, per_item_mb=50, sec_per_item=0.005, items="downstream", gpu="downstream"),
+    # every baseline/ceiling rule (lgvq.pipeline.references): a few evaluation images, decoded or scored once
+    "reference": Model(2000, per_item_mb=150, sec_per_item=0.02, items="eval", gpu="one", loads_images=True),
     "tables": Model(1500, startup_min=5),
     "table": Model(1500, startup_min=5),
     "report": Model(1500, startup_min=5),

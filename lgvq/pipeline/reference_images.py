@@ -1,0 +1,241 @@
+"""The image-side references (lgvq.pipeline.references): real-vs-real FID, the 1-code tokenizer, the
+text-to-image attribute accuracy of always answering "absent" and of the real images, and training code
+grids shuffled per image and decoded.
+
+Every FID here is computed like the models' (lgvq.pipeline.artifacts.score_fid): the configured extractor,
+against the same reference folder (the first `eval_images` real test images), with `eval_images` images on
+the other side, so a reference row and the models' cells are at the same sample count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lgvq.metrics.image import to_uint8
+from lgvq.pipeline import paths
+from lgvq.pipeline.artifacts import (FID_OFF_REASON, eval_images, fid_extractor, png_folder, reference_folder,
+                                     score_fid, write_pngs)
+from lgvq.pipeline.common import device as pick_device
+from lgvq.pipeline.reference_jobs import Measured
+from lgvq.pipeline.references import GENERATION_KINDS, Reference
+
+# The text-to-image AR generator's metrics carry this tag (lgvq.pipeline.stage2.METRIC_TAG["t2i_ar"]); the
+# reference rows fill its columns too when the config runs it.
+AR_TAG = "AR-GPT"
+BATCH = 50
+
+
+def _tagged(key: str, tag: str) -> str:
+    """FID[shapes-cnn] -> FID[shapes-cnn,AR-GPT]; attribute_accuracy -> attribute_accuracy[AR-GPT] (stage 2's keys)."""
+    return f"{key[:-1]},{tag}]" if key.endswith("]") else f"{key}[{tag}]"
+
+
+def _with_ar(cfg: dict[str, Any], metrics: dict[str, float], notes: dict[str, str]) -> tuple[dict, dict]:
+    """The text-to-image record: the numbers under the keys of each text-to-image generator the config runs
+    (t2i_diffusion: untagged, t2i_ar: tagged), so the reference fills exactly the models' columns."""
+    tasks = cfg["stage2"]["tasks"]
+    m, n = {}, {}
+    if "t2i_diffusion" in tasks:
+        m.update(metrics)
+        n.update(notes)
+    if "t2i_ar" in tasks:
+        m.update({_tagged(k, AR_TAG): v for k, v in metrics.items()})
+        n.update({_tagged(k, AR_TAG): v for k, v in notes.items() if k in metrics})
+    return m, n
+
+
+def _fid_records(cfg: dict[str, Any], kinds: tuple[str, ...], metrics: dict[str, float], notes: dict[str, str],
+                 not_computed: dict[str, str]) -> dict[str, Measured]:
+    out = {}
+    for kind in kinds:
+        m, n = _with_ar(cfg, metrics, notes) if kind == "text_to_image" else (dict(metrics), dict(notes))
+        out[kind] = Measured(m, n, not_computed=dict(not_computed))
+    return out
+
+
+def disjoint_split(n_test: int, n: int) -> tuple[range, range, bool]:
+    """(reference rows, other rows, same reference as the models): the models' FIDs compare `n` images with the
+    first `n` test images; real-vs-real compares those with the next `n`. A test split shorter than 2n is cut
+    into two halves instead (a smaller count than the models': said in the note)."""
+    n = min(n, n_test)
+    if n_test >= 2 * n:
+        return range(0, n), range(n, 2 * n), True
+    half = n_test // 2
+    return range(0, half), range(half, 2 * half), False
+
+
+def _write_images(data, rows: range, records, folder: Path) -> None:
+    with png_folder(folder) as tmp:
+        for i in range(rows.start, rows.stop, BATCH):
+            idx = range(i, min(i + BATCH, rows.stop))
+            x = torch.stack([data[j]["image"] for j in idx])
+            write_pngs(to_uint8(x), [f"{records[j].image_id:012d}" for j in idx], tmp)
+
+
+def real_vs_real(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
+    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    extractor = fid_extractor(cfg, dataset)
+    if extractor is None:
+        return _fid_records(cfg, ref.kinds, {}, {}, {"FID": FID_OFF_REASON})
+    data, records = eval_images(cfg, dataset, split="test")
+    ref_rows, other_rows, same = disjoint_split(len(records), n)
+    if len(other_rows) < 2:  # no covariance from one image: the row says why it is empty instead of failing the DAG
+        return _fid_records(cfg, ref.kinds, {}, {}, {"FID": f"real-vs-real needs at least 4 test images; dataset "
+                                                           f"'{dataset}' has {len(records)}"})
+    work = paths.reference_dir(R, ref.kinds[0], dataset, ref.name, None, seed)
+    _write_images(data, other_rows, records, work / "images")
+    if same:
+        reference = reference_folder(cfg, dataset)
+        how = (f"real test images {other_rows.start}-{other_rows.stop - 1} vs the models' reference (the first {n} "
+               "test images): the same extractor and counts as every reconstruction and stage-2 FID")
+    else:
+        reference = work / "reference_half"
+        _write_images(data, ref_rows, records, reference)
+        how = (f"the test split has {len(records)} images, fewer than 2 x eval_images ({n}): its two halves of "
+               f"{len(ref_rows)} images, a smaller count than the models' FIDs (FID falls with the count)")
+    fid = score_fid(work / "images", reference, extractor, paths.dataset_dir(R, dataset) / "eval" / "fid_cache",
+                    note_suffix=f"; ceiling: {how}")
+    return _fid_records(cfg, ref.kinds, fid.metrics, fid.notes, {})
+
+
+@torch.no_grad()
+def mean_image(data, rows: range) -> torch.Tensor:
+    """The per-pixel mean (3, H, W) of `data[rows]`, summed `BATCH` images at a time in float64."""
+    total, count = None, 0
+    for i in range(rows.start, rows.stop, BATCH):
+        x = torch.stack([data[j]["image"] for j in range(i, min(i + BATCH, rows.stop))]).double()
+        total = x.sum(0) if total is None else total + x.sum(0)
+        count += len(x)
+    if total is None:
+        raise ValueError("mean image of no images")
+    return (total / count).float()
+
+
+def one_code(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
+    """A tokenizer with one code: its best decoder output under L2 is one image for all, the per-pixel mean of
+    the training images. PSNR, SSIM and FID of that image against the models' test images."""
+    from lgvq.metrics.image import psnr_per_image, ssim_per_image
+
+    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    extractor = fid_extractor(cfg, dataset)
+    train, _ = eval_images(cfg, dataset, split="train")
+    mean = to_uint8(mean_image(train, range(len(train)))[None])
+    test, records = eval_images(cfg, dataset, limit=n)
+    psnr, ssim = [], []
+    folder = paths.reference_dir(R, "reconstruction", dataset, ref.name, None, seed) / "reconstructions"
+    with png_folder(folder) as tmp:
+        for i in range(0, len(test), BATCH):
+            real = to_uint8(torch.stack([test[j]["image"] for j in range(i, min(i + BATCH, len(test)))]))
+            rec = np.repeat(mean, len(real), axis=0)
+            psnr.append(psnr_per_image(real, rec))
+            ssim.append(ssim_per_image(real, rec))
+            write_pngs(rec, [f"{r.image_id:012d}" for r in records[i : i + len(real)]], tmp)
+    fid = score_fid(folder, reference_folder(cfg, dataset) if extractor is not None else None, extractor,
+                    paths.dataset_dir(R, dataset) / "eval" / "fid_cache",
+                    note_suffix=f"; baseline: the per-pixel mean of the {len(train)} training images, once per test image")
+    p, s = np.concatenate(psnr), np.concatenate(ssim)
+    how = f"the per-pixel mean training image ({len(train)} images) as every reconstruction"
+    return {"reconstruction": Measured(
+        {**fid.metrics, "PSNR": float(p.mean()), "SSIM": float(s.mean())},
+        {**fid.notes, "PSNR": f"per image, RGB, uint8, data_range 255, mean over {len(p)} test images; {how}",
+         "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(s)} test images; {how}"},
+        not_computed=fid.not_computed)}
+
+
+def _attribute_setup(cfg: dict[str, Any], dataset: str):
+    """(extractor, first captions of the models' test conditions, the scored-attribute mask), or None when
+    attribute accuracy is not computed (it needs the shapes-cnn classifier of the embedded data)."""
+    from lgvq.data.attributes import ATTRIBUTE_NAMES
+    from lgvq.pipeline.common import dataset_source
+
+    extractor = fid_extractor(cfg, dataset)
+    if extractor is None or extractor.name != "shapes-cnn":
+        return None
+    records = dataset_source(cfg, dataset).records("test")[: cfg["datasets"][dataset]["eval_images"]]
+    mask = torch.as_tensor([not a.startswith("count:") for a in ATTRIBUTE_NAMES])
+    return extractor, records, mask
+
+
+ATTRIBUTE_OFF = "attribute accuracy needs the shapes-cnn classifier (eval.fid_extractor: shapes-cnn, embedded data)"
+
+
+def _attribute_record(cfg: dict[str, Any], right: int, scored: int, note: str) -> dict[str, Measured]:
+    m, n = _with_ar(cfg, {"attribute_accuracy": right / scored}, {"attribute_accuracy": note})
+    return {"text_to_image": Measured(m, n)}
+
+
+def _wanted(captions: list[str]) -> torch.Tensor:
+    from lgvq.data.attributes import caption_attribute_vector
+
+    return torch.as_tensor(np.stack([caption_attribute_vector(c) for c in captions]))
+
+
+def always_absent(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
+    from lgvq.metrics.attributes import attribute_hits
+
+    setup = _attribute_setup(cfg, dataset)
+    if setup is None:
+        return {"text_to_image": Measured({}, not_computed={"attribute_accuracy": ATTRIBUTE_OFF})}
+    _, records, mask = setup
+    wanted = _wanted([r.captions[0] for r in records])
+    # the same scoring as the samples', with a classifier whose every logit says "absent"
+    right, scored = attribute_hits(lambda x: torch.full((len(x), wanted.shape[1]), -1.0), torch.zeros(len(wanted), 3, 4, 4),
+                                   wanted, mask)
+    return _attribute_record(cfg, right, scored, f"every scored shape and colour slot answered 'absent', against the "
+                                                 f"{len(records)} captions the models' samples are scored on")
+
+
+@torch.no_grad()
+def real_images(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
+    from lgvq.metrics.attributes import attribute_hits
+
+    setup = _attribute_setup(cfg, dataset)
+    if setup is None:
+        return {"text_to_image": Measured({}, not_computed={"attribute_accuracy": ATTRIBUTE_OFF})}
+    extractor, records, mask = setup
+    data, _ = eval_images(cfg, dataset, limit=len(records))
+    right = scored = 0
+    for i in range(0, len(records), BATCH):
+        idx = range(i, min(i + BATCH, len(records)))
+        x = torch.stack([data[j]["image"] for j in idx])
+        hit, cells = attribute_hits(extractor, x, _wanted([records[j].captions[0] for j in idx]), mask)
+        right, scored = right + hit, scored + cells
+    return _attribute_record(cfg, right, scored, f"shapes-cnn reads the {len(records)} real test images whose first "
+                                                 "captions condition the models' samples (count not scored)")
+
+
+def shuffle_positions(codes: np.ndarray, seed: int) -> np.ndarray:
+    """(N, h, w) code grids with each grid's positions permuted by its own draw: every image keeps its codes
+    (and the split its code frequencies), the spatial layout is gone."""
+    rng = np.random.default_rng(seed)
+    flat = codes.reshape(len(codes), -1)
+    out = np.stack([row[rng.permutation(flat.shape[1])] for row in flat])
+    return out.reshape(codes.shape)
+
+
+@torch.no_grad()
+def shuffled_codes(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: str, seed: int) -> dict[str, Measured]:
+    from lgvq.pipeline.artifacts import load_codes
+    from lgvq.pipeline.tokenizer import load_tokenizer
+
+    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    extractor = fid_extractor(cfg, dataset)
+    if extractor is None:
+        return _fid_records(cfg, GENERATION_KINDS, {}, {}, {"FID": FID_OFF_REASON})
+    dev = pick_device(cfg)
+    codes = load_codes(paths.codes_file(R, dataset, tokenizer, "base", seed, "train"))[:n]
+    shuffled = shuffle_positions(codes, cfg["eval"]["mask_eval_seed"] * 7919 + seed)
+    model = load_tokenizer(cfg, dataset, tokenizer, "base", seed).to(dev).eval()
+    folder = paths.reference_dir(R, GENERATION_KINDS[0], dataset, ref.name, tokenizer, seed) / "samples"
+    with png_folder(folder) as tmp:
+        for i in range(0, len(shuffled), BATCH):
+            x = model.decode_codes(torch.as_tensor(shuffled[i : i + BATCH], dtype=torch.long, device=dev))
+            write_pngs(to_uint8(x.clamp(-1, 1).cpu()), [f"{j:012d}" for j in range(i, i + len(x))], tmp)
+    fid = score_fid(folder, reference_folder(cfg, dataset), extractor, paths.dataset_dir(R, dataset) / "eval" / "fid_cache",
+                    note_suffix=f"; baseline: the first {len(codes)} training code grids of {tokenizer} base seed {seed}, "
+                                "positions shuffled per image, decoded (the models' sample count)")
+    return _fid_records(cfg, GENERATION_KINDS, fid.metrics, fid.notes, {})

@@ -1,0 +1,120 @@
+"""The reference rows of the tables: trivial baselines and ceilings, computed by the DAG (issue 23).
+
+A number means something only beside what a predictor that learnt nothing scores (a baseline) and what
+the data itself allow (a ceiling: real images scored as if they were samples). Each `Reference` below is
+one job kind: it writes ordinary MetricRecords whose variant is "baseline:<name>" or "ceiling:<name>" and
+whose tokenizer is "*" (data-only) or the tokenizer run it belongs to, with the same `kind` and metric
+keys as the models of its tables, so the table builder (lgvq.tables.build) renders them as rows of their
+own after the models, without a Δ.
+
+Adding one (torch-free here; the computation lives in its `target`):
+1. a `Reference` in `REFERENCES`: name, row kind, the record kinds it writes, the tables it joins, whether
+   it is per tokenizer run, the inputs its rule waits for (`needs`), and `target` ("module:function");
+2. the target: `fn(cfg, ref, dataset, tokenizer | None, seed) -> {kind: Measured}` (lgvq.pipeline.reference_jobs
+   writes the records and the manifest);
+3. its rule name (`reference_<name>`) in profiles/slurm-local's `set-resources` (a CPU cluster: no GPU) and,
+   for a new record kind or input, a row in docs/config_changes.md. The rule (workflow/rules/references.smk),
+   the verb (`lgvq reference data|run --task <name>`), the paths, the job hash and the tables' inputs come
+   from this declaration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lgvq.config import ConfigError
+
+DATA_ONLY = "*"          # the records' tokenizer when the number depends on no tokenizer run (lgvq.tables.build)
+DATA_SEGMENT = "data"    # ... and the path segment in its place (no "*" in a path)
+ROW_KINDS = ("baseline", "ceiling")
+# The inputs a reference job can wait for; workflow/rules/references.smk maps each to its file pattern.
+NEEDS = ("data", "extractor", "text", "model", "codes", "codebook")
+GENERATION_KINDS = ("text_to_image", "semantic_synthesis", "unconditional", "completion")
+GENERATION_TABLES = GENERATION_KINDS  # a stage-2 table's id is its record kind
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str                      # the row's short name: "baseline: <name>"
+    row: str                       # baseline | ceiling
+    kinds: tuple[str, ...]         # the record kinds it writes (one metrics.json each)
+    tables: tuple[str, ...]        # the tables it is a row of (each reads the kinds of its own spec)
+    per_tokenizer: bool            # one job per tokenizer run (the base variant's seeds), else one per dataset
+    needs: tuple[str, ...]         # inputs of its rule, from NEEDS
+    target: str                    # "module:function" computing it
+    description: str               # what it is, for the README and the manifest
+
+    def __post_init__(self) -> None:
+        if self.row not in ROW_KINDS:
+            raise ValueError(f"reference {self.name}: row must be one of {ROW_KINDS}, not {self.row!r}")
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"reference {self.name}: unknown needs {sorted(unknown)} (known: {NEEDS})")
+
+    @property
+    def variant(self) -> str:
+        return f"{self.row}:{self.name}"
+
+    @property
+    def rule(self) -> str:
+        """The Snakemake rule computing it."""
+        return "reference_" + self.name.replace("-", "_")
+
+    def record_tokenizer(self, tokenizer: str | None) -> str:
+        return tokenizer if self.per_tokenizer and tokenizer else DATA_ONLY
+
+
+IMAGES = "lgvq.pipeline.reference_images"
+TEXT = "lgvq.pipeline.reference_text"
+
+REFERENCES: tuple[Reference, ...] = (
+    Reference("real-vs-real", "ceiling", ("reconstruction", *GENERATION_KINDS),
+              ("reconstruction", *GENERATION_TABLES), False, ("data", "extractor"), f"{IMAGES}:real_vs_real",
+              "FID between the models' real reference images and as many other real test images: the floor any "
+              "FID reaches at this sample count"),
+    Reference("one-code", "baseline", ("reconstruction",), ("reconstruction",), False, ("data", "extractor"),
+              f"{IMAGES}:one_code",
+              "a 1-code tokenizer: every test image reconstructed as the per-pixel mean of the training images"),
+    Reference("word-prior", "baseline", ("text_alignment",), ("masked_word",), False, ("data", "text"),
+              f"{TEXT}:word_prior",
+              "the most frequent training-caption token at each position, scored with the LG decoder's masks"),
+    Reference("chance", "baseline", ("text_alignment",), ("masked_word",), False, ("data",), f"{TEXT}:chance",
+              "image-to-text retrieval by chance: k / n test captions (exact)"),
+    Reference("random-codebook", "baseline", ("text_alignment",), ("word_code_similarity",), True,
+              ("data", "text", "codes", "codebook"), f"{TEXT}:random_codebook",
+              "the word-code MSE protocol on the run's codes with its codebook replaced by N(0, std²) vectors"),
+    Reference("always-absent", "baseline", ("text_to_image",), ("text_to_image",), False, ("data", "extractor"),
+              f"{IMAGES}:always_absent", "attribute accuracy of a classifier that answers 'absent' for every attribute"),
+    Reference("real-images", "ceiling", ("text_to_image",), ("text_to_image",), False, ("data", "extractor"),
+              f"{IMAGES}:real_images", "attribute accuracy of the real test images under the same classifier"),
+    Reference("shuffled-codes", "baseline", GENERATION_KINDS, GENERATION_TABLES, True,
+              ("data", "extractor", "model", "codes"), f"{IMAGES}:shuffled_codes",
+              "training code grids with their positions shuffled per image (code frequencies kept, layout "
+              "destroyed), decoded by the tokenizer"),
+)
+BY_NAME: dict[str, Reference] = {r.name: r for r in REFERENCES}
+
+
+def get_reference(name: str) -> Reference:
+    if name not in BY_NAME:
+        raise ConfigError(f"unknown reference '{name}' (known: {', '.join(BY_NAME)})")
+    return BY_NAME[name]
+
+
+def enabled_references(cfg: dict[str, Any]) -> list[Reference]:
+    """The references a config computes: all of them when `references.enabled`, each unless switched off
+    in `references.skip`."""
+    rcfg = cfg["references"]
+    if not rcfg["enabled"]:
+        return []
+    unknown = [n for n in rcfg["skip"] if n not in BY_NAME]
+    if unknown:
+        raise ConfigError(f"references.skip: unknown reference(s) {unknown} (known: {', '.join(BY_NAME)})")
+    return [r for r in REFERENCES if r.name not in rcfg["skip"]]
+
+
+def data_seed(cfg: dict[str, Any]) -> int:
+    """The seed of a data-only reference's record: the evaluation seed (it draws the masked positions, the
+    same as the models'); the number does not depend on a training seed."""
+    return int(cfg["eval"]["mask_eval_seed"])
