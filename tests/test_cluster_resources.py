@@ -152,12 +152,17 @@ def test_a_rules_resources_are_overridden_in_the_config_and_a_bad_override_names
 
 
 def test_every_rule_has_a_resource_model_and_the_schema_names_exactly_those_rules():
-    rules = set()
+    models = set()
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        rules |= set(re.findall(r"^rule (\w+):", smk.read_text(), re.M))
+        # every rule asks for its resources by a model name (the dose-response table shares the tables' `table`)
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(), re.M):
+            asked = re.findall(r'resources_of\("(\w+)"', body)
+            assert len(asked) == 1, f"rule {name} ({smk.name}) asks for no resource model"
+            models |= set(asked)
     # the baseline/ceiling rules are made in a loop (references.smk) and share one model, `reference`
     assert re.findall(r'resources_of\("(\w+)"\)', (ROOT / "workflow/rules/references.smk").read_text()) == ["reference"]
-    rules.add("reference")
+    models.add("reference")
+    rules = models
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     assert rules == set(RULES) == set(schema["properties"]["resources"]["propertyNames"]["enum"])
 
