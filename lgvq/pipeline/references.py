@@ -65,6 +65,7 @@ class Reference:
 
 IMAGES = "lgvq.pipeline.reference_images"
 TEXT = "lgvq.pipeline.reference_text"
+HEADS = "lgvq.pipeline.reference_heads"
 
 REFERENCES: tuple[Reference, ...] = (
     Reference("real-vs-real", "ceiling", ("reconstruction", *GENERATION_KINDS),
@@ -90,6 +91,12 @@ REFERENCES: tuple[Reference, ...] = (
               ("data", "extractor", "model", "codes"), f"{IMAGES}:shuffled_codes",
               "training code grids with their positions shuffled per image (code frequencies kept, layout "
               "destroyed), decoded by the tokenizer"),
+    Reference("majority-per-type", "baseline", ("vqa",), ("vqa",), False, ("data",), f"{HEADS}:majority_per_type",
+              "each question type's most frequent training answer, whatever the image and question"),
+    Reference("mean-box", "baseline", ("grounding",), ("grounding",), False, ("data",), f"{HEADS}:mean_box_baseline",
+              "the mean normalised training box, for every referring expression"),
+    Reference("most-frequent-caption", "baseline", ("captioning",), ("captioning",), False, ("data",),
+              f"{HEADS}:most_frequent_caption_baseline", "the most frequent training caption, for every test image"),
 )
 BY_NAME: dict[str, Reference] = {r.name: r for r in REFERENCES}
 
