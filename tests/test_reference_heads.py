@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import lgvq.pipeline.reference_heads as rh
 from lgvq.config import load_config
@@ -38,12 +39,14 @@ class Source:
 
 # --- the tables list them ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("table, name", [("vqa", "majority-per-type"), ("grounding", "mean-box"),
-                                         ("captioning", "most-frequent-caption")])
-def test_each_understanding_table_lists_its_baseline_after_the_models(table, name):
+@pytest.mark.parametrize("table, names", [("vqa", ["majority-per-type", "blind-head"]), ("grounding", ["mean-box"]),
+                                          ("captioning", ["most-frequent-caption"])])
+def test_each_understanding_table_lists_its_baselines_after_the_models(table, names):
     files = [str(m.path) for m in plan.table_metric_inputs(smoke(), table)]
-    assert files[-1].endswith(f"shapes/eval/{table}/reference/{name}/data/seed0/metrics.json")
-    assert not any("/reference/" in f for f in files[:-1])
+    tail = files[-len(names):]
+    assert tail == [str(Path(smoke()["results_dir"]) / f"shapes/eval/{table}/reference/{n}/data/seed0/metrics.json")
+                    for n in names]
+    assert not any("/reference/" in f for f in files[: -len(names)])
 
 
 def test_the_captioning_baseline_hashes_the_test_images_it_scores():
@@ -127,3 +130,32 @@ def test_most_frequent_caption_is_output_for_every_test_image_and_scored(monkeyp
     assert scored["preds"] == {3: "a red circle", 4: "a red circle"}  # eval_limit: the heads' first 2 test images
     assert scored["refs"] == {3: ["a red circle"], 4: ["a green star"]}
     assert m.metrics["BLEU4"] == pytest.approx(50.0)  # on the paper's x100 scale, like the heads' records
+
+
+# --- VQA: the blind head -----------------------------------------------------------------------------
+
+def test_the_blind_head_runs_on_expensive_seeds_each_its_own_job():
+    cfg = smoke()
+    cfg["expensive_seeds"] = [0, 3]
+    files = [str(m.path) for m in plan.table_metric_inputs(cfg, "vqa") if "/blind-head/" in str(m.path)]
+    assert [f.split("/blind-head/")[1] for f in files] == ["data/seed0/metrics.json", "data/seed3/metrics.json"]
+    h0, h3 = (jobs.job_hash(jobs.reference(cfg, "blind-head", "shapes", None, s)) for s in (0, 3))
+    assert h0 != h3  # the head's seed is in its job hash ...
+    cfg["downstream"]["steps"] += 1
+    assert jobs.job_hash(jobs.reference(cfg, "blind-head", "shapes", None, 0)) != h0  # ... and so is its budget
+
+
+def test_the_blind_head_cannot_see_the_image():
+    from lgvq.pipeline.reference_blind import blind_setup
+
+    cfg = smoke()
+    qa = {"train": [QARecord(1, "what shape is it", "circle", 0), QARecord(2, "what shape is it", "square", 0)],
+          "test": [QARecord(1, "what shape is it", "circle", 0), QARecord(2, "what shape is it", "square", 0),
+                   QARecord(2, "what colour is it", "red", 2)]}
+    setup = blind_setup(cfg, "vqa", "shapes", Source(qa=qa), "cpu", 0)
+    codes_1, *_ = setup.make_batch([0], 0)
+    codes_2, *_ = setup.make_batch([1], 0)
+    assert torch.equal(codes_1, codes_2)  # two images, one code grid
+    setup.model.eval()
+    predictions = [row["prediction"] for row in setup.evaluate(setup.model).predictions]
+    assert predictions[0] == predictions[1]  # the same question on two images: the same answer

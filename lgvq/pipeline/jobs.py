@@ -139,6 +139,8 @@ def reference(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str | Non
         out["eval_limit"] = cfg["downstream"]["eval_limit"]  # the test images the captioning rows score
     if tokenizer is not None:
         out["run"] = tokenizer_job_slice(cfg, dataset, tokenizer, "base", seed)
+    if ref.head_seeds:  # a trained head: its settings and its own seed
+        out["downstream"], out["head_seed"] = head_settings(cfg, "downstream"), seed
     return out
 
 
