@@ -159,3 +159,21 @@ def test_the_blind_head_cannot_see_the_image():
     setup.model.eval()
     predictions = [row["prediction"] for row in setup.evaluate(setup.model).predictions]
     assert predictions[0] == predictions[1]  # the same question on two images: the same answer
+
+
+def test_the_understanding_baselines_land_as_rows_of_their_tables_in_the_models_columns():
+    from lgvq.metrics.record import MetricRecord
+    from lgvq.tables.build import build_table
+
+    def rec(kind, tok, variant, seed, metrics):
+        return MetricRecord(kind, "shapes", tok, variant, seed, metrics, {})
+
+    records = [rec("vqa", "vqgan", "base", 0, {"Accuracy": 0.4, "WUPS@0.9": 0.8}),
+               rec("vqa", "*", "baseline:majority-per-type", 0, {"Accuracy": 0.25, "WUPS@0.9": 0.5}),
+               rec("vqa", "*", "baseline:blind-head", 0, {"Accuracy": 0.3, "WUPS@0.9": 0.6}),
+               rec("vqa", "*", "baseline:blind-head", 1, {"Accuracy": 0.2, "WUPS@0.9": 0.6})]
+    df = build_table("vqa", records, dataset_columns={"shapes": None})
+    refs = df[df["row_kind"] == "baseline"]
+    acc = refs[refs["metric"] == "Accuracy"].set_index("row")["ours_mean"]
+    assert acc.to_dict() == pytest.approx({"baseline: majority-per-type": 25.0, "baseline: blind-head": 25.0})
+    assert refs["delta_vs_base"].isna().all()  # a reference row has no Δ
