@@ -39,7 +39,8 @@ class Source:
 
 # --- the tables list them ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("table, names", [("vqa", ["majority-per-type", "blind-head"]), ("grounding", ["mean-box"]),
+@pytest.mark.parametrize("table, names", [("vqa", ["majority-per-type", "blind-head"]),
+                                          ("grounding", ["mean-box", "text-only-head"]),
                                           ("captioning", ["most-frequent-caption"])])
 def test_each_understanding_table_lists_its_baselines_after_the_models(table, names):
     files = [str(m.path) for m in plan.table_metric_inputs(smoke(), table)]
@@ -177,3 +178,22 @@ def test_the_understanding_baselines_land_as_rows_of_their_tables_in_the_models_
     acc = refs[refs["metric"] == "Accuracy"].set_index("row")["ours_mean"]
     assert acc.to_dict() == pytest.approx({"baseline: majority-per-type": 25.0, "baseline: blind-head": 25.0})
     assert refs["delta_vs_base"].isna().all()  # a reference row has no Δ
+
+
+def test_the_text_only_grounding_head_cannot_see_the_image(monkeypatch):
+    import lgvq.downstream.grounding as grounding
+    from lgvq.pipeline.reference_blind import blind_setup
+
+    cfg = smoke()
+    cfg["datasets"]["shapes"]["resize_mode"] = "resize"
+    refs = {"train": [RefRecord(0, 1, "the red circle", (0, 0, 8, 8)), RefRecord(1, 2, "the red circle", (8, 8, 8, 8))],
+            "test": [RefRecord(2, 1, "the red circle", (0, 0, 8, 8)), RefRecord(3, 2, "the red circle", (8, 8, 8, 8))]}
+    monkeypatch.setattr(grounding, "image_sizes", lambda recs: {1: (16, 16), 2: (16, 16)})
+    source = Source(refs=refs, records={"train": [], "test": []})
+    setup = blind_setup(cfg, "grounding", "shapes", source, "cpu", 0)
+    codes_1, *_ = setup.make_batch([0], 0)
+    codes_2, *_ = setup.make_batch([1], 0)
+    assert torch.equal(codes_1, codes_2)
+    setup.model.eval()
+    boxes = [row["pred_xywh"] for row in setup.evaluate(setup.model).predictions]
+    assert boxes[0] == boxes[1]  # one expression on two images: one box

@@ -85,7 +85,8 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
                   "text_to_image": {"ceiling: real-vs-real", "baseline: shuffled-codes (vqgan)", "baseline: always-absent",
                                     "ceiling: real-images"},
                   "unconditional": {"ceiling: real-vs-real", "baseline: shuffled-codes (vqgan)"},
-                  "vqa": {"baseline: majority-per-type"}, "grounding": {"baseline: mean-box"},
+                  "vqa": {"baseline: majority-per-type", "baseline: blind-head"},
+                  "grounding": {"baseline: mean-box", "baseline: text-only-head"},
                   "captioning": {"baseline: most-frequent-caption"}}
     for table, labels in references.items():
         rows = [r for r in csv.DictReader((tables / f"{table}.csv").open()) if r["row_kind"] != "model"]

@@ -1,8 +1,9 @@
-"""`baseline: blind-head` (lgvq.pipeline.references): the VQA head, its architecture, settings and step budget
-unchanged, trained and evaluated on the question alone — every image's code grid replaced by one constant
-grid — so the gap between a model's row and this one is what the codes carry beyond the question.
+"""`baseline: blind-head` (VQA) and `baseline: text-only-head` (grounding) (lgvq.pipeline.references): the task's
+head, its architecture, settings and step budget unchanged, trained and evaluated on the text alone — every
+image's code grid replaced by one constant grid — so the gap between a model's row and this one is what the
+codes carry beyond the question / expression.
 
-The head is the task's own (lgvq.downstream.vqa via the HEADS registry), trained by the same loop
+The head is the task's own (lgvq.downstream.vqa / grounding via the HEADS registry), trained by the same loop
 (lgvq.train.loop) under the same seed; only its code tables are `ConstantCodes`.
 """
 
@@ -69,6 +70,6 @@ def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
     ev = setup.evaluate(model)
     how = (f"the {kind} head ({type(model).__name__}: width {d['width']}, {d['layers']} layers, {d['heads']} heads, "
            f"{d['steps']} steps, batch {d['batch_size']}, seed {seed}) on the question alone: every code grid "
-           f"replaced by one constant {BLIND_GRID[0]}x{BLIND_GRID[1]} grid")
+           f"replaced by one constant {BLIND_GRID[0]}x{BLIND_GRID[1]} grid (the text alone)")
     notes = {m: f"{ev.notes.get(m, m)}; {how}" for m in ev.metrics}
     return {kind: Measured(ev.metrics, notes, labels={"head": how})}

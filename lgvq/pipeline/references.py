@@ -103,6 +103,10 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("blind-head", "baseline", ("vqa",), ("vqa",), False, ("data",), "lgvq.pipeline.reference_blind:blind_head",
               "the VQA head, same architecture and steps, trained and evaluated with every code grid replaced by a "
               "constant one: the question alone", head_seeds=True),
+    Reference("text-only-head", "baseline", ("grounding",), ("grounding",), False, ("data",),
+              "lgvq.pipeline.reference_blind:blind_head",
+              "the grounding head, same architecture and steps, trained and evaluated with every code grid replaced "
+              "by a constant one: the expression alone", head_seeds=True),
 )
 BY_NAME: dict[str, Reference] = {r.name: r for r in REFERENCES}
 
