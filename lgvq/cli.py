@@ -40,6 +40,7 @@ class PipelineVerb:
                              # by the job once the config, whose plug-ins may add tasks, is loaded
     out: bool = False        # takes --out (a file the job writes)
     prints: bool = False     # prints what the function returns (the path it wrote)
+    seed: bool = False       # takes --seed alone (a data-only job that trains)
 
 
 PIPELINE_VERBS = (
@@ -69,6 +70,9 @@ PIPELINE_VERBS = (
     PipelineVerb("reference", "data", "lgvq.pipeline.reference_jobs:run_data",
                  "a data-only baseline or ceiling row (one per dataset)", run=False, task=True,
                  prints=True),
+    PipelineVerb("reference", "seeded", "lgvq.pipeline.reference_jobs:run_seeded",
+                 "a data-only row that trains a head, on one of expensive_seeds", run=False, task=True,
+                 prints=True, seed=True),
     PipelineVerb("reference", "run", "lgvq.pipeline.reference_jobs:run_for_tokenizer",
                  "a baseline or ceiling row of one tokenizer run (--variant base)", task=True, prints=True),
 )
@@ -83,7 +87,8 @@ def _pipeline_handler(spec: PipelineVerb):
         fn = getattr(importlib.import_module(module), name)
         cfg = job_config(a.config, dataset=a.dataset, tokenizer=a.tokenizer if spec.run else None)
         args = [cfg, *([a.task] if spec.task else []), a.dataset,
-                *((a.tokenizer, a.variant, a.seed) if spec.run else ()), *([Path(a.out)] if spec.out else [])]
+                *((a.tokenizer, a.variant, a.seed) if spec.run else ()), *([a.seed] if spec.seed else []),
+                *([Path(a.out)] if spec.out else [])]
         result = fn(*args)
         if spec.prints:
             print(result)
@@ -94,6 +99,8 @@ def _pipeline_handler(spec: PipelineVerb):
 def _add_pipeline_verb(groups: dict[str, Any], spec: PipelineVerb) -> None:
     p = groups[spec.group].add_parser(spec.verb, help=spec.help)
     _selectors(p, run=spec.run)
+    if spec.seed and not spec.run:
+        p.add_argument("--seed", type=int, required=True)
     if spec.task:
         p.add_argument("--task", required=True, help="a registered task (the config's plug-ins may add some)")
     if spec.out:

@@ -135,8 +135,12 @@ def reference(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str | Non
         out["text_encoder"] = cfg["text_encoder"]
     if "text_to_image" in ref.kinds:
         out["t2i_generators"] = [t for t in ("t2i_diffusion", "t2i_ar") if t in cfg["stage2"]["tasks"]]
+    if "captioning" in ref.kinds:
+        out["eval_limit"] = cfg["downstream"]["eval_limit"]  # the test images the captioning rows score
     if tokenizer is not None:
         out["run"] = tokenizer_job_slice(cfg, dataset, tokenizer, "base", seed)
+    if ref.head_seeds:  # a trained head: its settings and its own seed
+        out["downstream"], out["head_seed"] = head_settings(cfg, "downstream"), seed
     return out
 
 

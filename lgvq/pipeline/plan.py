@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from lgvq.config import dose_variant
 from lgvq.downstream.registry import HEADS
 from lgvq.pipeline import paths
-from lgvq.pipeline.references import Reference, data_seed, enabled_references
+from lgvq.pipeline.references import Reference, data_seed, data_seeds, enabled_references
 from lgvq.stage2.registry import STAGE2_TASKS, tasks_by_table
 
 # The paper's tables (lgvq.tables.paper), in the paper's order; `table_ids` adds the tables of
@@ -219,8 +219,8 @@ def reference_jobs(cfg: dict[str, Any], table: str, model_runs: list[Run]) -> li
                            if r.variant == "base" and (only is None or r.tokenizer in only)})
             out += [(ref, ReferenceJob(ref.name, ds, tok, seed)) for ds, tok, seed in runs]
         else:
-            out += [(ref, ReferenceJob(ref.name, ds, None, data_seed(cfg)))
-                    for ds in dict.fromkeys(r.dataset for r in model_runs)]
+            out += [(ref, ReferenceJob(ref.name, ds, None, seed))
+                    for ds in dict.fromkeys(r.dataset for r in model_runs) for seed in data_seeds(cfg, ref)]
     return out
 
 

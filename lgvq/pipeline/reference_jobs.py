@@ -17,7 +17,7 @@ from lgvq.io import ArtifactError
 from lgvq.manifest import RunRecord
 from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
-from lgvq.pipeline.references import Reference, data_seed, get_reference
+from lgvq.pipeline.references import Reference, data_seed, data_seeds, get_reference
 
 
 @dataclass
@@ -64,6 +64,15 @@ def _run(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str | None, se
 def run_data(cfg: dict[str, Any], name: str, dataset: str) -> Path:
     """A data-only reference of `dataset` (its record's tokenizer is "*", its seed the evaluation seed)."""
     return _run(cfg, name, dataset, None, data_seed(cfg))
+
+
+def run_seeded(cfg: dict[str, Any], name: str, dataset: str, seed: int) -> Path:
+    """A data-only reference that trains a head, on one of `expensive_seeds` (`seed`)."""
+    ref = get_reference(name)
+    if seed not in data_seeds(cfg, ref) or not ref.head_seeds:
+        raise ArtifactError(f"reference '{name}': --seed {seed} is not one of its seeds {data_seeds(cfg, ref)}"
+                            + ("" if ref.head_seeds else " (it trains no head: use `lgvq reference data`)"))
+    return _run(cfg, name, dataset, None, seed)
 
 
 def run_for_tokenizer(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str, variant: str, seed: int) -> Path:

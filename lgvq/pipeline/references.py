@@ -44,6 +44,7 @@ class Reference:
     needs: tuple[str, ...]         # inputs of its rule, from NEEDS
     target: str                    # "module:function" computing it
     description: str               # what it is, for the README and the manifest
+    head_seeds: bool = False       # a trained head: one data-only job per `expensive_seeds` seed (its init and batches)
 
     def __post_init__(self) -> None:
         if self.row not in ROW_KINDS:
@@ -51,6 +52,8 @@ class Reference:
         unknown = set(self.needs) - set(NEEDS)
         if unknown:
             raise ValueError(f"reference {self.name}: unknown needs {sorted(unknown)} (known: {NEEDS})")
+        if self.head_seeds and self.per_tokenizer:
+            raise ValueError(f"reference {self.name}: a head-seeded reference is data-only")
 
     @property
     def variant(self) -> str:
@@ -67,6 +70,7 @@ class Reference:
 
 IMAGES = "lgvq.pipeline.reference_images"
 TEXT = "lgvq.pipeline.reference_text"
+HEADS = "lgvq.pipeline.reference_heads"
 
 REFERENCES: tuple[Reference, ...] = (
     Reference("real-vs-real", "ceiling", ("reconstruction", *GENERATION_KINDS),
@@ -92,6 +96,19 @@ REFERENCES: tuple[Reference, ...] = (
               ("data", "extractor", "model", "codes"), f"{IMAGES}:shuffled_codes",
               "training code grids with their positions shuffled per image (code frequencies kept, layout "
               "destroyed), decoded by the tokenizer"),
+    Reference("majority-per-type", "baseline", ("vqa",), ("vqa",), False, ("data",), f"{HEADS}:majority_per_type",
+              "each question type's most frequent training answer, whatever the image and question"),
+    Reference("mean-box", "baseline", ("grounding",), ("grounding",), False, ("data",), f"{HEADS}:mean_box_baseline",
+              "the mean normalised training box, for every referring expression"),
+    Reference("most-frequent-caption", "baseline", ("captioning",), ("captioning",), False, ("data",),
+              f"{HEADS}:most_frequent_caption_baseline", "the most frequent training caption, for every test image"),
+    Reference("blind-head", "baseline", ("vqa",), ("vqa",), False, ("data",), "lgvq.pipeline.reference_blind:blind_head",
+              "the VQA head, same architecture and steps, trained and evaluated with every code grid replaced by a "
+              "constant one: the question alone", head_seeds=True),
+    Reference("text-only-head", "baseline", ("grounding",), ("grounding",), False, ("data",),
+              "lgvq.pipeline.reference_blind:blind_head",
+              "the grounding head, same architecture and steps, trained and evaluated with every code grid replaced "
+              "by a constant one: the expression alone", head_seeds=True),
 )
 BY_NAME: dict[str, Reference] = {r.name: r for r in REFERENCES}
 
@@ -112,6 +129,11 @@ def enabled_references(cfg: dict[str, Any]) -> list[Reference]:
     if unknown:
         raise ConfigError(f"references.skip: unknown reference(s) {unknown} (known: {', '.join(BY_NAME)})")
     return [r for r in REFERENCES if r.name not in rcfg["skip"]]
+
+
+def data_seeds(cfg: dict[str, Any], ref: Reference) -> list[int]:
+    """The seeds of a data-only reference's jobs: a trained head's `expensive_seeds`, else the evaluation seed."""
+    return [int(s) for s in cfg["expensive_seeds"]] if ref.head_seeds else [data_seed(cfg)]
 
 
 def data_seed(cfg: dict[str, Any]) -> int:

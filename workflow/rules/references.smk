@@ -41,6 +41,9 @@ def reference_command(ref):
         if ref.per_tokenizer:
             cmd = (f"{LGVQ} reference run --task {ref.name} --config {CONFIG_JSON} --dataset {wc['dataset']}"
                    f" --tokenizer {wc['tokenizer']} --variant base --seed {wc['seed']}")
+        elif ref.head_seeds:
+            cmd = (f"{LGVQ} reference seeded --task {ref.name} --config {CONFIG_JSON} --dataset {wc['dataset']}"
+                   f" --seed {wc['seed']}")
         else:
             cmd = f"{LGVQ} reference data --task {ref.name} --config {CONFIG_JSON} --dataset {wc['dataset']}"
         return f"{cmd} --threads {threads} > {log.format(**wc)} 2>&1"
