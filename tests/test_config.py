@@ -98,11 +98,14 @@ def test_every_table_has_a_plan():
 
 def test_paper_profile_runs_each_task_only_on_its_papers_dataset():
     cfg = load_config(ROOT / "config" / "paper.yaml")
-    datasets = lambda table: {m.path.parts[-7] for m in plan.model_inputs(cfg, table)}  # noqa: E731
+    datasets = lambda table: {f.parts[-7] for f in plan.table_inputs(cfg, table) if "reference" not in f.parts}  # noqa: E731
+    references = lambda table: {f.parts[-8] for f in plan.table_inputs(cfg, table) if "reference" in f.parts}  # noqa: E731
+    assert references("vqa") == references("grounding") == {"coco"} and references("captioning") == {"cub"}
     assert datasets("vqa") == datasets("grounding") == {"coco"}
     assert datasets("captioning") == {"cub"}
     assert datasets("text_to_image") == datasets("completion") == {"celebahq"}
-    assert {m.path.parts[-5] for m in plan.model_inputs(cfg, "text_to_image")} == {"stage2-t2i_diffusion"}
+    assert {f.parts[-5] for f in plan.table_inputs(cfg, "text_to_image") if "reference" not in f.parts} == {
+        "stage2-t2i_diffusion"}
 
 
 def test_disabled_stages_feed_no_table():
@@ -116,7 +119,7 @@ def test_a_task_runs_only_on_its_listed_tokenizers_and_unlisted_tasks_on_all():
     cfg = validate_config({**MINIMAL, "tokenizers": two, "stage2": {"enabled": True, "tokenizers": {"unconditional": ["vqgan"]}}})
     assert {(r.tokenizer, r.variant) for r in plan.task_runs(cfg, "stage2", "unconditional")} == {("vqgan", "base"), ("vqgan", "lg")}
     assert {r.tokenizer for r in plan.task_runs(cfg, "stage2", "completion")} == {"vqgan", "cvq"}
-    assert {m.path.parts[-4] for m in plan.model_inputs(cfg, "unconditional")} == {"vqgan"}
+    assert {f.parts[-4] for f in plan.table_inputs(cfg, "unconditional") if "reference" not in f.parts} == {"vqgan"}
 
 
 def test_narrowing_which_jobs_run_keeps_the_finished_jobs_hashes():
