@@ -36,6 +36,9 @@ class Source:
     def records(self, split):
         return self._records[split]
 
+    def splits(self):
+        return list(self._records)
+
 
 # --- the tables list them ----------------------------------------------------------------------------
 
