@@ -20,7 +20,7 @@ from lgvq.pipeline.reference_jobs import Measured
 from lgvq.pipeline.references import Reference
 
 ROWS = 4096      # caption rows counted at a time for the prior
-SCORED = 16      # captions scored at a time: the one-hot (SCORED, L, vocabulary) logits are what is held
+SCORED = 16      # captions scored at a time
 BATCH = 64
 
 
@@ -39,17 +39,20 @@ def position_prior(token_ids: np.ndarray, maskable: np.ndarray, counts: np.ndarr
 
 
 class PriorDecoder:
-    """Stands in for the LG module's masked-text decoder (`predict_masked`): whatever the image and the rest
+    """Stands in for the LG module's masked-text decoder (`masked_top1`): whatever the image and the rest
     of the caption, it predicts the most frequent training word at each masked position."""
 
     def __init__(self, prior: np.ndarray, vocabulary: int) -> None:
         self.prior, self.vocabulary = torch.as_tensor(prior, dtype=torch.long), vocabulary
 
-    def predict_masked(self, z_q: torch.Tensor, text, masked: torch.Tensor) -> torch.Tensor:
+    def _ids(self, L: int) -> torch.Tensor:
+        return self.prior[:L] if len(self.prior) >= L else torch.cat([self.prior, torch.zeros(L - len(self.prior), dtype=torch.long)])
+
+    def masked_top1(self, z_q: torch.Tensor, text, masked: torch.Tensor) -> torch.Tensor:
+        """The prior's word at every masked position, in `logits[masked]` order (what the LG module's
+        `masked_top1` returns; the accumulator scores that)."""
         B, L = masked.shape
-        ids = self.prior[:L] if len(self.prior) >= L else torch.cat([self.prior, torch.zeros(L - len(self.prior), dtype=torch.long)])
-        logits = torch.zeros(B, L, self.vocabulary)
-        return logits.scatter_(2, ids[None, :, None].expand(B, L, 1), 1.0)
+        return self._ids(L)[None, :].expand(B, L)[masked]
 
 
 def prior_recall(decoder: PriorDecoder, captions, k: int, seed: int) -> tuple[float, int, int]:
