@@ -191,7 +191,8 @@ def test_torchrun_trains_a_tokenizer_and_a_head_job_with_two_processes(tmp_path)
     cfg = yaml.safe_load((root / "config" / "smoke.yaml").read_text())
     cfg.update(results_dir=str(tmp_path / "r"), train={**cfg["train"], "gpus": 2},
                downstream={**cfg["downstream"], "gpus": 2},
-               tokenizers={"vqvae": cfg["tokenizers"]["vqvae"]}, ablation={"tokenizer": None})
+               tokenizers={"vqvae": cfg["tokenizers"]["vqvae"]}, ablation={"tokenizer": None},
+               dose_response={"enabled": False}, references={"enabled": False})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     sel = ["--config", str(path), "--dataset", "shapes"]

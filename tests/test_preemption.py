@@ -32,7 +32,7 @@ def lgvq() -> list[str]:
 def config(tmp: Path, name: str) -> Path:
     cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     cfg.update(results_dir=str(tmp / name / "r"), tokenizers={"vqvae": cfg["tokenizers"]["vqvae"]},
-               ablation={"tokenizer": None})
+               ablation={"tokenizer": None}, dose_response={"enabled": False}, references={"enabled": False})
     cfg["train"].update(steps=STEPS, ckpt_every=2)
     cfg["stage2"].update(steps=STEPS, ckpt_every=2)
     path = tmp / f"{name}.yaml"

@@ -56,7 +56,7 @@ def test_the_plan_maps_tables_to_the_tasks_that_fill_them():
                                          "semantic_synthesis": ("semantic",),
                                          "text_to_image": ("t2i_diffusion", "t2i_ar")}
     cfg = validate_config(load_config(ROOT / "config" / "smoke.yaml"))
-    kinds = [m.path.parts[-5] for m in plan.table_metric_inputs(cfg, "text_to_image")]
+    kinds = [m.path.parts[-5] for m in plan.model_inputs(cfg, "text_to_image")]
     assert set(kinds) == {"stage2-t2i_diffusion", "stage2-t2i_ar"} and kinds.index("stage2-t2i_ar") > kinds.index(
         "stage2-t2i_diffusion")
 
