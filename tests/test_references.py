@@ -118,7 +118,7 @@ def test_the_word_prior_predicts_the_most_frequent_training_word_at_each_positio
 
 def test_the_word_prior_is_scored_at_the_lg_decoders_masked_positions():
     test = captions([[101, 7, 8, 9, 4], [101, 3, 8, 9, 0], [101, 7, 2, 0, 0]] * 20)
-    prior = PriorDecoder(np.array([0, 7, 8, 9, 4]), vocabulary=12)
+    prior = PriorDecoder(np.array([0, 7, 8, 9, 4]))
     recall, scored, skipped = prior_recall(prior, [test], k=1, seed=5)
 
     class Oracle:  # knows the answers: used to replay the positions the LG protocol masks

@@ -42,8 +42,8 @@ class PriorDecoder:
     """Stands in for the LG module's masked-text decoder (`masked_top1`): whatever the image and the rest
     of the caption, it predicts the most frequent training word at each masked position."""
 
-    def __init__(self, prior: np.ndarray, vocabulary: int) -> None:
-        self.prior, self.vocabulary = torch.as_tensor(prior, dtype=torch.long), vocabulary
+    def __init__(self, prior: np.ndarray) -> None:
+        self.prior = torch.as_tensor(prior, dtype=torch.long)
 
     def _ids(self, L: int) -> torch.Tensor:
         return self.prior[:L] if len(self.prior) >= L else torch.cat([self.prior, torch.zeros(L - len(self.prior), dtype=torch.long)])
@@ -84,8 +84,7 @@ def word_prior(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
         counts = position_prior(np.asarray(cache.token_ids[idx], dtype=np.int64), maskable, counts)
     if counts is None:
         raise ValueError(f"word prior: dataset '{dataset}' has no training captions")
-    test_ids = np.asarray(cache.token_ids[_first_rows(cache, test)], dtype=np.int64)
-    decoder = PriorDecoder(counts.argmax(1), max(counts.shape[1], int(test_ids.max()) + 1))
+    decoder = PriorDecoder(counts.argmax(1))
     mask_seed = cfg["eval"]["mask_eval_seed"]
     metrics, notes = {}, {}
     for k in (1, 3):
