@@ -178,6 +178,14 @@ CHANGES = {
     "downstream.fast_path": False,
     "downstream.cpu_bf16": "on",
     "downstream.tokenizers.vqa": ["vqvae"],
+    "downstream.grounding_head": "transvg",
+    "downstream.codebook_norm": "none",
+    "train.val_every": 7,
+    "train.val_items": 3,
+    "stage2.val_every": 7,
+    "stage2.val_items": 3,
+    "downstream.val_every": 7,
+    "downstream.val_items": 3,
     "dose_response.multipliers": [1, 10],
     "dose_response.vqa": False,
     "references.enabled": False,
@@ -191,7 +199,8 @@ def documented_reruns() -> dict[str, set[str]]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 2 and cells[0].startswith("`") and not cells[0].startswith("`key"):
             rules = set(re.findall(r"`([a-z_0-9]+)`", cells[1]))
-            rows[cells[0].strip("`")] = rules
+            for key in re.findall(r"`([^`]+)`", cells[0]):  # a row may list several keys
+                rows[key] = rules
     return rows
 
 

@@ -67,8 +67,10 @@ def test_cache_is_built_in_chunks_and_memory_mapped_on_load(minilm, tmp_path):
     direct = minilm.encode(ordered)
     got = cache.features(range(len(ordered)))
     assert torch.equal(got.token_ids, direct.token_ids) and torch.equal(got.valid, direct.valid)
-    assert torch.equal(got.tokens, direct.tokens.half().float())
-    assert torch.allclose(got.global_, direct.global_, atol=1e-6)
+    # Stored as fp16: within half precision of the fp32 encoding (a one-shot batch pads differently
+    # from batches of 2, so the fp32 values themselves may differ in the last bits).
+    torch.testing.assert_close(got.tokens, direct.tokens, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(got.global_, direct.global_, rtol=1e-5, atol=1e-5)
     assert cache.rows_for_image(3) == [1, 2, 3] and cache.row(8, "a green triangle") == 4
     with np.load(path, allow_pickle=False) as z:
         assert np.array_equal(z["tokens"], cache.tokens) and list(z["captions"]) == ordered
