@@ -48,12 +48,21 @@ def main() -> None:
     tables_s = _run(["make", "tables", f"CORES={args.cores}"], clone, work / "tables.log")
     jobs = [json.loads(p.read_text()) for p in (clone / "results").rglob("*manifest*.json") if "tables" not in p.parts]
     job_s = sum(float(j.get("wall_time_s", 0.0)) for j in jobs)
+    # Where the time goes, per kind of job (the manifest's `step`): what to cut to meet the budget.
+    by_step: dict[str, dict[str, float]] = {}
+    for j in jobs:
+        row = by_step.setdefault(str(j.get("step", "?")), {"jobs": 0, "seconds": 0.0})
+        row["jobs"] += 1
+        row["seconds"] += float(j.get("wall_time_s", 0.0))
+    by_step = {k: {"jobs": v["jobs"], "seconds": round(v["seconds"], 1)}
+               for k, v in sorted(by_step.items(), key=lambda kv: -kv[1]["seconds"])}
     result = {"benchmark": "default DAG wall time (make tables, config/config.yaml)",
               "git": git_revision(clone), "device": device_info(), "platform": platform.platform(),
               "cores_flag": args.cores, "cpu_count": os.cpu_count(),
               "setup_s": round(setup_s, 1), "make_tables_s": round(tables_s, 1),
               "make_tables_min": round(tables_s / 60, 1), "jobs_with_manifest": len(jobs),
-              "job_seconds_sum": round(job_s, 1), "log": str(work / "tables.log")}
+              "job_seconds_sum": round(job_s, 1), "job_seconds_by_step": by_step,
+              "log": str(work / "tables.log")}
     atomic_write_json(args.out, result)
     print(json.dumps(result, indent=1))
 

@@ -8,21 +8,27 @@ spatial relations), objects (COCO instances JSON), per-pixel label maps (CelebAM
 its four question types), referring expressions (RefCOCOg-style refs pickle + instances) and
 the attributes themselves (attributes_<split>.json), so every task has a ground truth.
 
-Same arguments -> byte-identical files: one seeded RNG, sorted JSON, PNGs without metadata.
+Same arguments -> byte-identical files: one seeded RNG, records in generation order with sorted
+keys, PNGs without metadata. Memory is bounded by one image's records (lgvq.data.spool).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from lgvq.io import atomic_write_bytes, atomic_write_json
+from lgvq.data import formats
+from lgvq.data.spool import JsonSpool, PickleListSpool, write_json_members, write_pickled_list
+from lgvq.io import atomic_path, atomic_write_bytes, atomic_write_json
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 COLOURS = {
@@ -184,66 +190,88 @@ def generate(out: str | Path, *, n: int = 1000, size: int = 64, seed: int = 0, t
     if size < 16:
         raise ValueError(f"--size must be at least 16 px (got {size})")
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     split_of = ["train"] * int(n * SPLITS["train"]) + ["val"] * int(n * SPLITS["val"])
     split_of += ["test"] * (n - len(split_of))
-    coco: dict[str, dict[str, list]] = {s: {"images": [], "annotations": [], "objects": []} for s in SPLITS}
-    qa: dict[str, list[tuple[str, str, int, int]]] = {s: [] for s in SPLITS}
-    attrs: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
-    refs: list[dict[str, Any]] = []
-    ann_id = obj_id = ref_id = sent_id = 0
-    for i in tqdm(range(n), desc="synth", mininterval=1.0):
-        image_id = i + 1
-        split = split_of[i]
-        objects = _place(rng, size, rng.randint(1, 3))
-        word = rng.choice(TEXT_WORDS) if text_variant else None
-        img, mask = render(objects, size, rng.choice(BACKGROUNDS), word)
-        name = f"{image_id:012d}.png"
-        # One fsync per PNG made generation ~3.5x slower (100k images: ~45 min on 2 shared cores);
-        # the images are flushed by the one sync below, before any metadata names them.
-        atomic_write_bytes(out / "images" / split / name, _png_bytes(img), fsync=False)
-        atomic_write_bytes(out / "masks" / name, _png_bytes(mask), fsync=False)
-        coco[split]["images"].append({"id": image_id, "file_name": name, "width": size, "height": size})
-        for cap in captions_for(rng, objects, word):
-            ann_id += 1
-            coco[split]["annotations"].append({"id": ann_id, "image_id": image_id, "caption": cap})
-        for o in objects:
-            obj_id += 1
-            coco[split]["objects"].append({"id": obj_id, "image_id": image_id, "bbox": o["bbox"],
-                                           "area": o["bbox"][2] * o["bbox"][3], "iscrowd": 0,
-                                           "category_id": SHAPES.index(o["shape"]) + 1})
-            if sum(x["shape"] == o["shape"] and x["colour"] == o["colour"] for x in objects) == 1:
-                ref_id += 1
-                sents = []
-                for text in (f"the {o['colour']} {o['shape']}", f"{o['size']} {o['colour']} {rng.choice(SYNONYMS[o['shape']])}"):
-                    sent_id += 1
-                    sents.append({"sent": text, "raw": text, "tokens": text.split(), "sent_id": sent_id})
-                refs.append({"ref_id": ref_id, "ann_id": obj_id, "image_id": image_id, "split": split,
-                             "category_id": SHAPES.index(o["shape"]) + 1, "sentences": sents})
-        for q, a, t in questions_for(rng, objects, size):
-            qa[split].append((q, a, image_id, t))
-        attrs[split][str(image_id)] = {"objects": objects, "word": word}
+    # Every record goes to a spool file on disk as soon as it is made (lgvq.data.spool): memory
+    # holds one image's records, not the dataset's (~12 KB per image as Python lists).
+    with tempfile.TemporaryDirectory(dir=out, prefix=".synth-spool-") as tmp, contextlib.ExitStack() as stack:
+        def spool(kind: str):
+            s = JsonSpool(tmp, kind)
+            stack.callback(s.close)
+            return s
 
-    os.sync()
-    from lgvq.data import formats
+        images = {s: spool("array") for s in SPLITS}
+        captions = {s: spool("array") for s in SPLITS}
+        objects_of = {s: spool("array") for s in SPLITS}
+        attrs = {s: spool("object") for s in SPLITS}
+        all_images, all_objects = spool("array"), spool("array")
+        refs = PickleListSpool(tmp)
+        stack.callback(refs.close)
+        qa = {s: [stack.enter_context(open(Path(tmp) / f"qa-{s}-{name}", "w", encoding="utf-8"))
+                  for name in formats.COCOQA_FILES] for s in SPLITS}
+        ann_id = obj_id = ref_id = sent_id = 0
+        for i in tqdm(range(n), desc="synth", mininterval=1.0):
+            image_id = i + 1
+            split = split_of[i]
+            objects = _place(rng, size, rng.randint(1, 3))
+            word = rng.choice(TEXT_WORDS) if text_variant else None
+            img, mask = render(objects, size, rng.choice(BACKGROUNDS), word)
+            name = f"{image_id:012d}.png"
+            # One fsync per PNG made generation ~3.5x slower (100k images: ~45 min on 2 shared cores);
+            # the images are flushed by the one sync below, before any metadata names them.
+            atomic_write_bytes(out / "images" / split / name, _png_bytes(img), fsync=False)
+            atomic_write_bytes(out / "masks" / name, _png_bytes(mask), fsync=False)
+            image = {"id": image_id, "file_name": name, "width": size, "height": size}
+            images[split].append(image)
+            all_images.append(image)
+            for cap in captions_for(rng, objects, word):
+                ann_id += 1
+                captions[split].append({"id": ann_id, "image_id": image_id, "caption": cap})
+            for o in objects:
+                obj_id += 1
+                obj = {"id": obj_id, "image_id": image_id, "bbox": o["bbox"], "area": o["bbox"][2] * o["bbox"][3],
+                       "iscrowd": 0, "category_id": SHAPES.index(o["shape"]) + 1}
+                objects_of[split].append(obj)
+                all_objects.append(obj)
+                if sum(x["shape"] == o["shape"] and x["colour"] == o["colour"] for x in objects) == 1:
+                    ref_id += 1
+                    sents = []
+                    for text in (f"the {o['colour']} {o['shape']}", f"{o['size']} {o['colour']} {rng.choice(SYNONYMS[o['shape']])}"):
+                        sent_id += 1
+                        sents.append({"sent": text, "raw": text, "tokens": text.split(), "sent_id": sent_id})
+                    refs.append({"ref_id": ref_id, "ann_id": obj_id, "image_id": image_id, "split": split,
+                                 "category_id": SHAPES.index(o["shape"]) + 1, "sentences": sents})
+            for row in questions_for(rng, objects, size):
+                q, a, t = row
+                for fh, value in zip(qa[split], (q, a, image_id, t)):
+                    fh.write(f"{value}\n")
+            attrs[split].put(str(image_id), {"objects": objects, "word": word})
 
-    categories = [{"id": k + 1, "name": s, "supercategory": "shape"} for k, s in enumerate(SHAPES)]
-    for split in SPLITS:
-        formats.write_coco_captions(out / "annotations" / f"captions_{split}.json",
-                                    coco[split]["images"], coco[split]["annotations"])
-        formats.write_coco_instances(out / "annotations" / f"instances_{split}.json",
-                                     coco[split]["images"], coco[split]["objects"], categories)
-        formats.write_cocoqa(out / "cocoqa" / split, qa[split])
-        atomic_write_json(out / f"attributes_{split}.json", attrs[split])
-    all_images = [im for s in SPLITS for im in coco[s]["images"]]
-    all_objects = [ob for s in SPLITS for ob in coco[s]["objects"]]
-    formats.write_refs(out / "refcocog" / "refs(umd).p", refs)
-    formats.write_coco_instances(out / "refcocog" / "instances.json", all_images, all_objects, categories)
-    atomic_write_json(out / "dataset.json", {
-        "name": "shapes-text" if text_variant else "shapes", "n": n, "size": size, "seed": seed,
-        "splits": {s: len(coco[s]["images"]) for s in SPLITS}, "shapes": list(SHAPES),
-        "colours": sorted(COLOURS), "sizes": list(SIZES), "label_map": {"0": "background",
-                                                                        **{str(k + 1): s for k, s in enumerate(SHAPES)}}})
+        for fh in (fh for files in qa.values() for fh in files):
+            fh.close()
+        os.sync()
+        info = {"info": {"description": "lgvq"}, "licenses": []}
+        categories = [{"id": k + 1, "name": s, "supercategory": "shape"} for k, s in enumerate(SHAPES)]
+        for split in SPLITS:
+            write_json_members(out / "annotations" / f"captions_{split}.json",
+                               {**info, "images": images[split], "annotations": captions[split]})
+            write_json_members(out / "annotations" / f"instances_{split}.json",
+                               {**info, "images": images[split], "annotations": objects_of[split],
+                                "categories": categories})
+            for name in formats.COCOQA_FILES:
+                with atomic_path(out / "cocoqa" / split / name) as dest:
+                    shutil.copyfile(Path(tmp) / f"qa-{split}-{name}", dest)
+            write_json_members(out / f"attributes_{split}.json", attrs[split])
+        write_pickled_list(out / "refcocog" / "refs(umd).p", refs)
+        write_json_members(out / "refcocog" / "instances.json",
+                           {**info, "images": all_images, "annotations": all_objects, "categories": categories})
+        atomic_write_json(out / "dataset.json", {
+            "name": "shapes-text" if text_variant else "shapes", "n": n, "size": size, "seed": seed,
+            "splits": {s: len(images[s]) for s in SPLITS}, "shapes": list(SHAPES),
+            "colours": sorted(COLOURS), "sizes": list(SIZES), "label_map": {"0": "background",
+                                                                            **{str(k + 1): s for k, s in enumerate(SHAPES)}}})
     return out
 
 
