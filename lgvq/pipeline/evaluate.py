@@ -82,6 +82,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         labels=labels, not_computed=fid.not_computed,
         extra=convergence_extra(paths.tokenizer_dir(R, dataset, tokenizer, variant, seed))).write(out)  # its training
     stats = codebook_statistics(codes, model.codebook_size)
+    run_at = (R, dataset, tokenizer, variant, seed)
     cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
     MetricRecord(
         "codebook", *run,
@@ -89,7 +90,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         notes={"usage": f"fraction of the {model.codebook_size} codes used at least once over all "
                         f"{codes.shape[0]} test images ({codes.shape[1]}x{codes.shape[2]} codes each)"},
         labels=labels).write(cb_dir)
-    _codebook_figures(model, codes, cb_dir)
+    _codebook_figures(model, codes, paths.codebook_usage_plot_file(*run_at), paths.codebook_picture_file(*run_at))
     record.write(out, fid=fid.description)
     record.write(cb_dir)
 
@@ -112,7 +113,7 @@ def reconstruct_to_folder(model, data, records, folder: Path, dev, batch: int = 
     return np.concatenate(psnr), np.concatenate(ssim)
 
 
-def _codebook_figures(model, codes: np.ndarray, out: Path) -> None:
+def _codebook_figures(model, codes: np.ndarray, usage_png: Path, picture_png: Path) -> None:
     """Fig. 7: usage histogram and each code decoded as a 1x1 latent, tiled."""
     import matplotlib
 
@@ -128,10 +129,10 @@ def _codebook_figures(model, codes: np.ndarray, out: Path) -> None:
     ax.set_ylabel("count on test split")
     ax.set_title(f"codebook usage: {np.mean(counts > 0):.1%} of {len(counts)} codes")
     fig.tight_layout()
-    with atomic_path(out / "codebook_usage.png") as tmp:
+    with atomic_path(usage_png) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    codebook_picture(model, out / "codebook.png")
+    codebook_picture(model, picture_png)
 
 
 @torch.no_grad()

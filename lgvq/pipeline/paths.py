@@ -89,6 +89,11 @@ def val_grid_file(results: str | Path, dataset: str, tokenizer: str, variant: st
     return tokenizer_dir(results, dataset, tokenizer, variant, seed) / "samples_val.png"
 
 
+def val_step_grid_file(job_dir: str | Path, step: int) -> Path:
+    """The same grid at checkpoint `step`, inside the training job's folder."""
+    return Path(job_dir) / "val" / f"samples_step{step:07d}.png"
+
+
 def train_log(job_dir: str | Path) -> Path:
     """The loss log of the training job whose output folder is `job_dir`."""
     return Path(job_dir) / TRAIN_LOG_NAME
@@ -107,6 +112,11 @@ def metrics_file(results: str | Path, kind: str, dataset: str, tokenizer: str, v
 def codebook_picture_file(results: str | Path, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
     """Every code decoded as a 1x1 latent, tiled (Fig. 7; lgvq.pipeline.evaluate)."""
     return eval_dir(results, "codebook", dataset, tokenizer, variant, seed) / "codebook.png"
+
+
+def codebook_usage_plot_file(results: str | Path, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    """Codes sorted by their test-split counts, one bar each (lgvq.pipeline.evaluate)."""
+    return eval_dir(results, "codebook", dataset, tokenizer, variant, seed) / "codebook_usage.png"
 
 
 def stage2_sample_grid(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:

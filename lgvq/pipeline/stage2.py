@@ -229,7 +229,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 wanted = torch.as_tensor(np.stack([caption_attribute_vector(cap) for cap in captions[c * 50 : c * 50 + 50]]))
                 hit, cells = attribute_hits(extractor, x, wanted, attr_mask)
                 right, scored = right + hit, scored + cells
-    _sample_grid(torch.cat(grid_images), out / "samples_grid.png")
+    _sample_grid(torch.cat(grid_images), paths.stage2_sample_grid(R, task, dataset, tokenizer, variant, seed))
 
     # FID off: the samples and their grid are still written above, for a person to look at
     fid = score_fid(samples_dir, reference_folder(cfg, dataset) if extractor is not None else None, extractor,

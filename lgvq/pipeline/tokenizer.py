@@ -150,10 +150,10 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     state = train_loop(task, epoch_batches, out_dir=out, max_steps=steps, seed=seed, config_hash=h,
                        ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
                        desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist, validate=validate, val_every=tcfg["val_every"],
-                       on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, out / "val" / f"samples_step{step:07d}.png", dev))
+                       on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, paths.val_step_grid_file(out, step), dev))
     if not dist.is_main:
         return out / "model.pt"  # rank 0 writes the outputs
-    _save_val_grid(cfg, dataset, model, out / "samples_val.png", dev)
+    _save_val_grid(cfg, dataset, model, paths.val_grid_file(cfg["results_dir"], dataset, tokenizer, variant, seed), dev)
     model_path = out / "model.pt"
     atomic_torch_save(model_path, {"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
                                    "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
