@@ -21,7 +21,7 @@ from lgvq.tables.build import delta_text
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 TABLES = ("reconstruction", "ablation", "masked_word", "word_code_similarity", "codebook_usage", "text_to_image",
-          "semantic_synthesis", "unconditional", "completion", "captioning", "vqa", "grounding")
+          "semantic_synthesis", "unconditional", "completion", "captioning", "vqa", "grounding", "dose_response")
 
 
 def fmt(v: float, metric: str) -> str:
@@ -39,6 +39,30 @@ def job_minutes(results: Path) -> tuple[float, int]:
     return total / 60, n
 
 
+def precisions(results: Path) -> dict[str, dict[str, int]]:
+    """Per kind of job (the manifest's `step`): how many ran at each precision (`execution.precision`)."""
+    out: dict[str, dict[str, int]] = {}
+    for m in results.rglob("manifest.json"):
+        if "tables" in m.parts:
+            continue
+        j = json.loads(m.read_text())
+        p = str((j.get("execution") or {}).get("precision", "fp32"))
+        kind = out.setdefault(str(j.get("step", "?")), {})
+        kind[p] = kind.get(p, 0) + 1
+    return out
+
+
+def precision_text(results: Path) -> str:
+    """'bf16 autocast: tokenizer/train (40) ...; fp32: everything else' from the manifests."""
+    groups: dict[str, list[str]] = {}
+    for step, counts in sorted(precisions(results).items()):
+        for p, n in counts.items():
+            groups.setdefault(p, []).append(f"{step} ({n})")
+    if list(groups) == ["fp32"]:
+        return "every job fp32"
+    return "; ".join(f"{p}: {', '.join(steps)}" for p, steps in sorted(groups.items()))
+
+
 def section(results: Path, wall: str | None) -> str:
     out = [BEGIN, "", "## Results of the default run (embedded data, ours only)", ""]
     manifest = next((results / "shapes" / "tokenizers").rglob("manifest.json"), None)
@@ -52,7 +76,11 @@ def section(results: Path, wall: str | None) -> str:
         out.append(f"Compute: the {jobs} jobs' manifests sum to {minutes:.0f} job-minutes on the CPU (each job's own "
                    "wall time; jobs that share the cores overlap, so this is more than the whole DAG's wall time).")
         out.append("")
+        out.append(f"Precision, from each job's manifest (`execution.precision`): {precision_text(results)}.")
+        out.append("")
     for table in TABLES:
+        if not (results / "tables" / f"{table}.csv").is_file():  # a table this config does not build
+            continue
         df = pd.read_csv(results / "tables" / f"{table}.csv")
         df = df[df["n_seeds"] > 0]
         if df.empty:

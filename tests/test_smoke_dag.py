@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,15 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
     manifest = json.loads(next((tmp_path / "results").rglob("tokenizers/*/lg/seed0/manifest.json")).read_text())
     for key in ("config_hash", "git", "versions", "seed", "wall_time_s", "peak_rss_mb"):
         assert key in manifest
+
+    # the README's results section is generated from these tables (scripts/readme_results.py)
+    readme_results = runpy.run_path(str(ROOT / "scripts" / "readme_results.py"))
+    section = readme_results["section"](tmp_path / "results", "12 min")
+    assert "Whole DAG wall time: 12 min." in section and "Precision, from each job's manifest" in section
+    for table, labels in references.items():
+        assert f"**{table}**" in section, table
+        for label in labels:
+            assert f"| {label} | " in section, (table, label)
 
     # one table regenerates alone, without retraining anything
     (tables / "ablation.md").unlink()
