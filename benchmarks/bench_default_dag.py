@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lgvq.io import atomic_write_json  # noqa: E402
-from lgvq.manifest import device_info, git_revision  # noqa: E402
+from lgvq.manifest import device_info, distinct_jobs, git_revision  # noqa: E402
 
 
 def _run(cmd: list[str], cwd: Path, log: Path) -> float:
@@ -46,7 +46,8 @@ def main() -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     setup_s = _run(["make", "setup"], clone, work / "setup.log")
     tables_s = _run(["make", "tables", f"CORES={args.cores}"], clone, work / "tables.log")
-    jobs = [json.loads(p.read_text()) for p in (clone / "results").rglob("*manifest*.json") if "tables" not in p.parts]
+    jobs = distinct_jobs(json.loads(p.read_text()) for p in (clone / "results").rglob("manifest.json")
+                         if "tables" not in p.parts)
     job_s = sum(float(j.get("wall_time_s", 0.0)) for j in jobs)
     # Where the time goes, per kind of job (the manifest's `step`): what to cut to meet the budget.
     by_step: dict[str, dict[str, float]] = {}

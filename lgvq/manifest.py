@@ -18,7 +18,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from lgvq.io import atomic_write_json
 
@@ -118,3 +118,17 @@ class RunRecord:
         path = Path(out_dir) / name
         atomic_write_json(path, manifest)
         return path
+
+
+def distinct_jobs(manifests: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One manifest per job: a job that writes its manifest into several folders (the reconstruction
+    evaluation beside its codebook record, a reference shared by tables) has the same start time and
+    command line in each copy. For sums of job wall time."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for m in manifests:
+        key = (m.get("step"), m.get("started_unix"), tuple(m.get("argv") or ()))
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out

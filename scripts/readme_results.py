@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lgvq.manifest import distinct_jobs
 from lgvq.tables.build import delta_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,24 +29,21 @@ def fmt(v: float, metric: str) -> str:
     return "" if v is None or math.isnan(v) else (f"{v:.4f}" if "MSE" in metric else f"{v:.2f}")
 
 
+def jobs_of(results: Path) -> list[dict]:
+    """Every job's manifest once (lgvq.manifest.distinct_jobs), the tables' own left out."""
+    return distinct_jobs(json.loads(m.read_text()) for m in results.rglob("manifest.json") if "tables" not in m.parts)
+
+
 def job_minutes(results: Path) -> tuple[float, int]:
     """Sum of the wall times recorded by every job's manifest (minutes) and the number of jobs."""
-    total, n = 0.0, 0
-    for m in results.rglob("manifest.json"):
-        if "tables" in m.parts:
-            continue
-        total += float(json.loads(m.read_text()).get("wall_time_s", 0.0))
-        n += 1
-    return total / 60, n
+    jobs = jobs_of(results)
+    return sum(float(j.get("wall_time_s", 0.0)) for j in jobs) / 60, len(jobs)
 
 
 def precisions(results: Path) -> dict[str, dict[str, int]]:
     """Per kind of job (the manifest's `step`): how many ran at each precision (`execution.precision`)."""
     out: dict[str, dict[str, int]] = {}
-    for m in results.rglob("manifest.json"):
-        if "tables" in m.parts:
-            continue
-        j = json.loads(m.read_text())
+    for j in jobs_of(results):
         p = str((j.get("execution") or {}).get("precision", "fp32"))
         kind = out.setdefault(str(j.get("step", "?")), {})
         kind[p] = kind.get(p, 0) + 1

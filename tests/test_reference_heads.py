@@ -200,3 +200,19 @@ def test_the_text_only_grounding_head_cannot_see_the_image(monkeypatch):
     setup.model.eval()
     boxes = [row["pred_xywh"] for row in setup.evaluate(setup.model).predictions]
     assert boxes[0] == boxes[1]  # one expression on two images: one box
+
+
+@pytest.mark.parametrize("cpu_bf16, precision", [("on", "bf16-autocast (cpu)"), ("off", "fp32")])
+def test_the_blind_head_trains_with_the_heads_execution_and_records_it(monkeypatch, tmp_path, cpu_bf16, precision):
+    """The control differs from the heads it controls for in its input only: the same `downstream` settings,
+    CPU bf16 autocast included, and its manifest says how its steps ran."""
+    import lgvq.pipeline.reference_blind as rb
+
+    cfg = smoke()
+    cfg["results_dir"] = str(tmp_path)
+    cfg["downstream"].update(steps=2, cpu_bf16=cpu_bf16, ckpt_every=1)
+    qa = {"train": [QARecord(1, "what shape is it", "circle", 0), QARecord(2, "what shape is it", "square", 0)],
+          "test": [QARecord(1, "what shape is it", "circle", 0)]}
+    monkeypatch.setattr(rb, "dataset_source", lambda cfg, dataset: Source(qa=qa))
+    measured = rb.blind_head(cfg, get_reference("blind-head"), "shapes", None, 0)
+    assert measured["vqa"].execution["precision"] == precision

@@ -59,7 +59,8 @@ def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
     seed_everything(seed)
     setup = blind_setup(cfg, kind, dataset, dataset_source(cfg, dataset), dev, seed)
     model = setup.model.to(dev)
-    trainer = HeadTask(model, setup.loss_terms, lr=d["lr"], fast_path=d["fast_path"])
+    # The same execution as the heads it controls for (lgvq.pipeline.downstream): CPU bf16 autocast too.
+    trainer = HeadTask(model, setup.loss_terms, lr=d["lr"], fast_path=d["fast_path"], cpu_bf16=d["cpu_bf16"])
     work = paths.reference_dir(cfg["results_dir"], kind, dataset, ref.name, None, seed) / "head"
     train_loop(trainer, shuffled_batches(setup.n_train, d["batch_size"], seed, setup.make_batch,
                                          key="downstream.batch_size"),
@@ -72,4 +73,4 @@ def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
            f"{d['steps']} steps, batch {d['batch_size']}, seed {seed}) on the question alone: every code grid "
            f"replaced by one constant {BLIND_GRID[0]}x{BLIND_GRID[1]} grid (the text alone)")
     notes = {m: f"{ev.notes.get(m, m)}; {how}" for m in ev.metrics}
-    return {kind: Measured(ev.metrics, notes, labels={"head": how})}
+    return {kind: Measured(ev.metrics, notes, labels={"head": how}, execution=trainer.execution.record())}

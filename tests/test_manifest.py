@@ -1,0 +1,20 @@
+"""Manifests: a job that writes its manifest into several folders counts once in sums of job time."""
+
+from __future__ import annotations
+
+import json
+
+from lgvq.manifest import RunRecord, distinct_jobs
+
+
+def test_a_job_writing_two_manifests_is_one_job_and_two_jobs_are_two(tmp_path):
+    evaluation = RunRecord("eval/reconstruction", {"a": 1}, seed=0)
+    evaluation.write(tmp_path / "reconstruction")
+    evaluation.write(tmp_path / "codebook")  # as lgvq.pipeline.evaluate writes beside the codebook record
+    other = RunRecord("eval/reconstruction", {"a": 1}, seed=1)
+    other.started += 1.0  # a second job of the same kind, started later
+    other.write(tmp_path / "seed1")
+    manifests = [json.loads(p.read_text()) for p in sorted(tmp_path.rglob("manifest.json"))]
+    assert len(manifests) == 3
+    jobs = distinct_jobs(manifests)
+    assert len(jobs) == 2 and {j["seed"] for j in jobs} == {0, 1}
