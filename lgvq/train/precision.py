@@ -23,9 +23,11 @@ import torch
 
 FP32, BF16, BF16_CPU = "fp32", "bf16-autocast", "bf16-autocast (cpu)"
 CPU_BF16_CHOICES = ("auto", "on", "off")
-# /proc/cpuinfo flags of x86 bf16 matrix units (Intel AMX since Sapphire Rapids; AVX512-BF16 on
-# Cooper Lake, Sapphire Rapids and AMD Zen 4+): oneDNN runs CPU-autocast matmuls/convolutions on them.
-BF16_UNIT_FLAGS = ("amx_bf16", "avx512_bf16")
+# /proc/cpuinfo flag of x86 bf16 matrix units: Intel AMX (Sapphire Rapids and later), on which oneDNN runs
+# CPU-autocast matmuls and convolutions as tile operations. AVX512-BF16 alone (dot-product instructions:
+# Cooper Lake, AMD Zen 4+) does not count: measured on such a CPU, bf16 autocast made the default profile's
+# tokenizer step 0.65-0.77x and its stage-2 step 0.2-0.33x as fast as fp32 (benchmarks/README.md, CPU speed).
+BF16_UNIT_FLAGS = ("amx_bf16",)
 
 
 def cpuinfo_has_bf16_units(cpuinfo: str) -> bool:
@@ -36,11 +38,11 @@ def cpuinfo_has_bf16_units(cpuinfo: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16_units() -> bool:
-    """Whether this CPU has bf16 matrix units. torch's own probe (cpuinfo, any OS) when this torch
+    """Whether this CPU has bf16 matrix units (AMX tiles). torch's own probe (cpuinfo, any OS) when this torch
     has it, else the flags of /proc/cpuinfo (Linux); False when neither can tell."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    if all(callable(p) for p in probes):
-        return any(bool(p()) for p in probes)
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if callable(probe):
+        return bool(probe())
     try:
         return cpuinfo_has_bf16_units(Path("/proc/cpuinfo").read_text())
     except OSError:
