@@ -18,6 +18,7 @@ import pandas as pd
 
 from lgvq.manifest import distinct_jobs
 from lgvq.tables.build import delta_text
+from lgvq.tables.targets import verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -61,6 +62,26 @@ def precision_text(results: Path) -> str:
     return "; ".join(f"{p}: {', '.join(steps)}" for p, steps in sorted(groups.items()))
 
 
+def targets_text(results: Path) -> list[str]:
+    """Per table: how many (model row, metric) pairs clear their strongest baseline by more than the seed
+    spread (lgvq/tables/targets.py), and which do not."""
+    out = ["**Against the baselines** (a row clears a metric's strongest `baseline:` row when it is better by more "
+           "than the larger seed standard deviation of the two; lgvq/tables/targets.py):", "",
+           "| table | clear | do not clear (row metric: ours vs baseline) |", "|---|---|---|"]
+    for table in TABLES:
+        csv = results / "tables" / f"{table}.csv"
+        if not csv.is_file():
+            continue
+        vs = verdicts(pd.read_csv(csv))
+        if not vs:
+            continue
+        failing = [v for v in vs if v.verdict != "clears"]
+        listed = "; ".join(f"{v.row} {v.metric}: {v.mean:.2f} vs {v.baseline_row} {v.baseline_mean:.2f}"
+                           + (" (one seed)" if v.verdict.startswith("spread") else "") for v in failing) or "—"
+        out.append(f"| {table} | {len(vs) - len(failing)} of {len(vs)} | {listed} |")
+    return out + [""]
+
+
 def section(results: Path, wall: str | None) -> str:
     out = [BEGIN, "", "## Results of the default run (embedded data, ours only)", ""]
     manifest = next((results / "shapes" / "tokenizers").rglob("manifest.json"), None)
@@ -101,6 +122,7 @@ def section(results: Path, wall: str | None) -> str:
                 cells.append(s)
             out.append(f"| {row} | " + " | ".join(cells) + " |")
         out.append("")
+    out += targets_text(results)
     out.append(END)
     return "\n".join(out)
 

@@ -105,6 +105,7 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
     readme_results = runpy.run_path(str(ROOT / "scripts" / "readme_results.py"))
     section = readme_results["section"](tmp_path / "results", "12 min")
     assert "Whole DAG wall time: 12 min." in section and "Precision, from each job's manifest" in section
+    assert "**Against the baselines**" in section and "| vqa | " in section  # each table's verdicts (targets.py)
     for table, labels in references.items():
         assert f"**{table}**" in section, table
         for label in labels:

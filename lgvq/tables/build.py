@@ -259,6 +259,11 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
     flagged = not_converged_note(records)  # runs whose loss still fell > 5 % over their last fifth
     if flagged:
         notes["convergence"] = flagged
+    from lgvq.tables.targets import baseline_note  # targets reads this module's rows (ANY_TOKENIZER)
+
+    below = baseline_note(df)  # model rows that do not beat their strongest baseline by the seed spread
+    if below:
+        notes["baselines"] = below
     atomic_write_text(paths[0], df.to_csv(index=False))
     atomic_write_text(paths[1], render_markdown(table_id, df, experiment=experiment, notes=notes))
     atomic_write_text(paths[2], render_latex(table_id, df))
