@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from lgvq.data import formats
 from lgvq.data.spool import JsonSpool, PickleListSpool, write_json_members, write_pickled_list
-from lgvq.io import atomic_path, atomic_write_bytes, atomic_write_json
+from lgvq.io import ArtifactError, atomic_path, atomic_write_bytes, atomic_write_json
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 COLOURS = {
@@ -190,7 +190,10 @@ def generate(out: str | Path, *, n: int = 1000, size: int = 64, seed: int = 0, t
     if size < 16:
         raise ValueError(f"--size must be at least 16 px (got {size})")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # the spool folder goes inside it
+    except OSError as e:
+        raise ArtifactError(f"cannot write {out}: {e.strerror or e}") from e
     rng = random.Random(seed)
     split_of = ["train"] * int(n * SPLITS["train"]) + ["val"] * int(n * SPLITS["val"])
     split_of += ["test"] * (n - len(split_of))
