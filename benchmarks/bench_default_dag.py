@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lgvq.io import atomic_write_json  # noqa: E402
-from lgvq.manifest import device_info, distinct_jobs, git_revision  # noqa: E402
+from lgvq.manifest import device_info, distinct_jobs, git_revision, seconds_by_step  # noqa: E402
 
 
 def _run(cmd: list[str], cwd: Path, log: Path) -> float:
@@ -50,13 +50,8 @@ def main() -> None:
                          if "tables" not in p.parts)
     job_s = sum(float(j.get("wall_time_s", 0.0)) for j in jobs)
     # Where the time goes, per kind of job (the manifest's `step`): what to cut to meet the budget.
-    by_step: dict[str, dict[str, float]] = {}
-    for j in jobs:
-        row = by_step.setdefault(str(j.get("step", "?")), {"jobs": 0, "seconds": 0.0})
-        row["jobs"] += 1
-        row["seconds"] += float(j.get("wall_time_s", 0.0))
     by_step = {k: {"jobs": v["jobs"], "seconds": round(v["seconds"], 1)}
-               for k, v in sorted(by_step.items(), key=lambda kv: -kv[1]["seconds"])}
+               for k, v in sorted(seconds_by_step(jobs).items(), key=lambda kv: -kv[1]["seconds"])}
     result = {"benchmark": "default DAG wall time (make tables, config/config.yaml)",
               "git": git_revision(clone), "device": device_info(), "platform": platform.platform(),
               "cores_flag": args.cores, "cpu_count": os.cpu_count(),

@@ -132,3 +132,14 @@ def distinct_jobs(manifests: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
             out.append(m)
     return out
+
+
+def seconds_by_step(jobs: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per kind of job (the manifest's `step`): {"jobs": how many, "seconds": their summed wall time}.
+    Give it `distinct_jobs(...)`: a job with several manifests would count more than once."""
+    out: dict[str, dict[str, float]] = {}
+    for j in jobs:
+        row = out.setdefault(str(j.get("step", "?")), {"jobs": 0, "seconds": 0.0})
+        row["jobs"] += 1
+        row["seconds"] += float(j.get("wall_time_s") or 0.0)
+    return out

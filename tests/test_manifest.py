@@ -18,3 +18,16 @@ def test_a_job_writing_two_manifests_is_one_job_and_two_jobs_are_two(tmp_path):
     assert len(manifests) == 3
     jobs = distinct_jobs(manifests)
     assert len(jobs) == 2 and {j["seed"] for j in jobs} == {0, 1}
+
+
+def test_the_reports_wall_time_per_step_counts_each_job_once(tmp_path):
+    from lgvq.tables.provenance import provenance_html
+
+    job = {"step": "eval/reconstruction", "started_unix": 100.0, "argv": ["lgvq", "eval"], "wall_time_s": 30.0}
+    files = []
+    for folder, m in (("reconstruction", job), ("codebook", job), ("seed1", {**job, "started_unix": 200.0})):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "manifest.json")
+        files[-1].write_text(json.dumps(m))
+    html = provenance_html(tuple(files), tmp_path, {})
+    assert "3 job manifests" in html and "<li>eval/reconstruction: 60 s</li>" in html  # two jobs, not three

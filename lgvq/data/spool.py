@@ -130,17 +130,22 @@ class PickleListSpool:
             self._fh.write(pickle.APPENDS)
             self._in_batch = 0
 
+    def copy_to(self, out: IO[bytes]) -> None:
+        """Write the whole pickle to `out`: PROTO 2, EMPTY_LIST, the items (the open batch closed), STOP."""
+        if self._in_batch:
+            self._fh.write(pickle.APPENDS)
+            self._in_batch = 0
+        self._fh.flush()
+        out.write(pickle.PROTO + bytes([2]) + pickle.EMPTY_LIST)
+        with self.path.open("rb") as src:
+            shutil.copyfileobj(src, out, _COPY_CHUNK)
+        out.write(pickle.STOP)
+
     def close(self) -> None:
         self._fh.close()
 
 
 def write_pickled_list(path: str | os.PathLike, spool: PickleListSpool) -> None:
-    """Close the list (its last APPENDS) and write PROTO 2, EMPTY_LIST, the items, STOP atomically."""
-    if spool._in_batch:
-        spool._fh.write(pickle.APPENDS)
-        spool._in_batch = 0
-    spool._fh.flush()
-    with atomic_path(path) as tmp, open(tmp, "wb") as out, spool.path.open("rb") as src:
-        out.write(pickle.PROTO + bytes([2]) + pickle.EMPTY_LIST)
-        shutil.copyfileobj(src, out, _COPY_CHUNK)
-        out.write(pickle.STOP)
+    """The spooled list as a pickle file, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        spool.copy_to(out)

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lgvq.manifest import distinct_jobs, seconds_by_step
+
 FLAGS = ("tf32", "channels_last", "compile", "cudnn_benchmark")  # execution switches a manifest records
 
 
@@ -35,7 +37,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def provenance_html(manifests: tuple[Path, ...], results: Path, compute: dict[str, dict[str, float]]) -> str:
-    rows, seen, total = [], {"git": set(), "versions": set(), "precision": set()}, {}
+    rows, seen, loaded = [], {"git": set(), "versions": set(), "precision": set()}, []
     missing = 0
     for m in sorted(manifests):
         if not m.is_file():
@@ -52,11 +54,13 @@ def provenance_html(manifests: tuple[Path, ...], results: Path, compute: dict[st
         seen["versions"].add(_versions(d))
         seen["precision"].add(precision_of(d))
         step = str(d.get("step", "?"))
-        total[step] = total.get(step, 0.0) + float(d.get("wall_time_s") or 0.0)
+        loaded.append(d)
         device = (d.get("device") or {}).get("cuda_device") or "cpu"
         cells = (_rel(m.parent, results), step, d.get("config_hash"), rev, precision_of(d), device, _versions(d),
                  d.get("wall_time_s"), d.get("peak_rss_mb"))
         rows.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
+    # each job once: a reconstruction evaluation writes its manifest beside its codebook record too
+    total = {step: row["seconds"] for step, row in seconds_by_step(distinct_jobs(loaded)).items()}
     summary = (f"{len(rows)} job manifests; git {', '.join(sorted(seen['git'])) or '—'}; precision "
                f"{', '.join(sorted(seen['precision'])) or '—'}; {'; '.join(sorted(seen['versions'])) or '—'}"
                + (f"; {missing} listed jobs have no manifest (not run)" if missing else ""))
