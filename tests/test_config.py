@@ -20,7 +20,7 @@ def write(tmp_path, cfg) -> Path:
     return p
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "medium.yaml", "field.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "medium.yaml", "full.yaml", "field.yaml"])
 def test_shipped_configs_validate(name):
     if not (ROOT / "config" / name).exists():
         pytest.fail(f"config/{name} is missing")

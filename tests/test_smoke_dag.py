@@ -24,7 +24,7 @@ def snakemake(workdir: Path, *args: str, configfile: str = "config/smoke.yaml") 
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml", "config/medium.yaml"])
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml", "config/medium.yaml", "config/full.yaml"])
 def test_dry_run_plans_every_table(tmp_path, configfile):
     out = snakemake(tmp_path, "-n", "--cores", "1", "results/tables", configfile=configfile)
     assert out.returncode == 0, out.stderr[-3000:]
