@@ -1,6 +1,9 @@
-"""Regenerate the README's results section from a finished default run (results/tables/*.csv).
+"""Regenerate the README's results section of a finished run of one profile (<results_dir>/tables/*.csv).
 
-    python scripts/readme_results.py [--results results] [--wall-time "31 min"]
+    python scripts/readme_results.py [--config config/config.yaml] [--results results] [--wall-time "19 min"]
+
+The default profile's section sits between `<!-- results:begin -->` and `<!-- results:end -->`; another
+profile's (config/medium.yaml: name `medium`) between `<!-- results-medium:begin -->` and its end marker.
 
 Writes only our numbers on the embedded data (mean ± std over seeds, n), Δ(variant − base) paired by
 seed with its 95 % interval (* where it excludes 0), and the tables' baseline / ceiling rows;
@@ -21,7 +24,15 @@ from lgvq.tables.build import delta_text
 from lgvq.tables.targets import verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def markers(profile: str) -> tuple[str, str]:
+    """The README's begin/end markers of a profile's results section (the default's has no name in it)."""
+    tag = "results" if profile == "default" else f"results-{profile}"
+    return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+
+
+BEGIN, END = markers("default")
 TABLES = ("reconstruction", "ablation", "masked_word", "word_code_similarity", "codebook_usage", "text_to_image",
           "semantic_synthesis", "unconditional", "completion", "captioning", "vqa", "grounding", "dose_response")
 
@@ -84,12 +95,14 @@ def targets_text(results: Path) -> list[str]:
     return out + [""]
 
 
-def section(results: Path, wall: str | None) -> str:
-    out = [BEGIN, "", "## Results of the default run (embedded data, ours only)", ""]
+def section(results: Path, wall: str | None, config: str = "config/config.yaml", profile: str = "default",
+            heading: str = "##") -> str:
+    begin, end = markers(profile)
+    out = [begin, "", f"{heading} Results of the {profile} run (embedded data, ours only)", ""]
     manifest = next((results / "shapes" / "tokenizers").rglob("manifest.json"), None)
     if manifest:
         m = json.loads(manifest.read_text())
-        out.append(f"Config `config/config.yaml` at git {str(m['git']['revision'])[:10]}; text encoder "
+        out.append(f"Config `{config}` at git {str(m['git']['revision'])[:10]}; text encoder "
                    f"`{m.get('text_encoder', {}).get('name', '?')}`; {m.get('steps')} steps per tokenizer; "
                    f"CPU ({m['device'].get('cpu_count')} cores)." + (f" Whole DAG wall time: {wall}." if wall else ""))
         minutes, jobs = job_minutes(results)
@@ -106,7 +119,8 @@ def section(results: Path, wall: str | None) -> str:
         df = df[df["n_seeds"] > 0]
         if df.empty:
             continue
-        out += [f"**{table}** (`results/tables/{table}.md` has the paper's numbers beside these)", ""]
+        rel = f"{results.name}/tables" if results.name != "results" else "results/tables"
+        out += [f"**{table}** (`{rel}/{table}.md` has the paper's numbers beside these)", ""]
         metrics = list(dict.fromkeys(df["metric"]))
         out += ["| model | " + " | ".join(f"{m} {'↓' if df[df.metric == m].direction.iloc[0] == 'lower' else '↑'}"
                                           for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
@@ -125,20 +139,27 @@ def section(results: Path, wall: str | None) -> str:
             out.append(f"| {row} | " + " | ".join(cells) + " |")
         out.append("")
     out += targets_text(results)
-    out.append(END)
+    out.append(end)
     return "\n".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", default=str(ROOT / "results"))
+    ap.add_argument("--config", default="config/config.yaml", help="the profile the run used (its name picks the section)")
+    ap.add_argument("--results", default=None, help="the run's results_dir (default: the config's, under the repository)")
     ap.add_argument("--wall-time", default=None)
     args = ap.parse_args()
+    from lgvq.config import load_config
+
+    cfg = load_config(ROOT / args.config)
+    results = Path(args.results) if args.results else ROOT / cfg["results_dir"]
     readme = ROOT / "README.md"
     text = readme.read_text()
-    new = section(Path(args.results), args.wall_time)
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + new + text[text.index(END) + len(END):]
+    profile = cfg["name"]
+    new = section(results, args.wall_time, args.config, profile, "##" if profile == "default" else "###")
+    begin, end = markers(profile)
+    if begin in text:
+        text = text[: text.index(begin)] + new + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + new + "\n"
     readme.write_text(text)

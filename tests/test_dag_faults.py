@@ -189,6 +189,7 @@ CHANGES = {
     "dose_response.multipliers": [1, 10],
     "dose_response.vqa": False,
     "references.enabled": False,
+    "references.budget_note": "see config/medium.yaml",
 }
 
 

@@ -110,10 +110,14 @@ class _StubLabelVQ:
 
 def _ctx() -> Stage2Context:
     records = [SimpleNamespace(image_id=i, captions=[f"caption {i}"]) for i in range(6)]
-    cfg = {"stage2": {"width": 16, "layers": 1, "heads": 2, "dropout": 0.0, "diffusion_steps": 3,
-                      "diffusion_layers": None, "temperature": 1.0, "top_k": None, "top_p": None, "fast_path": False,
-                      "steps": 1, "batch_size": 2}}
-    return Stage2Context(cfg, "shapes", records[:4], records[4:], (4, 4), 10, "cpu", text_cache=_StubCache,
+    from dataclasses import replace
+
+    from lgvq.settings import stage2_settings
+
+    settings = replace(stage2_settings(load_config(ROOT / "config" / "smoke.yaml")), width=16, layers=1, heads=2,
+                       dropout=0.0, diffusion_steps=3, diffusion_layers=None, temperature=1.0, top_k=None, top_p=None,
+                       fast_path=False, steps=1, batch_size=2)
+    return Stage2Context(settings, "shapes", records[:4], records[4:], (4, 4), 10, "cpu", text_cache=_StubCache,
                          label_map_vq=lambda: (_StubLabelVQ(), {"n_embed": 7}),
                          label_map=lambda r: np.full((16, 16), r.image_id, dtype=np.int64))
 

@@ -65,3 +65,23 @@ def test_lower_is_better_metrics_and_tokenizer_specific_baselines():
 def test_no_note_when_every_row_clears():
     df = vqa_table([0.40, 0.41], [0.42, 0.43], [0.24, 0.25])
     assert baseline_note(df) is None
+
+
+def test_the_profiles_budget_note_follows_the_baselines_note_only_when_a_row_falls_short(tmp_path):
+    from lgvq.tables.build import write_table
+
+    def records(lg_acc):
+        rows = [rec("vqa", "vqgan", "base", s, {"Accuracy": a}) for s, a in enumerate([0.31, 0.32, 0.33])]
+        rows += [rec("vqa", "vqgan", "lg", s, {"Accuracy": a}) for s, a in enumerate(lg_acc)]
+        rows += [rec("vqa", "*", "baseline:blind-head", s, {"Accuracy": a}) for s, a in enumerate([0.23, 0.24, 0.25])]
+        return [r.to_json() for r in rows]
+
+    budget = "At the default budget; config/medium.yaml trains longer"
+    write_table("vqa", records([0.235, 0.255, 0.275]), tmp_path / "short", dataset_columns={"shapes": None},
+                budget_note=budget)
+    md = (tmp_path / "short" / "vqa.md").read_text()
+    baselines = next(line for line in md.splitlines() if "baselines" in line and "spread" in line)
+    assert baselines.rstrip().endswith(budget)
+    write_table("vqa", records([0.30, 0.31, 0.32]), tmp_path / "clear", dataset_columns={"shapes": None},
+                budget_note=budget)
+    assert budget not in (tmp_path / "clear" / "vqa.md").read_text()

@@ -23,7 +23,7 @@ per-beam key/value caches and gives the same result.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,9 @@ from torch import Tensor, nn
 from lgvq.downstream.frontend import CodeFrontEnd
 from lgvq.downstream.registry import EXAMPLES_SHOWN, DownstreamTask, Evaluation, HeadContext, HeadSetup
 from lgvq.downstream.vocab import WordVocab
+
+if TYPE_CHECKING:
+    from lgvq.settings import DownstreamSettings
 
 IGNORE = -100
 
@@ -170,13 +173,13 @@ class HFCaptionTokenizer:
 class CaptioningTask(DownstreamTask):
     name = "captioning"
 
-    def prefix_width(self, settings: dict[str, Any]) -> int | None:
+    def prefix_width(self, settings: DownstreamSettings) -> int | None:
         """A pretrained GPT-2 fixes the prefix width (ClipCap)."""
-        if not settings["gpt2_path"]:
+        if not settings.gpt2_path:
             return None
         from transformers import GPT2Config
 
-        return GPT2Config.from_pretrained(settings["gpt2_path"]).n_embd
+        return GPT2Config.from_pretrained(settings.gpt2_path).n_embd
 
     def setup(self, ctx: HeadContext) -> HeadSetup:
         from lgvq.downstream.vocab import WordVocab, pad_batch
@@ -187,19 +190,19 @@ class CaptioningTask(DownstreamTask):
         d = ctx.settings
         train = [(train_codes(r.image_id), r.captions) for r in source.records("train")]
         test = list(source.records("test"))
-        if d["eval_limit"]:
-            test = test[: d["eval_limit"]]
-        if d["gpt2_path"]:
-            model, vocab = CaptionModel.from_pretrained(frontend, d["gpt2_path"], max_words=d["max_words"])
-            decoder = f"pretrained GPT-2 from {d['gpt2_path']} (its BPE tokenizer)"
+        if d.eval_limit:
+            test = test[: d.eval_limit]
+        if d.gpt2_path:
+            model, vocab = CaptionModel.from_pretrained(frontend, d.gpt2_path, max_words=d.max_words)
+            decoder = f"pretrained GPT-2 from {d.gpt2_path} (its BPE tokenizer)"
         else:
             vocab = WordVocab.build(c for _, caps in train for c in caps)
-            model = CaptionModel(frontend, len(vocab), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
-                                 dropout=d["dropout"])
+            model = CaptionModel(frontend, len(vocab), layers=d.layers, heads=d.heads, max_words=d.max_words,
+                                 dropout=d.dropout)
             decoder = f"GPT-2 architecture trained from scratch, word vocabulary of {len(vocab)}"
 
         def batch_of(rows: list[int], caps: list[str], table):
-            tokens, lengths = pad_batch([vocab.encode(c, d["max_words"], bos=True, eos=True) for c in caps], pad=vocab.PAD)
+            tokens, lengths = pad_batch([vocab.encode(c, d.max_words, bos=True, eos=True) for c in caps], pad=vocab.PAD)
             return table.batch(rows, dev), tokens.to(dev), lengths.to(dev)
 
         def make_batch(idx: list[int], epoch: int):
@@ -220,12 +223,12 @@ class CaptioningTask(DownstreamTask):
                 codes = test_codes.batch([test_codes(r.image_id) for r in chunk], dev)
                 for r, ids in zip(chunk, m.greedy(codes)):
                     greedy[r.image_id] = vocab.decode(ids)
-                for r, ids in zip(chunk, m.beam_search(codes, d["beam"])):
+                for r, ids in zip(chunk, m.beam_search(codes, d.beam)):
                     beam[r.image_id] = vocab.decode(ids)
             scores = to_paper_scale(caption_scores(beam, refs))
             greedy_scores = to_paper_scale(caption_scores(greedy, refs))
             n = len(test)
-            notes = {k: f"pycocoevalcap {k} x100, beam {d['beam']}, {n} test images, all references per image; "
+            notes = {k: f"pycocoevalcap {k} x100, beam {d.beam}, {n} test images, all references per image; "
                         f"decoder: {decoder}" for k in scores}
             preds = [{"image_id": r.image_id, "image": str(r.path), "references": list(r.captions), "beam": beam[r.image_id],
                       "greedy": greedy[r.image_id]} for r in test]

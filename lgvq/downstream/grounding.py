@@ -172,10 +172,9 @@ class GroundingTask(DownstreamTask):
         from lgvq.metrics.grounding import cxcywh_norm_to_xywh, grounding_accuracy, iou_xywh_many, xywh_to_cxcywh_norm
 
         source, frontend, train_codes, test_codes, dev = ctx.source, ctx.frontend, ctx.train_codes, ctx.test_codes, ctx.device
-        cfg, dataset = ctx.cfg, ctx.dataset
         d = ctx.settings
-        if cfg["datasets"][dataset]["resize_mode"] != "resize":
-            raise ArtifactError(f"datasets.{dataset}.resize_mode: grounding needs 'resize' (a crop would move the boxes "
+        if ctx.data.resize_mode != "resize":
+            raise ArtifactError(f"datasets.{ctx.dataset}.resize_mode: grounding needs 'resize' (a crop would move the boxes "
                                 "off the code grid)")
         sizes = {k: v for split in ("train", "test", "val") if split in source.splits()
                  for k, v in image_sizes(source.records(split)).items()}
@@ -183,15 +182,15 @@ class GroundingTask(DownstreamTask):
         if not train or not test:
             raise ArtifactError(f"dataset has {len(train)} train / {len(test)} test referring expressions; grounding needs both")
         words = WordVocab.build(r.sentence for r in train)
-        model = GROUNDING_HEADS[d["grounding_head"]](frontend, len(words), layers=d["layers"], heads=d["heads"], max_words=d["max_words"],
-                               dropout=d["dropout"])
+        model = GROUNDING_HEADS[d.grounding_head](frontend, len(words), layers=d.layers, heads=d.heads, max_words=d.max_words,
+                               dropout=d.dropout)
 
         def target(r):
             w, h = sizes[r.image_id]
             return xywh_to_cxcywh_norm(r.bbox_xywh, w, h)
 
         def batch_of(rs, table):
-            tokens, _ = pad_batch([words.encode(r.sentence, d["max_words"]) or [WordVocab.UNK] for r in rs])
+            tokens, _ = pad_batch([words.encode(r.sentence, d.max_words) or [WordVocab.UNK] for r in rs])
             return (table.batch([table(r.image_id) for r in rs], dev), tokens.to(dev),
                     torch.as_tensor([target(r) for r in rs], dtype=torch.float32, device=dev))
 
@@ -212,7 +211,7 @@ class GroundingTask(DownstreamTask):
             pred = []
             for i in range(0, len(test), 128):
                 rs = test[i : i + 128]
-                tokens, _ = pad_batch([words.encode(r.sentence, d["max_words"]) or [WordVocab.UNK] for r in rs])
+                tokens, _ = pad_batch([words.encode(r.sentence, d.max_words) or [WordVocab.UNK] for r in rs])
                 boxes = m.predict(test_codes.batch([test_codes(r.image_id) for r in rs], dev), tokens.to(dev)).cpu().tolist()
                 pred += [cxcywh_norm_to_xywh(b, *sizes[r.image_id]) for b, r in zip(boxes, rs)]
             gt = [r.bbox_xywh for r in test]

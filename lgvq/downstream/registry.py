@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from lgvq.registry import Registry
 
 if TYPE_CHECKING:
+    from lgvq.settings import DatasetSettings, DownstreamSettings
     from lgvq.tables.paper import Table
 
 EXAMPLES_SHOWN = 8  # predictions kept in metrics.json for the report
@@ -28,10 +29,10 @@ EXAMPLES_SHOWN = 8  # predictions kept in metrics.json for the report
 
 @dataclass
 class HeadContext:
-    """What a task's `setup` receives."""
+    """What a task's `setup` receives: typed settings (lgvq.settings), never the raw config."""
 
-    cfg: dict[str, Any]            # the validated config
-    dataset: str                   # config key of the dataset
+    settings: DownstreamSettings   # the `downstream` section (width, layers, heads, max_words, ...)
+    data: DatasetSettings          # the dataset's entry (data.key: its config key)
     source: Any                    # its DatasetSource (records, qa, refs)
     frontend: Any                  # CodeFrontEnd: codes -> (B, h*w, width) features
     train_codes: Any               # CodeTable of the train split
@@ -40,9 +41,9 @@ class HeadContext:
     seed: int
 
     @property
-    def settings(self) -> dict[str, Any]:
-        """The `downstream` section (width, layers, heads, max_words, ...)."""
-        return self.cfg["downstream"]
+    def dataset(self) -> str:
+        """The dataset's config key."""
+        return self.data.key
 
 
 @dataclass
@@ -73,7 +74,7 @@ class DownstreamTask:
     name: str = ""
     table: Table | None = None
 
-    def prefix_width(self, settings: dict[str, Any]) -> int | None:
+    def prefix_width(self, settings: DownstreamSettings) -> int | None:
         """Width the code features must have, when the head fixes it (a pretrained decoder)."""
         return None
 

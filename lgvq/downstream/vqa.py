@@ -57,13 +57,13 @@ class VQATask(DownstreamTask):
         if not train or not test:
             raise ArtifactError(f"dataset has {len(train)} train / {len(test)} test questions; VQA needs both")
         words = WordVocab.build(q.question for q in train)
-        answers = AnswerVocab.build((q.answer for q in train), d["max_answers"])
-        model = VQAModel(frontend, len(words), len(answers), layers=d["layers"], heads=d["heads"],
-                         max_words=d["max_words"], dropout=d["dropout"])
+        answers = AnswerVocab.build((q.answer for q in train), d.max_answers)
+        model = VQAModel(frontend, len(words), len(answers), layers=d.layers, heads=d.heads,
+                         max_words=d.max_words, dropout=d.dropout)
         train = [q for q in train if answers.lookup(q.answer) >= 0]  # rare answers outside the classes are not trained on
 
         def batch_of(qs, table):
-            tokens, lengths = pad_batch([words.encode(q.question, d["max_words"], eos=True) for q in qs])
+            tokens, lengths = pad_batch([words.encode(q.question, d.max_words, eos=True) for q in qs])
             return (table.batch([table(q.image_id) for q in qs], dev), tokens.to(dev), lengths.to(dev),
                     torch.as_tensor([answers.lookup(q.answer) for q in qs], device=dev))
 
@@ -83,7 +83,7 @@ class VQATask(DownstreamTask):
             preds = []
             for i in range(0, len(test), 128):
                 qs = test[i : i + 128]
-                tokens, lengths = pad_batch([words.encode(q.question, d["max_words"], eos=True) for q in qs])
+                tokens, lengths = pad_batch([words.encode(q.question, d.max_words, eos=True) for q in qs])
                 logits = m(test_codes.batch([test_codes(q.image_id) for q in qs], dev), tokens.to(dev), lengths.to(dev))
                 preds += [answers.answers[j] for j in logits.argmax(-1).tolist()]
             gold = [q.answer for q in test]

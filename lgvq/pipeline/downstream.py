@@ -55,10 +55,11 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.downstream.frontend import CodeFrontEnd
     from lgvq.downstream.registry import HEADS, HeadContext
     from lgvq.downstream.task import HeadTask
+    from lgvq.settings import dataset_settings, downstream_settings
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     head = HEADS.get(task, key="--task")
-    R, d = cfg["results_dir"], cfg["downstream"]
+    R, d = cfg["results_dir"], downstream_settings(cfg)
     h = config_hash(jobs.downstream_training(cfg, task, dataset, tokenizer, variant, seed))  # the checkpoint's
     work = paths.downstream_dir(R, task, dataset, tokenizer, variant, seed)
     out = paths.eval_dir(R, task, dataset, tokenizer, variant, seed)
@@ -69,22 +70,22 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     codebook = torch.as_tensor(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False))
     dist, dev = process_group(cfg)  # one process unless torchrun started several (downstream.gpus > 1)
     seed_everything(seed)
-    frontend = CodeFrontEnd(codebook, train_codes.codes.shape[1:], head.prefix_width(d) or d["width"],
-                            normalize=d["codebook_norm"] == "standardize")
-    setup = head.setup(HeadContext(cfg, dataset, dataset_source(cfg, dataset), frontend, train_codes, test_codes,
-                                   dev, seed))
+    frontend = CodeFrontEnd(codebook, train_codes.codes.shape[1:], head.prefix_width(d) or d.width,
+                            normalize=d.codebook_norm == "standardize")
+    setup = head.setup(HeadContext(d, dataset_settings(cfg, dataset), dataset_source(cfg, dataset), frontend,
+                                   train_codes, test_codes, dev, seed))
     model = setup.model.to(dev)
     if dist.is_main:
         atomic_write_json(work / "vocab.json", setup.vocab)
-    trainer = HeadTask(model, setup.loss_terms, lr=d["lr"], dist=dist, fast_path=d["fast_path"],
-                       cpu_bf16=d["cpu_bf16"])
+    trainer = HeadTask(model, setup.loss_terms, lr=d.lr, dist=dist, fast_path=d.fast_path,
+                       cpu_bf16=d.cpu_bf16)
     train_loop(trainer,
-               shuffled_batches(setup.n_train, d["batch_size"], seed, setup.make_batch, dist=dist,
+               shuffled_batches(setup.n_train, d.batch_size, seed, setup.make_batch, dist=dist,
                                 key="downstream.batch_size"),
-               out_dir=work, max_steps=d["steps"], seed=seed, config_hash=h, ckpt_every=d["ckpt_every"],
-               log_every=max(1, min(10, d["steps"])), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
-               validate=validation(setup.loss_terms, model, setup.val_batches, d["val_items"]),
-               val_every=d["val_every"])
+               out_dir=work, max_steps=d.steps, seed=seed, config_hash=h, ckpt_every=d.ckpt_every,
+               log_every=max(1, min(10, d.steps)), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
+               validate=validation(setup.loss_terms, model, setup.val_batches, d.val_items),
+               val_every=d.val_every)
     if not dist.is_main:
         return out / "metrics.json"  # rank 0 evaluates and writes
     model.eval()
@@ -92,8 +93,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     atomic_write_json(out / "predictions.json", ev.predictions)
     MetricRecord(
         task, dataset, tokenizer, variant, seed, ev.metrics, ev.notes,
-        labels={"head": f"{type(model).__name__}: width {d['width']}, {d['layers']} layers, {d['heads']} heads, "
-                        f"trained from scratch for {d['steps']} steps (batch {d['batch_size']}) on the train split's codes",
+        labels={"head": f"{type(model).__name__}: width {d.width}, {d.layers} layers, {d.heads} heads, "
+                        f"trained from scratch for {d.steps} steps (batch {d.batch_size}) on the train split's codes",
                 "tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
                 **({"decoder": setup.vocab["decoder"]} if "decoder" in setup.vocab else {})},
         extra={**ev.extra, **convergence_extra(work)}).write(out)

@@ -52,6 +52,7 @@ from typing import Any, Callable
 
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
+from lgvq.settings import stage2_settings, text_encoder_settings
 from lgvq.stage2.registry import STAGE2_TASKS
 from lgvq.tokenizers import PRETRAINED
 
@@ -304,15 +305,15 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
         add("eval text alignment", "eval_text_alignment", run.dataset,
             (n["train"] + n["test"]) * enc + 2 * n["test"] * text_fwd, n["train"] + n["test"],
             "train+test encoded; test captions re-encoded for Mask-1 and Mask-3 (leak-free)")
-    s = cfg["stage2"]
+    s, text = stage2_settings(cfg), text_encoder_settings(cfg)
     for tasks in plan.stage2_table_tasks().values():
         for t in tasks:
             spec = STAGE2_TASKS.get(t)
             for run in plan.task_runs(cfg, "stage2", t):
                 size = cfg["datasets"][run.dataset]["image_size"]
                 grid, k = _grid(cfg, run.tokenizer, size), cfg["datasets"][run.dataset]["eval_images"]
-                cond = spec.condition_tokens(cfg, grid)
-                params = 12 * spec.layers(s) * s["width"] ** 2
+                cond = spec.condition_tokens(text, grid)
+                params = 12 * spec.layers(s) * s.width ** 2
                 passes = spec.sampling_passes(s)
                 per_sample = passes * 2 * params * (grid + cond)
                 decode = _step_flops(cfg, measured, benchmark, run) * FORWARD_SHARE * (1 - ENCODER_SHARE)
@@ -344,7 +345,8 @@ def _head_rows(cfg: dict[str, Any]) -> list[JobEstimate]:
             # condition tokens beside the code grid: text for text-to-image, words for the heads,
             # the label map's own codes for semantic synthesis, none for the unconditional tasks
             if stage == "stage2":
-                extra, layers = STAGE2_TASKS.get(task).condition_tokens(cfg, grid), STAGE2_TASKS.get(task).layers(s)
+                spec = STAGE2_TASKS.get(task)
+                extra, layers = spec.condition_tokens(text_encoder_settings(cfg), grid), spec.layers(stage2_settings(cfg))
             else:
                 extra, layers = s.get("max_words", 0), s["layers"]
             tokens = s["batch_size"] * s["gpus"] * (grid + extra)

@@ -18,6 +18,7 @@ from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, process_group
 from lgvq.pipeline.reference_jobs import Measured
 from lgvq.pipeline.references import Reference
+from lgvq.settings import dataset_settings, downstream_settings
 
 BLIND_GRID = (1, 1)  # one constant code: the question's positions stay those of a 1-token prefix
 
@@ -42,10 +43,10 @@ def blind_setup(cfg: dict[str, Any], task: str, dataset: str, source, device, se
     from lgvq.downstream.registry import HEADS, HeadContext
 
     head = HEADS.get(task, key="--task")
-    d = cfg["downstream"]
+    d = downstream_settings(cfg)
     codes = ConstantCodes()
-    frontend = CodeFrontEnd(torch.zeros(1, 1), codes.codes.shape[1:], head.prefix_width(d) or d["width"])
-    return head.setup(HeadContext(cfg, dataset, source, frontend, codes, codes, device, seed))
+    frontend = CodeFrontEnd(torch.zeros(1, 1), codes.codes.shape[1:], head.prefix_width(d) or d.width)
+    return head.setup(HeadContext(d, dataset_settings(cfg, dataset), source, frontend, codes, codes, device, seed))
 
 
 def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
@@ -54,23 +55,23 @@ def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     (kind,) = ref.kinds
-    d = cfg["downstream"]
+    d = downstream_settings(cfg)
     _, dev = process_group(cfg)
     seed_everything(seed)
     setup = blind_setup(cfg, kind, dataset, dataset_source(cfg, dataset), dev, seed)
     model = setup.model.to(dev)
     # The same execution as the heads it controls for (lgvq.pipeline.downstream): CPU bf16 autocast too.
-    trainer = HeadTask(model, setup.loss_terms, lr=d["lr"], fast_path=d["fast_path"], cpu_bf16=d["cpu_bf16"])
+    trainer = HeadTask(model, setup.loss_terms, lr=d.lr, fast_path=d.fast_path, cpu_bf16=d.cpu_bf16)
     work = paths.reference_dir(cfg["results_dir"], kind, dataset, ref.name, None, seed) / "head"
-    train_loop(trainer, shuffled_batches(setup.n_train, d["batch_size"], seed, setup.make_batch,
+    train_loop(trainer, shuffled_batches(setup.n_train, d.batch_size, seed, setup.make_batch,
                                          key="downstream.batch_size"),
-               out_dir=work, max_steps=d["steps"], seed=seed,
+               out_dir=work, max_steps=d.steps, seed=seed,
                config_hash=config_hash(jobs.reference(cfg, ref.name, dataset, None, seed)),
-               ckpt_every=d["ckpt_every"], log_every=max(1, min(10, d["steps"])), desc=f"{ref.name}/seed{seed}")
+               ckpt_every=d.ckpt_every, log_every=max(1, min(10, d.steps)), desc=f"{ref.name}/seed{seed}")
     model.eval()
     ev = setup.evaluate(model)
-    how = (f"the {kind} head ({type(model).__name__}: width {d['width']}, {d['layers']} layers, {d['heads']} heads, "
-           f"{d['steps']} steps, batch {d['batch_size']}, seed {seed}) on the question alone: every code grid "
+    how = (f"the {kind} head ({type(model).__name__}: width {d.width}, {d.layers} layers, {d.heads} heads, "
+           f"{d.steps} steps, batch {d.batch_size}, seed {seed}) on the question alone: every code grid "
            f"replaced by one constant {BLIND_GRID[0]}x{BLIND_GRID[1]} grid (the text alone)")
     notes = {m: f"{ev.notes.get(m, m)}; {how}" for m in ev.metrics}
     return {kind: Measured(ev.metrics, notes, labels={"head": how}, execution=trainer.execution.record())}

@@ -27,6 +27,7 @@ from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
 from lgvq.pipeline.artifacts import CodeTable
+from lgvq.settings import stage2_settings
 from lgvq.stage2.registry import STAGE2_TASKS, Stage2Context
 
 
@@ -69,7 +70,7 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     from lgvq.pipeline.downstream import convergence_extra, validation
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
-    R, s = cfg["results_dir"], cfg["stage2"]
+    R, s = cfg["results_dir"], stage2_settings(cfg)
     ds = cfg["datasets"][dataset]
     out = paths.labelmap_vq_dir(R, dataset)
     seed = cfg["eval"]["mask_eval_seed"]
@@ -81,16 +82,16 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     n_classes = maps.n_classes()
     seed_everything(seed)
     meta = {"n_classes": n_classes, "image_size": ds["image_size"], "grid": _tokenizer_grid(cfg, dataset),
-            "n_embed": s["labelmap_codes"], "config_hash": h}
+            "n_embed": s.labelmap_codes, "config_hash": h}
     model = LabelMapVQ(n_classes, ds["image_size"], meta["grid"], n_embed=meta["n_embed"])
     dev = pick_device(cfg)
     model.to(dev)
-    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s["lr"], fast_path=s["fast_path"],
-                       cpu_bf16=s["cpu_bf16"])
+    trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s.lr, fast_path=s.fast_path,
+                       cpu_bf16=s.cpu_bf16)
     train_loop(trainer,
-               shuffled_batches(len(maps), s["batch_size"], seed, lambda idx, _: maps.batch(idx).to(dev)), out_dir=out,
-               max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
-               log_every=max(1, min(10, s["steps"])), desc=f"label-map VQ {dataset}")
+               shuffled_batches(len(maps), s.batch_size, seed, lambda idx, _: maps.batch(idx).to(dev)), out_dir=out,
+               max_steps=s.steps, seed=seed, config_hash=h, ckpt_every=s.ckpt_every,
+               log_every=max(1, min(10, s.steps)), desc=f"label-map VQ {dataset}")
     model.eval()
     first = maps.batch(range(min(256, len(maps))))
     acc = float((model.reconstruct(first.to(dev)).cpu() == first).float().mean())
@@ -134,7 +135,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.pipeline.downstream import convergence_extra, validation
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
-    R, s = cfg["results_dir"], cfg["stage2"]
+    R, s = cfg["results_dir"], stage2_settings(cfg)
     h = config_hash(jobs.stage2_training(cfg, task, dataset, tokenizer, variant, seed))  # the checkpoint's
     work = paths.stage2_dir(R, task, dataset, tokenizer, variant, seed)
     out = paths.eval_dir(R, f"stage2-{task}", dataset, tokenizer, variant, seed)
@@ -148,11 +149,11 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     source = dataset_source(cfg, dataset)
     train_recs, test_recs = source.records("train"), source.records("test")[: cfg["datasets"][dataset]["eval_images"]]
     # the validation curve: the first val_items val images' codes (val_every 0 or no val split: none)
-    val_recs = source.records("val")[: s["val_items"]] if s["val_every"] and "val" in source.splits() else []
+    val_recs = source.records("val")[: s.val_items] if s.val_every and "val" in source.splits() else []
 
     # --- conditions -------------------------------------------------------------------------------
     size = cfg["datasets"][dataset]["image_size"]
-    ctx = Stage2Context(cfg, dataset, train_recs, test_recs, grid, n_codes, dev,
+    ctx = Stage2Context(s, dataset, train_recs, test_recs, grid, n_codes, dev,
                         text_cache=lambda: text_cache(cfg, dataset), label_map_vq=lambda: load_labelmap_vq(cfg, dataset),
                         label_map=lambda record: label_map_at(record, size), val_records=val_recs)
     cond = spec.conditions(ctx)
@@ -173,14 +174,14 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 for chunk in (val_recs[i : i + 128] for i in range(0, len(val_recs), 128))]
 
     loss_terms = lambda m, b: {"ce": spec.loss(m, *b)}  # noqa: E731
-    trainer = HeadTask(model, loss_terms, lr=s["lr"], dist=dist, fast_path=s["fast_path"],
-                       cpu_bf16=s["cpu_bf16"])
+    trainer = HeadTask(model, loss_terms, lr=s.lr, dist=dist, fast_path=s.fast_path,
+                       cpu_bf16=s.cpu_bf16)
     train_loop(trainer,
-               shuffled_batches(len(train_recs), s["batch_size"], seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
-               max_steps=s["steps"], seed=seed, config_hash=h, ckpt_every=s["ckpt_every"],
-               log_every=max(1, min(10, s["steps"])), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
-               validate=validation(loss_terms, model, val_batches if val_recs else None, s["val_items"]),
-               val_every=s["val_every"])
+               shuffled_batches(len(train_recs), s.batch_size, seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
+               max_steps=s.steps, seed=seed, config_hash=h, ckpt_every=s.ckpt_every,
+               log_every=max(1, min(10, s.steps)), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
+               validate=validation(loss_terms, model, val_batches if val_recs else None, s.val_items),
+               val_every=s.val_every)
     model.eval()
 
     # --- generate, decode, score -------------------------------------------------------------------

@@ -39,10 +39,11 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
             rec = read_json(f)
             rec["_source"] = str(f)
             records.append(rec)
-        write = writers.get(table, write_table)
-        written.extend(write(table, records, out_dir, dataset_columns=_dataset_columns(cfg),
-                             experiment=cfg["name"], provenance=weights_provenance(cfg),
-                             execution=execution_notes(cfg, table)))
+        kwargs: dict[str, Any] = {"dataset_columns": _dataset_columns(cfg), "experiment": cfg["name"],
+                                  "provenance": weights_provenance(cfg), "execution": execution_notes(cfg, table)}
+        if table not in writers:  # the dose-response table has no baseline rows to fall short of
+            kwargs["budget_note"] = cfg["references"]["budget_note"]
+        written.extend(writers.get(table, write_table)(table, records, out_dir, **kwargs))
     return written
 
 

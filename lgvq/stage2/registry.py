@@ -26,14 +26,16 @@ from typing import TYPE_CHECKING, Any, Callable
 from lgvq.registry import Registry
 
 if TYPE_CHECKING:
+    from lgvq.settings import Stage2Settings, TextEncoderSettings
     from lgvq.tables.paper import Table
 
 
 @dataclass
 class Stage2Context:
-    """What a task's `conditions` and `build` receive (the pipeline fills it)."""
+    """What a task's `conditions` and `build` receive (the pipeline fills it): typed settings
+    (lgvq.settings), never the raw config."""
 
-    cfg: dict[str, Any]                     # the validated config
+    settings: Stage2Settings                # the `stage2` section (width, layers, heads, steps, sampling)
     dataset: str                            # config key of the dataset
     train_records: list[Any]                # the train split's records (captions, label maps)
     test_records: list[Any]                 # the first `eval_images` test records: one sample each
@@ -44,11 +46,6 @@ class Stage2Context:
     label_map_vq: Callable[[], Any]         # loads the dataset's label-map VQ: (model, meta)
     label_map: Callable[[Any], Any]         # a record's label map (class ids) at the dataset's image size
     val_records: list[Any] = field(default_factory=list)   # the val records whose loss the job logs (may be empty)
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        """The `stage2` section (width, layers, heads, steps, sampling settings)."""
-        return self.cfg["stage2"]
 
 
 def _no_condition(records: list[Any], captions: list[str]) -> None:
@@ -120,34 +117,35 @@ class Stage2Task:
         return None
 
     def generate(self, model: Any, n: int, cond: Any, given: Any, generator: Any, device: Any,
-                 s: dict[str, Any]) -> Any:
+                 s: Stage2Settings) -> Any:
         """n samples (n, h, w) for a batch of conditions."""
-        flat = model.net.sample(n, prefix=self.prefix(model, cond), given=given, temperature=s["temperature"],
-                                top_k=s["top_k"], top_p=s["top_p"], generator=generator, device=device,
-                                fast=s["fast_path"])
+        flat = model.net.sample(n, prefix=self.prefix(model, cond), given=given, temperature=s.temperature,
+                                top_k=s.top_k, top_p=s.top_p, generator=generator, device=device,
+                                fast=s.fast_path)
         return flat.view(n, *model.grid)
 
-    def describe(self, model: Any, s: dict[str, Any]) -> str:
+    def describe(self, model: Any, s: Stage2Settings) -> str:
         """The record's `generator` label."""
-        return (f"{type(model.net).__name__}: width {s['width']}, {s['layers']} layers, {s['heads']} heads, "
-                f"{s['steps']} steps (batch {s['batch_size']})")
+        return (f"{type(model.net).__name__}: width {s.width}, {s.layers} layers, {s.heads} heads, "
+                f"{s.steps} steps (batch {s.batch_size})")
 
     # --- what `lgvq plan estimate` prices -----------------------------------------------------------
-    def condition_tokens(self, cfg: dict[str, Any], grid: int) -> int:
-        """Condition positions the generator attends to beside the `grid` code positions."""
+    def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
+        """Condition positions the generator attends to beside the `grid` code positions (`text`: the
+        captions' encoder, whose max_length a text-conditioned task attends to)."""
         return 0
 
-    def layers(self, s: dict[str, Any]) -> int:
-        return s["layers"]
+    def layers(self, s: Stage2Settings) -> int:
+        return s.layers
 
-    def sampling_passes(self, s: dict[str, Any]) -> int:
+    def sampling_passes(self, s: Stage2Settings) -> int:
         """Forward passes over the whole sequence per sample (KV-cached AR: one; diffusion: its steps)."""
         return 1
 
 
-def generator_size(s: dict[str, Any]) -> dict[str, Any]:
+def generator_size(s: Stage2Settings) -> dict[str, Any]:
     """The generator's size from the `stage2` section."""
-    return dict(width=s["width"], layers=s["layers"], heads=s["heads"], dropout=s["dropout"])
+    return dict(width=s.width, layers=s.layers, heads=s.heads, dropout=s.dropout)
 
 
 STAGE2_TASKS = Registry("second-stage task", "stage2.tasks", {

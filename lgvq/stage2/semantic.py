@@ -4,10 +4,13 @@ a prefix as long as the code grid."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lgvq.io import ArtifactError
 from lgvq.stage2.registry import Conditions, Stage2Context, Stage2Task
+
+if TYPE_CHECKING:
+    from lgvq.settings import TextEncoderSettings
 
 
 class SemanticTask(Stage2Task):
@@ -37,10 +40,10 @@ class SemanticTask(Stage2Task):
     def condition_module(self, ctx: Stage2Context, cond: Conditions) -> Any:
         from torch import nn
 
-        return nn.Embedding(cond.n_classes, ctx.settings["width"])
+        return nn.Embedding(cond.n_classes, ctx.settings.width)
 
     def prefix(self, model: Any, cond: Any) -> Any:
         return model.cond(cond.flatten(1))
 
-    def condition_tokens(self, cfg: dict[str, Any], grid: int) -> int:
+    def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
         return grid

@@ -3,10 +3,13 @@ autoregressive option of Table 5; its metrics are tagged AR-GPT)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lgvq.stage2.conditions import caption_features
 from lgvq.stage2.registry import Conditions, Stage2Context, Stage2Task
+
+if TYPE_CHECKING:
+    from lgvq.settings import TextEncoderSettings
 
 
 class TextToImageARTask(Stage2Task):
@@ -24,11 +27,11 @@ class TextToImageARTask(Stage2Task):
     def condition_module(self, ctx: Stage2Context, cond: Conditions) -> Any:
         from torch import nn
 
-        return nn.Linear(cond.text_dim, ctx.settings["width"])
+        return nn.Linear(cond.text_dim, ctx.settings.width)
 
     def prefix(self, model: Any, cond: Any) -> Any:
         tokens, valid = cond
         return model.cond(tokens) * valid[..., None]  # padded text positions contribute nothing
 
-    def condition_tokens(self, cfg: dict[str, Any], grid: int) -> int:
-        return cfg["text_encoder"]["max_length"]
+    def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
+        return text.max_length

@@ -3,10 +3,13 @@ cross-attention to a caption's frozen text features."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lgvq.stage2.conditions import caption_features
 from lgvq.stage2.registry import Conditions, Stage2Context, Stage2Task, generator_size
+
+if TYPE_CHECKING:
+    from lgvq.settings import Stage2Settings, TextEncoderSettings
 
 
 class TextToImageDiffusionTask(Stage2Task):
@@ -22,25 +25,25 @@ class TextToImageDiffusionTask(Stage2Task):
 
         s = ctx.settings
         size = dict(generator_size(s), layers=self.layers(s))
-        return TextToCodeDiffusion(ctx.n_codes, ctx.grid[0] * ctx.grid[1], cond.text_dim, steps=s["diffusion_steps"],
+        return TextToCodeDiffusion(ctx.n_codes, ctx.grid[0] * ctx.grid[1], cond.text_dim, steps=s.diffusion_steps,
                                    **size)
 
     def loss(self, model: Any, codes: Any, cond: Any) -> Any:
         return model.net.loss(codes.flatten(1), *cond)
 
     def generate(self, model: Any, n: int, cond: Any, given: Any, generator: Any, device: Any,
-                 s: dict[str, Any]) -> Any:
-        flat = model.net.sample(*cond, generator=generator, temperature=s["temperature"], fast=s["fast_path"])
+                 s: Stage2Settings) -> Any:
+        flat = model.net.sample(*cond, generator=generator, temperature=s.temperature, fast=s.fast_path)
         return flat.view(n, *model.grid)
 
-    def describe(self, model: Any, s: dict[str, Any]) -> str:
-        return super().describe(model, s) + f", {s['diffusion_steps']} diffusion steps"
+    def describe(self, model: Any, s: Stage2Settings) -> str:
+        return super().describe(model, s) + f", {s.diffusion_steps} diffusion steps"
 
-    def condition_tokens(self, cfg: dict[str, Any], grid: int) -> int:
-        return cfg["text_encoder"]["max_length"]
+    def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
+        return text.max_length
 
-    def layers(self, s: dict[str, Any]) -> int:
-        return s.get("diffusion_layers") or s["layers"]
+    def layers(self, s: Stage2Settings) -> int:
+        return s.diffusion_layers or s.layers
 
-    def sampling_passes(self, s: dict[str, Any]) -> int:
-        return s["diffusion_steps"]
+    def sampling_passes(self, s: Stage2Settings) -> int:
+        return s.diffusion_steps

@@ -236,9 +236,11 @@ def dataset_stats_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
                 dataset_columns: dict[str, str | None], experiment: str = "",
-                provenance: dict[str, str] | None = None, execution: dict[str, str] | None = None) -> list[Path]:
+                provenance: dict[str, str] | None = None, execution: dict[str, str] | None = None,
+                budget_note: str | None = None) -> list[Path]:
     """`provenance`: as `build_table`. `execution`: {how jobs behind the table executed, when not fp32
-    eager: an example job}, named in the notes."""
+    eager: an example job}, named in the notes. `budget_note` (config `references.budget_note`) follows the
+    'baselines' note when there is one: which profile to read for the rows that do not clear theirs."""
     out = Path(out_dir)
     paths = [out / f"{table_id}.{ext}" for ext in ("csv", "md", "tex")]
     if table_id == "dataset_stats":
@@ -263,7 +265,7 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
 
     below = baseline_note(df)  # model rows that do not beat their strongest baseline by the seed spread
     if below:
-        notes["baselines"] = below
+        notes["baselines"] = below + (f". {budget_note}" if budget_note else "")
     atomic_write_text(paths[0], df.to_csv(index=False))
     atomic_write_text(paths[1], render_markdown(table_id, df, experiment=experiment, notes=notes))
     atomic_write_text(paths[2], render_latex(table_id, df))

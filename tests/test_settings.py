@@ -1,0 +1,58 @@
+"""The typed settings (lgvq.settings): every shipped config converts; schema and dataclasses cannot drift apart;
+the task layers (lgvq/stage2, lgvq/downstream) receive them and never index the raw config."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from lgvq.config import ConfigError, load_config
+from lgvq.settings import (DownstreamSettings, dataset_settings, downstream_settings, from_section, stage2_settings,
+                           text_encoder_settings)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_shipped_config_becomes_typed_settings(name):
+    cfg = load_config(ROOT / "config" / name)
+    s2, ds, te = stage2_settings(cfg), downstream_settings(cfg), text_encoder_settings(cfg)
+    assert s2.width == cfg["stage2"]["width"] and ds.max_words == cfg["downstream"]["max_words"]
+    assert te.max_length == cfg["text_encoder"]["max_length"]
+    for key in cfg["datasets"]:
+        d = dataset_settings(cfg, key)
+        assert d.key == key and d.image_size == cfg["datasets"][key]["image_size"]
+
+
+def test_a_key_the_dataclass_lacks_or_misses_is_an_error_naming_the_section():
+    raw = dict(load_config(ROOT / "config" / "smoke.yaml")["downstream"])
+    with pytest.raises(ConfigError, match=r"downstream: .*not in the dataclass: new_key"):
+        from_section(DownstreamSettings, {**raw, "new_key": 1}, "downstream")
+    del raw["beam"]
+    with pytest.raises(ConfigError, match=r"downstream: .*missing: beam"):
+        from_section(DownstreamSettings, raw, "downstream")
+
+
+def test_settings_are_frozen_all_the_way_down():
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    s = stage2_settings(cfg)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.width = 1  # type: ignore[misc]
+    assert isinstance(s.tasks, tuple) and isinstance(s.tokenizers["t2i_diffusion"], tuple)
+    with pytest.raises(TypeError):
+        s.tokenizers["t2i_diffusion"] = ("vqvae",)  # type: ignore[index]
+    assert cfg["stage2"]["tasks"] == list(s.tasks)  # the raw config (job hashes) is left as it was
+
+
+def test_the_task_layers_never_index_the_raw_config():
+    offenders = []
+    for folder in ("stage2", "downstream"):
+        for path in sorted((ROOT / "lgvq" / folder).glob("*.py")):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"\bcfg\[|\.cfg\b|cfg: dict", line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
