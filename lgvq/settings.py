@@ -70,7 +70,10 @@ class DatasetSettings:
 
 
 @dataclass(frozen=True)
-class Stage2Settings:
+class TrainedStageSettings:
+    """What the second stage and the understanding heads share: which jobs run, how they train, the
+    transformer's size."""
+
     enabled: bool
     tasks: tuple[str, ...]
     tokenizers: Mapping[str, tuple[str, ...]]
@@ -87,6 +90,10 @@ class Stage2Settings:
     layers: int
     heads: int
     dropout: float
+
+
+@dataclass(frozen=True)
+class Stage2Settings(TrainedStageSettings):
     diffusion_steps: int
     diffusion_layers: int | None   # None: `layers`
     labelmap_codes: int
@@ -96,23 +103,7 @@ class Stage2Settings:
 
 
 @dataclass(frozen=True)
-class DownstreamSettings:
-    enabled: bool
-    tasks: tuple[str, ...]
-    tokenizers: Mapping[str, tuple[str, ...]]
-    steps: int
-    batch_size: int
-    lr: float
-    gpus: int
-    ckpt_every: int
-    fast_path: bool
-    cpu_bf16: str
-    val_every: int
-    val_items: int
-    width: int
-    layers: int
-    heads: int
-    dropout: float
+class DownstreamSettings(TrainedStageSettings):
     max_words: int
     beam: int
     grounding_head: str
