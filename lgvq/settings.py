@@ -10,6 +10,7 @@ silently (tests/test_settings.py checks every shipped config).
     downstream_settings(cfg)   -> DownstreamSettings    (the `downstream` section)
     text_encoder_settings(cfg) -> TextEncoderSettings   (the `text_encoder` section)
     dataset_settings(cfg, n)   -> DatasetSettings       (the `datasets.<n>` entry)
+    data_settings(cfg)         -> DataSettings          (the `data` section: the input pipeline)
 
 This module imports no torch.
 """
@@ -49,6 +50,12 @@ class TextEncoderSettings:
     name: str
     path: str | None
     max_length: int          # caption tokens (the text cache's length)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    loader_workers: int | str    # DataLoader worker processes; "auto" = the job's threads minus one
+    prefetch: int                # batches each worker decodes ahead
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,10 @@ def downstream_settings(cfg: Mapping[str, Any]) -> DownstreamSettings:
 
 def text_encoder_settings(cfg: Mapping[str, Any]) -> TextEncoderSettings:
     return from_section(TextEncoderSettings, cfg["text_encoder"], "text_encoder")
+
+
+def data_settings(cfg: Mapping[str, Any]) -> DataSettings:
+    return from_section(DataSettings, cfg["data"], "data")
 
 
 def dataset_settings(cfg: Mapping[str, Any], dataset: str) -> DatasetSettings:

@@ -1,5 +1,5 @@
 """The typed settings (lgvq.settings): every shipped config converts; schema and dataclasses cannot drift apart;
-the task layers (lgvq/stage2, lgvq/downstream) receive them and never index the raw config."""
+the layers below the pipeline (tasks, data, models, training, metrics, tables) never index the raw config."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lgvq.config import ConfigError, load_config
-from lgvq.settings import (DownstreamSettings, dataset_settings, downstream_settings, from_section, stage2_settings,
-                           text_encoder_settings)
+from lgvq.settings import (DownstreamSettings, data_settings, dataset_settings, downstream_settings, from_section,
+                           stage2_settings, text_encoder_settings)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
@@ -23,6 +23,7 @@ def test_every_shipped_config_becomes_typed_settings(name):
     s2, ds, te = stage2_settings(cfg), downstream_settings(cfg), text_encoder_settings(cfg)
     assert s2.width == cfg["stage2"]["width"] and ds.max_words == cfg["downstream"]["max_words"]
     assert te.max_length == cfg["text_encoder"]["max_length"]
+    assert data_settings(cfg).prefetch == cfg["data"]["prefetch"]
     for key in cfg["datasets"]:
         d = dataset_settings(cfg, key)
         assert d.key == key and d.image_size == cfg["datasets"][key]["image_size"]
@@ -48,10 +49,10 @@ def test_settings_are_frozen_all_the_way_down():
     assert cfg["stage2"]["tasks"] == list(s.tasks)  # the raw config (job hashes) is left as it was
 
 
-def test_the_task_layers_never_index_the_raw_config():
+def test_the_layers_below_the_pipeline_never_index_the_raw_config():
     offenders = []
-    for folder in ("stage2", "downstream"):
-        for path in sorted((ROOT / "lgvq" / folder).glob("*.py")):
+    for folder in ("stage2", "downstream", "data", "text", "tokenizers", "lg", "train", "metrics", "tables"):
+        for path in sorted((ROOT / "lgvq" / folder).rglob("*.py")):
             for n, line in enumerate(path.read_text().splitlines(), 1):
                 if re.search(r"\bcfg\[|\.cfg\b|cfg: dict", line):
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")

@@ -16,13 +16,16 @@ The dataset holds records only; images are decoded per item, in a worker or in-p
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lgvq.config import ConfigError
 from lgvq.io import ArtifactError
+
+if TYPE_CHECKING:
+    from lgvq.settings import DataSettings
 
 THREADS_ENV = "LGVQ_THREADS"  # set by lgvq.pipeline.common.set_threads from the job's --threads
 
@@ -136,8 +139,7 @@ def sequential_batches(dataset: Dataset, batch_size: int, **kw) -> Iterator[Any]
     return image_batches(dataset, [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)], **kw)
 
 
-def loader_settings(cfg: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    """`image_batches` keywords from the config's `data` section and the job's device."""
-    d = cfg.get("data") or {}
-    return {"workers": resolve_workers(d.get("loader_workers", "auto")), "prefetch": int(d.get("prefetch", 2)),
+def loader_settings(data: DataSettings, device: torch.device | str) -> dict[str, Any]:
+    """`image_batches` keywords from the config's `data` section (lgvq.settings.data_settings) and the job's device."""
+    return {"workers": resolve_workers(data.loader_workers), "prefetch": data.prefetch,
             "pin_memory": torch.device(device).type == "cuda"}

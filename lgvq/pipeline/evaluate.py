@@ -21,6 +21,7 @@ from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, png
                                      text_cache, write_pngs)
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.tokenizer import load_tokenizer
+from lgvq.settings import data_settings
 
 
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
@@ -39,7 +40,7 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
                             "shapes-cnn extractor needs the embedded data; set eval.fid_extractor: inception")
     # Streamed through the loader a batch at a time (the split as floats is ~3 GB at COCO's size, 256 px);
     # the targets, a few bytes per image, are held.
-    settings = loader_settings(cfg, "cpu")
+    settings = loader_settings(data_settings(cfg), "cpu")
     x = ImageBatches(len(data), cfg["datasets"][dataset]["image_size"],
                      lambda lists: image_batches(data, lists, **settings, finish=lambda b: b["image"]))
     y = torch.as_tensor(np.stack([attribute_vector(r.attributes["objects"]) for r in records]))

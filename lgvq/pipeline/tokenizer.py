@@ -19,6 +19,7 @@ from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
 from lgvq.pipeline.artifacts import text_cache
 from lgvq.pipeline.common import dataset_source, device as pick_device, image_source, process_group
+from lgvq.settings import data_settings
 
 
 def vocabulary_embeddings(cache) -> Callable[[int], torch.Tensor]:
@@ -135,7 +136,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     # images and each rank trains on its share.
     bs = tcfg["batch_size"] * dist.world
 
-    feed = loader_settings(cfg, dev)
+    feed = loader_settings(data_settings(cfg), dev)
 
     def epoch_batches(epoch: int, start: int = 0):
         # The ragged last batch is dropped (fixed batch size); each rank decodes only its share, and a
@@ -300,7 +301,7 @@ def encode(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed
         data = ImageTextDataset(source.records(split), image_size=ds_cfg["image_size"], train=False,
                                 resize_mode=ds_cfg["resize_mode"], seed=0, jpeg_draft=ds_cfg["jpeg_draft"])
         codes, ids = [], []
-        for batch in sequential_batches(data, batch_size, **loader_settings(cfg, dev)):
+        for batch in sequential_batches(data, batch_size, **loader_settings(data_settings(cfg), dev)):
             x = batch["image"].to(dev, non_blocking=True)
             codes.append(model.encode_codes(x).cpu().numpy().astype(np.int32))
             ids.extend(batch["image_id"])
