@@ -99,11 +99,13 @@ def section(results: Path, wall: str | None, config: str = "config/config.yaml",
             heading: str = "##") -> str:
     begin, end = markers(profile)
     out = [begin, "", f"{heading} Results of the {profile} run (embedded data, ours only)", ""]
-    manifest = next((results / "shapes" / "tokenizers").rglob("manifest.json"), None)
+    manifests = sorted((results / "shapes" / "tokenizers").rglob("manifest.json"))
+    # a training job's manifest (it names the text encoder); an encoding job's does not
+    manifest = next((p for p in manifests if json.loads(p.read_text()).get("text_encoder")), next(iter(manifests), None))
     if manifest:
         m = json.loads(manifest.read_text())
         out.append(f"Config `{config}` at git {str(m['git']['revision'])[:10]}; text encoder "
-                   f"`{m.get('text_encoder', {}).get('name', '?')}`; {m.get('steps')} steps per tokenizer; "
+                   f"`{(m.get('text_encoder') or {}).get('name', '?')}`; {m.get('steps')} steps per tokenizer; "
                    f"CPU ({m['device'].get('cpu_count')} cores)." + (f" Whole DAG wall time: {wall}." if wall else ""))
         minutes, jobs = job_minutes(results)
         out.append("")
