@@ -134,7 +134,8 @@ def test_a_dry_run_with_another_config_during_a_run_changes_nothing_that_run_com
     other = copy.deepcopy(CONFIG)
     other["datasets"]["shapes"]["eval_images"] = 2
     assert set(planned(work, other)) - ALWAYS == {"eval_reconstruction", "stage2", "reference_real_vs_real",
-                                                  "reference_one_code", "reference_shuffled_codes"}
+                                                  "reference_one_code", "reference_shuffled_codes",
+                                                  "reference_decoded_codes"}
 
 
 def _set(cfg: dict, key: str, value) -> dict:

@@ -49,7 +49,7 @@ def test_each_table_lists_its_references_records_after_the_models():
         str(Path(cfg["results_dir"]) / "shapes/eval/text_alignment/reference/random-codebook/vqgan/seed0/metrics.json")]
     t2i = [str(p) for p in plan.table_inputs(cfg, "text_to_image")]
     assert {p.split("/reference/")[1].split("/")[0] for p in t2i if "/reference/" in p} == {
-        "real-vs-real", "shuffled-codes", "always-absent", "real-images"}
+        "real-vs-real", "shuffled-codes", "decoded-codes", "always-absent", "real-images"}
     assert not any("/reference/" in str(p) for p in plan.table_inputs(cfg, "ablation"))
 
 
@@ -152,6 +152,40 @@ def test_always_absent_scores_the_share_of_absent_slots_with_the_samples_scorer(
     mask = torch.tensor([True, True, True, False])
     right, scored = attribute_hits(lambda x: torch.full((len(x), 4), -1.0), torch.zeros(2, 3, 4, 4), wanted, mask)
     assert (right, scored) == (4, 6)  # of the 6 scored cells, 4 are absent
+
+
+def test_each_condition_is_mismatched_with_the_next_ones_caption_cyclically():
+    from lgvq.metrics.attributes import mismatched
+
+    assert mismatched(["a", "b", "c"]) == ["b", "c", "a"]
+    with pytest.raises(ValueError, match="at least 2"):
+        mismatched(["a"])
+
+
+def test_caption_following_is_zero_for_images_that_ignore_their_caption_and_positive_for_images_that_show_it():
+    from lgvq.metrics.attributes import CaptionFollowing, mismatched
+
+    wanted = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=torch.float32)
+    other = torch.stack(mismatched(wanted))
+    mask = torch.tensor([True, True, True])
+    images = torch.zeros(4, 3, 4, 4)
+
+    def score(classifier, batches=((0, 4),)) -> dict:
+        f = CaptionFollowing()
+        for a, b in batches:
+            f.add(classifier, images[a:b], wanted[a:b], other[a:b], mask)
+        return f.metrics()
+
+    absent = score(lambda x: torch.full((len(x), 3), -1.0))
+    assert absent["caption_following"] == 0.0 and absent["attribute_accuracy"] == pytest.approx(8 / 12)
+    # a "generator" that shows exactly its caption: perfect against its own, 4 of the 12 mismatched cells wrong twice
+    shown = (wanted * 2 - 1).clone()
+    perfect = score(lambda x, it=iter([shown[:2], shown[2:]]): next(it), batches=((0, 2), (2, 4)))
+    assert perfect["attribute_accuracy"] == 1.0
+    assert perfect["caption_following"] == pytest.approx(1.0 - 6 / 12)  # rows 0->1, 1->2, 2->3 differ; 3->0 equal
+    # one that always shows the same thing, whatever its caption: 0 again (the mismatched captions are the same ones)
+    constant = score(lambda x: torch.tensor([[1.0, -1.0, -1.0]]).expand(len(x), 3))
+    assert constant["caption_following"] == pytest.approx(0.0)
 
 
 def test_chance_retrieval_is_k_over_n(monkeypatch):

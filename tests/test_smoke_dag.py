@@ -79,13 +79,18 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
         rows = [r for r in csv.DictReader((tables / f"{table}.csv").open()) if r["ours_mean"] not in ("", "nan")]
         assert {(r["tokenizer"], r["variant"]) for r in rows} >= {("vqgan", "base"), ("vqgan", "lg"), ("fsq", "lg")}, table
         assert any(r["metric"] == "FID[shapes-cnn]" for r in rows), table
+    t2i = [r for r in csv.DictReader((tables / "text_to_image.csv").open()) if r["ours_mean"] not in ("", "nan")]
+    following = {r["row"]: float(r["ours_mean"]) for r in t2i if r["metric"] == "caption_following[AR-GPT]"}
+    assert {"VQ-GAN", "baseline: always-absent", "ceiling: real-images", "ceiling: decoded-codes (vqgan)"} <= set(following)
+    assert following["baseline: always-absent"] == 0.0
     # every table ends with its baseline/ceiling rows, computed by the DAG (lgvq.pipeline.references)
     references = {"reconstruction": {"ceiling: real-vs-real", "baseline: one-code"},
                   "masked_word": {"baseline: word-prior", "baseline: chance"},
                   "word_code_similarity": {"baseline: random-codebook (vqgan)"},
                   "text_to_image": {"ceiling: real-vs-real", "baseline: shuffled-codes (vqgan)", "baseline: always-absent",
-                                    "ceiling: real-images"},
-                  "unconditional": {"ceiling: real-vs-real", "baseline: shuffled-codes (vqgan)"},
+                                    "ceiling: real-images", "ceiling: decoded-codes (vqgan)"},
+                  "unconditional": {"ceiling: real-vs-real", "baseline: shuffled-codes (vqgan)",
+                                    "ceiling: decoded-codes (vqgan)"},
                   "vqa": {"baseline: majority-per-type", "baseline: blind-head"},
                   "grounding": {"baseline: mean-box", "baseline: text-only-head"},
                   "captioning": {"baseline: most-frequent-caption"}}

@@ -8,10 +8,17 @@ or one per image (N, A). Scores:
 - per-attribute accuracy: for each attribute, the fraction of images (where it is scored) whose
   prediction matches; `attribute_accuracy` is the mean over all scored (image, attribute) cells;
 - exact match: the fraction of images whose scored attributes are all right.
+
+Attribute accuracy alone cannot say whether samples follow their captions: a generator that ignores
+its condition still scores whatever its images' share of absent slots is, and a blurry decoder's
+images read as wrong shapes whatever the caption. `CaptionFollowing` scores each sample against its
+own caption and against a mismatched one (the next condition's): the difference, `caption_following`,
+is 0 in expectation for images that do not depend on their caption, whatever they look like.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -73,11 +80,58 @@ def attribute_hits(classifier: Callable[[Tensor], Tensor], images: Tensor, wante
                    mask: Tensor) -> tuple[int, int]:
     """(right, scored) (image, attribute) cells of one batch: `attribute_accuracy` over images seen
     batch by batch is the sum of `right` over the sum of `scored` (mask: (A,) or (N, A))."""
+    return _hits(_shown(classifier, images), wanted, mask)
+
+
+def _shown(classifier: Callable[[Tensor], Tensor], images: Tensor) -> Tensor:
+    """The attributes the classifier sees (logit > 0) in each image, as (N, A) floats."""
     if isinstance(classifier, ShapesCNNExtractor):
         classifier = classifier.model
     if isinstance(classifier, torch.nn.Module):
         classifier.eval()
+    return (classifier(as_unit_images(images, "attribute_accuracy images")) > 0).float()
+
+
+def _hits(shown: Tensor, wanted: Tensor, mask: Tensor) -> tuple[int, int]:
     want = torch.as_tensor(wanted).float()
-    logits = classifier(as_unit_images(images, "attribute_accuracy images"))
     m = torch.as_tensor(mask, dtype=torch.bool).expand_as(want)
-    return int((((logits > 0).float() == want) & m).sum()), int(m.sum())
+    return int(((shown == want) & m).sum()), int(m.sum())
+
+
+def mismatched(items: Sequence) -> list:
+    """Each condition's mismatched partner: the next one's, cyclically (item i -> item i + 1 mod n), a
+    fixed derangement for n > 1, so the mismatched captions are the same captions, each used once."""
+    items = list(items)
+    if len(items) < 2:
+        raise ValueError("caption_following needs at least 2 conditions (each is scored against another's caption)")
+    return items[1:] + items[:1]
+
+
+@dataclass
+class CaptionFollowing:
+    """Attribute accuracy of samples against their own captions and against mismatched ones, accumulated
+    batch by batch. `add` takes one batch's images with the multi-hot attributes of their own captions
+    and of their mismatched captions (`mismatched` over the whole list of conditions, then sliced like
+    the images). The classifier reads each image once."""
+
+    right: int = 0
+    right_mismatched: int = 0
+    scored: int = 0
+    scored_mismatched: int = 0
+
+    @torch.no_grad()
+    def add(self, classifier: Callable[[Tensor], Tensor], images: Tensor, wanted: Tensor, wanted_mismatched: Tensor,
+            mask: Tensor) -> None:
+        shown = _shown(classifier, images)
+        right, scored = _hits(shown, wanted, mask)
+        self.right, self.scored = self.right + right, self.scored + scored
+        right, scored = _hits(shown, wanted_mismatched, mask)
+        self.right_mismatched, self.scored_mismatched = self.right_mismatched + right, self.scored_mismatched + scored
+
+    def metrics(self) -> dict[str, float]:
+        """attribute_accuracy (own captions) and caption_following = that minus the accuracy against the
+        mismatched captions (a fraction; > 0 when the images show what their own caption names)."""
+        if not self.scored or not self.scored_mismatched:
+            raise ValueError("caption_following: no image was scored")
+        own = self.right / self.scored
+        return {"attribute_accuracy": own, "caption_following": own - self.right_mismatched / self.scored_mismatched}

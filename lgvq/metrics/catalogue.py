@@ -33,6 +33,8 @@ METRICS: dict[str, MetricInfo] = {
     "I2T-R@1": _FRACTION, "I2T-R@5": _FRACTION,
     "word_code_MSE": MetricInfo(lower_is_better=True, about="word-word vs code-code cosine MSE"),
     "attribute_accuracy": MetricInfo(percent=True, about="shapes-cnn: attributes a sample shows vs its caption's"),
+    "caption_following": MetricInfo(percent=True, about="attribute accuracy against the own caption minus against "
+                                                        "another condition's (points; 0: the caption is ignored)"),
     "Accuracy": MetricInfo(percent=True, about="exact match"),
     "WUPS@0.9": _FRACTION, "WUPS@0.0": _FRACTION,
     "Accuracy@0.5": MetricInfo(percent=True, about="boxes with IoU > 0.5"),

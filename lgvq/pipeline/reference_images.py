@@ -163,8 +163,14 @@ def _attribute_setup(cfg: dict[str, Any], dataset: str):
 ATTRIBUTE_OFF = "attribute accuracy needs the shapes-cnn classifier (eval.fid_extractor: shapes-cnn, embedded data)"
 
 
-def _attribute_record(cfg: dict[str, Any], right: int, scored: int, note: str) -> dict[str, Measured]:
-    m, n = _with_ar(cfg, {"attribute_accuracy": right / scored}, {"attribute_accuracy": note})
+ATTRIBUTES_OFF = {"attribute_accuracy": ATTRIBUTE_OFF, "caption_following": ATTRIBUTE_OFF}
+
+
+def _attribute_record(cfg: dict[str, Any], following, n_captions: int, note: str) -> dict[str, Measured]:
+    from lgvq.pipeline.stage2 import attribute_notes
+
+    notes = {k: f"{v}; {note}" for k, v in attribute_notes(n_captions, what="image").items()}
+    m, n = _with_ar(cfg, following.metrics(), notes)
     return {"text_to_image": Measured(m, n)}
 
 
@@ -174,38 +180,83 @@ def _wanted(captions: list[str]) -> torch.Tensor:
     return torch.as_tensor(np.stack([caption_attribute_vector(c) for c in captions]))
 
 
-def always_absent(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
-    from lgvq.metrics.attributes import attribute_hits
+def _score_attributes(classifier, records, mask, images_of) -> Any:
+    """A CaptionFollowing over the models' test conditions (each record's first caption, and the next
+    record's as its mismatched one), with `images_of(rows)` giving the images of a batch of rows."""
+    from lgvq.metrics.attributes import CaptionFollowing, mismatched
 
+    wanted = _wanted([r.captions[0] for r in records])
+    wanted_mismatched, following = torch.stack(mismatched(wanted)), CaptionFollowing()
+    for i in range(0, len(records), BATCH):
+        rows = range(i, min(i + BATCH, len(records)))
+        following.add(classifier, images_of(rows), wanted[i : rows.stop], wanted_mismatched[i : rows.stop], mask)
+    return following
+
+
+def always_absent(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
     setup = _attribute_setup(cfg, dataset)
     if setup is None:
-        return {"text_to_image": Measured({}, not_computed={"attribute_accuracy": ATTRIBUTE_OFF})}
+        return {"text_to_image": Measured({}, not_computed=dict(ATTRIBUTES_OFF))}
     _, records, mask = setup
-    wanted = _wanted([r.captions[0] for r in records])
-    # the same scoring as the samples', with a classifier whose every logit says "absent"
-    right, scored = attribute_hits(lambda x: torch.full((len(x), wanted.shape[1]), -1.0), torch.zeros(len(wanted), 3, 4, 4),
-                                   wanted, mask)
-    return _attribute_record(cfg, right, scored, f"every scored shape and colour slot answered 'absent', against the "
-                                                 f"{len(records)} captions the models' samples are scored on")
+    # the same scoring as the samples', with a classifier whose every logit says "absent" (caption_following
+    # is then exactly 0: the mismatched captions are the same captions, so they name as many slots)
+    n_attr = len(mask)
+    following = _score_attributes(lambda x: torch.full((len(x), n_attr), -1.0), records, mask,
+                                  lambda rows: torch.zeros(len(rows), 3, 4, 4))
+    return _attribute_record(cfg, following, len(records), "every scored shape and colour slot answered 'absent'")
 
 
 @torch.no_grad()
 def real_images(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
-    from lgvq.metrics.attributes import attribute_hits
-
     setup = _attribute_setup(cfg, dataset)
     if setup is None:
-        return {"text_to_image": Measured({}, not_computed={"attribute_accuracy": ATTRIBUTE_OFF})}
+        return {"text_to_image": Measured({}, not_computed=dict(ATTRIBUTES_OFF))}
     extractor, records, mask = setup
     data, _ = eval_images(cfg, dataset, limit=len(records))
-    right = scored = 0
-    for i in range(0, len(records), BATCH):
-        idx = range(i, min(i + BATCH, len(records)))
-        x = torch.stack([data[j]["image"] for j in idx])
-        hit, cells = attribute_hits(extractor, x, _wanted([records[j].captions[0] for j in idx]), mask)
-        right, scored = right + hit, scored + cells
-    return _attribute_record(cfg, right, scored, f"shapes-cnn reads the {len(records)} real test images whose first "
-                                                 "captions condition the models' samples (count not scored)")
+    following = _score_attributes(extractor, records, mask, lambda rows: torch.stack([data[j]["image"] for j in rows]))
+    return _attribute_record(cfg, following, len(records), "the real test images whose first captions condition the models' samples")
+
+
+@torch.no_grad()
+def decoded_codes(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: str, seed: int) -> dict[str, Measured]:
+    """The tokenizer's own decoding of the real test images' codes, scored like the samples: what a second
+    stage reaches through this tokenizer if it generated every image's true codes (its FID is the
+    reconstruction FID of the same images; attribute accuracy reads the decoder's images, blur and all)."""
+    from lgvq.pipeline.artifacts import CodeTable
+    from lgvq.pipeline.common import dataset_source
+    from lgvq.pipeline.tokenizer import load_tokenizer
+
+    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    extractor = fid_extractor(cfg, dataset)
+    if extractor is None:
+        return _fid_records(cfg, GENERATION_KINDS, {}, {}, {"FID": FID_OFF_REASON})
+    dev = pick_device(cfg)
+    records = dataset_source(cfg, dataset).records("test")[:n]
+    codes = CodeTable(paths.tokenizer_dir(R, dataset, tokenizer, "base", seed), ("test",))
+    model = load_tokenizer(cfg, dataset, tokenizer, "base", seed).to(dev).eval()
+
+    def decoded(rows) -> torch.Tensor:
+        batch = codes.batch([codes(records[j].image_id) for j in rows], dev)
+        return model.decode_codes(batch).clamp(-1, 1).cpu()
+
+    folder = paths.reference_dir(R, GENERATION_KINDS[0], dataset, ref.name, tokenizer, seed) / "samples"
+    with png_folder(folder) as tmp:
+        for i in range(0, len(records), BATCH):
+            rows = range(i, min(i + BATCH, len(records)))
+            write_pngs(to_uint8(decoded(rows)), [f"{records[j].image_id:012d}" for j in rows], tmp)
+    fid = score_fid(folder, reference_folder(cfg, dataset), extractor, paths.dataset_dir(R, dataset) / "eval" / "fid_cache",
+                    note_suffix=f"; ceiling: the first {len(records)} test images' codes of {tokenizer} base seed {seed}, "
+                                "decoded by it (the models' sample count)")
+    out = _fid_records(cfg, GENERATION_KINDS, fid.metrics, fid.notes, {})
+    if extractor.name == "shapes-cnn":
+        setup = _attribute_setup(cfg, dataset)
+        following = _score_attributes(extractor, setup[1], setup[2], decoded)
+        attributes = _attribute_record(cfg, following, len(setup[1]), f"the test images' codes of {tokenizer} base seed {seed}, decoded")
+        out["text_to_image"].metrics.update(attributes["text_to_image"].metrics)
+        out["text_to_image"].notes.update(attributes["text_to_image"].notes)
+    else:
+        out["text_to_image"].not_computed.update(ATTRIBUTES_OFF)
+    return out
 
 
 def shuffle_positions(codes: np.ndarray, seed: int) -> np.ndarray:

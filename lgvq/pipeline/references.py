@@ -96,6 +96,11 @@ REFERENCES: tuple[Reference, ...] = (
               ("data", "extractor", "model", "codes"), f"{IMAGES}:shuffled_codes",
               "training code grids with their positions shuffled per image (code frequencies kept, layout "
               "destroyed), decoded by the tokenizer"),
+    Reference("decoded-codes", "ceiling", GENERATION_KINDS, GENERATION_TABLES, True,
+              ("data", "extractor", "model", "codes"), f"{IMAGES}:decoded_codes",
+              "the real test images' own codes decoded by the tokenizer, scored like the samples: what a second stage "
+              "reaches through this tokenizer (its FID is the reconstruction FID; attribute accuracy reads the "
+              "decoder's images)"),
     Reference("majority-per-type", "baseline", ("vqa",), ("vqa",), False, ("data",), f"{HEADS}:majority_per_type",
               "each question type's most frequent training answer, whatever the image and question"),
     Reference("mean-box", "baseline", ("grounding",), ("grounding",), False, ("data",), f"{HEADS}:mean_box_baseline",

@@ -215,21 +215,22 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     scores_attributes = spec.scores_caption_attributes and extractor is not None and extractor.name == "shapes-cnn"
     if scores_attributes:
         from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
-        from lgvq.metrics.attributes import attribute_hits
+        from lgvq.metrics.attributes import CaptionFollowing, mismatched
 
         attr_mask = torch.as_tensor([not n.startswith("count:") for n in ATTRIBUTE_NAMES])
+        wanted = torch.as_tensor(np.stack([caption_attribute_vector(cap) for cap in captions]))
+        wanted_mismatched, following = torch.stack(mismatched(wanted)), CaptionFollowing()
     # Rank 0 writes and scores the samples 50 at a time as they arrive (only a round of chunks is held);
     # the folder replaces an earlier one once all are written, and the FID reads them back from disk.
-    samples_dir, grid_images, right, scored = out / "samples", [], 0, 0
+    samples_dir, grid_images = out / "samples", []
     with png_folder(samples_dir) as tmp_dir:
         for c, x in chunks:
             recs = test_recs[c * 50 : c * 50 + 50]
             write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in recs], tmp_dir)
             grid_images.append(x[: 16 - sum(len(t) for t in grid_images)])
             if scores_attributes:
-                wanted = torch.as_tensor(np.stack([caption_attribute_vector(cap) for cap in captions[c * 50 : c * 50 + 50]]))
-                hit, cells = attribute_hits(extractor, x, wanted, attr_mask)
-                right, scored = right + hit, scored + cells
+                rows = slice(c * 50, c * 50 + len(recs))
+                following.add(extractor, x, wanted[rows], wanted_mismatched[rows], attr_mask)
     _sample_grid(torch.cat(grid_images), paths.stage2_sample_grid(R, task, dataset, tokenizer, variant, seed))
 
     # FID off: the samples and their grid are still written above, for a person to look at
@@ -238,10 +239,9 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                     note_suffix=f"; one sample per test condition, seed {seed}")
     metrics, notes = fid.metrics, fid.notes
     if scores_attributes:
-        key = f"attribute_accuracy[{tag}]" if tag else "attribute_accuracy"
-        metrics[key] = right / scored
-        notes[key] = ("shapes-cnn reads each sample; shape and colour slots compared with those its caption names "
-                      f"(count not scored); {len(captions)} captions")
+        for name, value in following.metrics().items():
+            metrics[f"{name}[{tag}]" if tag else name] = value
+        notes.update(attribute_notes(len(captions), tag))
     MetricRecord(
         spec.table_id, dataset, tokenizer, variant, seed, metrics, notes,
         labels={"generator": spec.describe(model, s), "text_encoder": cond.text_encoder},
@@ -249,6 +249,16 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
                  execution=trainer.execution.record())
     return out / "metrics.json"
+
+
+def attribute_notes(n_captions: int, tag: str | None = None, what: str = "sample") -> dict[str, str]:
+    """The notes of attribute_accuracy and caption_following, under their (tagged) keys."""
+    key = lambda name: f"{name}[{tag}]" if tag else name  # noqa: E731
+    return {key("attribute_accuracy"): f"shapes-cnn reads each {what}; shape and colour slots compared with those its "
+                                       f"caption names (count not scored); {n_captions} captions",
+            key("caption_following"): f"attribute accuracy against each {what}'s own caption minus against the next "
+                                      f"condition's (cyclically): 0 for images that ignore their caption; "
+                                      f"{n_captions} captions"}
 
 
 def _sample_grid(x: Tensor, path: Path) -> None:

@@ -99,13 +99,15 @@ TABLES: dict[str, Table] = {t.id: t for t in (
               _row("vqgan", "lg", {(CUB, "word_code_MSE"): 0.0351}),
           ), "Our protocol (ridge-aligned codes, identical for base and +LG) is in lgvq.lg.evaluate; the paper's is unstated."),
     Table("text_to_image", "Table 5", "Results of text-to-image on CelebA-HQ.", ("text_to_image",),
-          (FID, "attribute_accuracy"), (CH,), (
+          (FID, "attribute_accuracy", "caption_following"), (CH,), (
         Row("Unite and Conqu [4]", None, paper=_one(CH, FID, 26.09)), Row("Corgi [54]", None, paper=_one(CH, FID, 19.74)),
         Row("LAFITE [55]", None, paper=_one(CH, FID, 12.54)), _row("vqgan", "base", _one(CH, FID, 15.29)),
         _row("cvq", "base", _one(CH, FID, 13.23)), _row("vqgan", "lg", _one(CH, FID, 12.61)),
         _row("cvq", "lg", _one(CH, FID, 12.33))),
         "Ours: VQ-Diffusion-style discrete diffusion (FID[...]) and, tagged AR-GPT, a GPT with a text prefix. "
-        "attribute_accuracy (embedded data only): shapes and colours a sample shows vs those its caption names."),
+        "attribute_accuracy (embedded data only): shapes and colours a sample shows vs those its caption names; "
+        "caption_following: that accuracy minus the same samples' against another condition's caption (0 for samples "
+        "that ignore their caption, whatever they look like)."),
     Table("semantic_synthesis", "Table 6", "Result (FID) of semantic synthesis on CelebA-HQ.", ("semantic_synthesis",),
           (FID,), (CH,), (
               Row("Reg-VQ [52]", None, paper=_one(CH, FID, 15.34)), Row("VQCT [51]", None, paper=_one(CH, FID, 14.47)),
