@@ -11,6 +11,10 @@ silently (tests/test_settings.py checks every shipped config).
     text_encoder_settings(cfg) -> TextEncoderSettings   (the `text_encoder` section)
     dataset_settings(cfg, n)   -> DatasetSettings       (the `datasets.<n>` entry)
     data_settings(cfg)         -> DataSettings          (the `data` section: the input pipeline)
+    train_settings(cfg)        -> TrainSettings         (the `train` section: tokenizer training)
+    lg_settings(cfg)           -> LGSettings            (the `lg` section: the language-guided module's size)
+    eval_settings(cfg)         -> EvalSettings          (the `eval` section)
+    tokenizer_settings(cfg, n) -> TokenizerSettings     (the `tokenizers.<n>` entry)
 
 This module imports no torch.
 """
@@ -32,6 +36,16 @@ def _frozen(value: Any) -> Any:
         return MappingProxyType({k: _frozen(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(_frozen(v) for v in value)
+    return value
+
+
+def thawed(value: Any) -> Any:
+    """A frozen setting as the plain containers the config had (mapping proxies -> dicts, tuples -> lists):
+    for a constructor that takes the user's nested params as given (a YAML/JSON config holds no tuples)."""
+    if isinstance(value, Mapping):
+        return {k: thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thawed(v) for v in value]
     return value
 
 
@@ -74,6 +88,54 @@ class DatasetSettings:
     prepare_resized: bool
     stage2_tasks: tuple[str, ...] | None
     downstream_tasks: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The tokenizers' training (stage 1)."""
+
+    steps: int
+    batch_size: int
+    micro_batch: int | None      # gradient accumulation: micro-batches of this size
+    base_lr: float
+    lr: float | None             # None: base_lr x batch_size x GPUs (the authors' rule)
+    betas: tuple[float, float]
+    ckpt_every: int
+    fast_path: bool
+    cpu_bf16: str
+    compile: bool
+    gpus: int
+    log_every: int
+    val_every: int
+    val_items: int
+
+
+@dataclass(frozen=True)
+class LGSettings:
+    layers: int
+    heads: int
+    dropout: float
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    fid_extractor: str           # shapes-cnn | inception | none
+    inception_weights: str | None
+    shapes_cnn_epochs: int
+    mask_eval_seed: int
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """One `tokenizers.<key>` entry."""
+
+    key: str
+    class_: str                  # the entry's `class` (a registered name or module:Class)
+    params: Mapping[str, Any]
+    checkpoint: str | None       # a frozen checkpoint evaluated instead of training
+    steps: int | None            # None: train.steps
+    init_from: str | None        # fine-tune from this checkpoint
+    variants: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -138,3 +200,21 @@ def data_settings(cfg: Mapping[str, Any]) -> DataSettings:
 
 def dataset_settings(cfg: Mapping[str, Any], dataset: str) -> DatasetSettings:
     return from_section(DatasetSettings, cfg["datasets"][dataset], f"datasets.{dataset}", key=dataset)
+
+
+def train_settings(cfg: Mapping[str, Any]) -> TrainSettings:
+    return from_section(TrainSettings, cfg["train"], "train")
+
+
+def lg_settings(cfg: Mapping[str, Any]) -> LGSettings:
+    return from_section(LGSettings, cfg["lg"], "lg")
+
+
+def eval_settings(cfg: Mapping[str, Any]) -> EvalSettings:
+    return from_section(EvalSettings, cfg["eval"], "eval")
+
+
+def tokenizer_settings(cfg: Mapping[str, Any], tokenizer: str) -> TokenizerSettings:
+    entry = dict(cfg["tokenizers"][tokenizer])
+    entry["class_"] = entry.pop("class")  # `class` is a Python keyword
+    return from_section(TokenizerSettings, entry, f"tokenizers.{tokenizer}", key=tokenizer)

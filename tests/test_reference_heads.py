@@ -129,7 +129,8 @@ def test_most_frequent_caption_is_output_for_every_test_image_and_scored(monkeyp
     import lgvq.metrics.captions as captions
     monkeypatch.setattr(captions, "caption_scores", caption_scores)
     monkeypatch.setattr(rh, "dataset_source", lambda cfg, ds: Source(records={"train": train, "test": test}))
-    cfg = {"downstream": {"eval_limit": 2}}
+    cfg = load_config(ROOT / "config" / "smoke.yaml")
+    cfg["downstream"]["eval_limit"] = 2
     m = rh.most_frequent_caption_baseline(cfg, get_reference("most-frequent-caption"), "shapes", None, 0)["captioning"]
     assert scored["preds"] == {3: "a red circle", 4: "a red circle"}  # eval_limit: the heads' first 2 test images
     assert scored["refs"] == {3: ["a red circle"], 4: ["a green star"]}

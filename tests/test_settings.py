@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from lgvq.config import ConfigError, load_config
-from lgvq.settings import (DownstreamSettings, data_settings, dataset_settings, downstream_settings, from_section,
-                           stage2_settings, text_encoder_settings)
+from lgvq.settings import (DownstreamSettings, data_settings, dataset_settings, downstream_settings, eval_settings,
+                           from_section, lg_settings, stage2_settings, text_encoder_settings, thawed, tokenizer_settings,
+                           train_settings)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "schema.yaml")
@@ -27,6 +28,12 @@ def test_every_shipped_config_becomes_typed_settings(name):
     for key in cfg["datasets"]:
         d = dataset_settings(cfg, key)
         assert d.key == key and d.image_size == cfg["datasets"][key]["image_size"]
+    assert train_settings(cfg).steps == cfg["train"]["steps"] and lg_settings(cfg).layers == cfg["lg"]["layers"]
+    assert eval_settings(cfg).fid_extractor == cfg["eval"]["fid_extractor"]
+    for key, entry in cfg["tokenizers"].items():
+        t = tokenizer_settings(cfg, key)
+        assert (t.key, t.class_, t.steps) == (key, entry["class"], entry["steps"])
+        assert thawed(t.params) == entry["params"]  # what the tokenizer's constructor receives: the user's params
 
 
 def test_a_key_the_dataclass_lacks_or_misses_is_an_error_naming_the_section():
@@ -55,5 +62,23 @@ def test_the_layers_below_the_pipeline_never_index_the_raw_config():
         for path in sorted((ROOT / "lgvq" / folder).rglob("*.py")):
             for n, line in enumerate(path.read_text().splitlines(), 1):
                 if re.search(r"\bcfg\[|\.cfg\b|cfg: dict", line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+# The job modules of the pipeline: they turn the raw config into typed settings and pass those (and paths)
+# on; the raw dict is read only for `results_dir` (every path starts there) and the job hashes' slices
+# (lgvq.pipeline.jobs), which hash the config as data.
+JOB_MODULES = ("tokenizer", "evaluate", "stage2", "downstream", "text", "data", "artifacts", "common",
+               "reference_images", "reference_text", "reference_heads", "reference_blind", "reference_jobs")
+
+
+def test_the_pipelines_job_modules_read_the_raw_config_only_for_results_dir():
+    offenders = []
+    for name in JOB_MODULES:
+        path = ROOT / "lgvq" / "pipeline" / f"{name}.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for m in re.finditer(r"\bcfg\[([^\]]*)\]", line):
+                if m.group(1) != '"results_dir"':
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not offenders, "\n".join(offenders)

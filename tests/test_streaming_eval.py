@@ -4,6 +4,8 @@ the streaming one with batch sizes that force several batches / blocks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -225,7 +227,10 @@ def test_reference_folder_written_in_batches_holds_the_one_shot_images(embedded,
 
     _, _, _, _, splits = embedded
     recs = splits["test"][1]
-    cfg = {"results_dir": str(tmp_path / "res"), "datasets": {"shapes": {"eval_images": 7}}}
+    from lgvq.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "smoke.yaml")
+    cfg["results_dir"], cfg["datasets"]["shapes"]["eval_images"] = str(tmp_path / "res"), 7
     artifacts_eval = lambda cfg, dataset, split="test", limit=None: (
         ImageTextDataset(recs[:limit], image_size=16, train=False, resize_mode="resize", seed=0), recs[:limit])
     mp = pytest.MonkeyPatch()

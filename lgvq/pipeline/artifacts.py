@@ -27,32 +27,32 @@ from lgvq.io import ArtifactError, atomic_path
 from lgvq.metrics.image import to_uint8
 from lgvq.pipeline import paths
 from lgvq.pipeline.common import dataset_source
+from lgvq.settings import dataset_settings, eval_settings, text_encoder_settings
 
 
 def text_cache(cfg: dict[str, Any], dataset: str):
     from lgvq.text.cache import TextCache
 
-    cache = TextCache.load(paths.text_cache(cfg["results_dir"], dataset, cfg["text_encoder"]["name"]))
+    text = text_encoder_settings(cfg)
+    cache = TextCache.load(paths.text_cache(cfg["results_dir"], dataset, text.name))
     # A cache built under another text-encoder setting (e.g. captions tokenised to 30 tokens while
     # text_encoder.max_length is now 16) would fail deep inside the LG module with a shape error,
     # or silently train on features the config does not describe: refuse it by name.
-    tcfg = cfg["text_encoder"]
-    if cache.max_length != tcfg["max_length"] or cache.encoder_name != tcfg["name"]:
+    if cache.max_length != text.max_length or cache.encoder_name != text.name:
         raise ConfigError(f"text_encoder.max_length/name: the text cache {cache.path} holds captions encoded by "
                           f"'{cache.encoder_name}' at up to {cache.max_length} tokens, but the config says "
-                          f"'{tcfg['name']}' at max_length {tcfg['max_length']}; rebuild it with `lgvq text cache`")
+                          f"'{text.name}' at max_length {text.max_length}; rebuild it with `lgvq text cache`")
     return cache
 
 
 def eval_images(cfg: dict[str, Any], dataset: str, split: str = "test", limit: int | None = None):
     from lgvq.data.dataset import ImageTextDataset
 
-    ds_cfg = cfg["datasets"][dataset]
+    ds = dataset_settings(cfg, dataset)
     records = dataset_source(cfg, dataset).records(split)
     if limit is not None:
         records = records[:limit]
-    return ImageTextDataset(records, image_size=ds_cfg["image_size"], train=False,
-                            resize_mode=ds_cfg["resize_mode"], seed=0), records
+    return ImageTextDataset(records, image_size=ds.image_size, train=False, resize_mode=ds.resize_mode, seed=0), records
 
 
 def write_pngs(images: np.ndarray, names: list[str], folder: Path) -> None:
@@ -88,7 +88,7 @@ def reference_folder(cfg: dict[str, Any], dataset: str, batch: int = 64) -> Path
     Several evaluation jobs may ask at once: each writes into its own temporary folder and
     renames it into place; a job that loses the race uses the winner's (identical) folder.
     """
-    n = cfg["datasets"][dataset]["eval_images"]
+    n = dataset_settings(cfg, dataset).eval_images
     folder = paths.dataset_dir(cfg["results_dir"], dataset) / "eval" / f"reference_test_{n}"
     if (folder / "DONE").is_file():
         return folder
@@ -145,11 +145,11 @@ def fid_extractor(cfg: dict[str, Any], dataset: str):
     """The configured FID feature extractor, or None when `eval.fid_extractor: none`."""
     from lgvq.metrics.extractors import InceptionExtractor, ShapesCNNExtractor
 
-    ev = cfg["eval"]
-    if ev["fid_extractor"] == "none":
+    ev = eval_settings(cfg)
+    if ev.fid_extractor == "none":
         return None
-    if ev["fid_extractor"] == "inception":
-        return InceptionExtractor(ev["inception_weights"])
+    if ev.fid_extractor == "inception":
+        return InceptionExtractor(ev.inception_weights)
     return ShapesCNNExtractor.load(paths.shapes_cnn_model(cfg["results_dir"], dataset))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from lgvq.config import ConfigError, load_config, require
 from lgvq.io import ArtifactError, read_json
 from lgvq.pipeline import paths
+from lgvq.settings import dataset_settings
 
 
 def job_config(path: str | Path, *, dataset: str | None = None, tokenizer: str | None = None) -> dict[str, Any]:
@@ -68,11 +69,11 @@ def dataset_source(cfg: dict[str, Any], dataset: str, root: Path | None = None):
     from lgvq.data.registry import get_source
     from lgvq.pipeline.preflight import cache_dir_problem
 
-    ds = cfg["datasets"][dataset]
+    ds = dataset_settings(cfg, dataset)
     problem = cache_dir_problem(cfg, dataset)
     if problem:
         raise ConfigError(problem)
-    return get_source(ds["source"], root or data_root(cfg, dataset), cache_dir=ds.get("cache_dir"))
+    return get_source(ds.source, root or data_root(cfg, dataset), cache_dir=ds.cache_dir)
 
 
 def image_source(cfg: dict[str, Any], dataset: str):
@@ -81,11 +82,11 @@ def image_source(cfg: dict[str, Any], dataset: str):
     dataset's geometry). Other stages keep `dataset_source`: some read an original's size (grounding
     scales its boxes by it)."""
     source = dataset_source(cfg, dataset)
-    ds = cfg["datasets"][dataset]
-    if not ds.get("prepare_resized"):
+    ds = dataset_settings(cfg, dataset)
+    if not ds.prepare_resized:
         return source
     from lgvq.data.resized import ResizedSource
 
-    return ResizedSource(source, paths.resized_dir(cfg["results_dir"], dataset), size=ds["image_size"],
-                         resize_mode=ds["resize_mode"], jpeg_draft=ds["jpeg_draft"],
+    return ResizedSource(source, paths.resized_dir(cfg["results_dir"], dataset), size=ds.image_size,
+                         resize_mode=ds.resize_mode, jpeg_draft=ds.jpeg_draft,
                          key=f"datasets.{dataset}.prepare_resized")

@@ -55,7 +55,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.downstream.frontend import CodeFrontEnd
     from lgvq.downstream.registry import HEADS, HeadContext
     from lgvq.downstream.task import HeadTask
-    from lgvq.settings import dataset_settings, downstream_settings
+    from lgvq.settings import dataset_settings, downstream_settings, tokenizer_settings
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     head = HEADS.get(task, key="--task")
@@ -95,7 +95,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         task, dataset, tokenizer, variant, seed, ev.metrics, ev.notes,
         labels={"head": f"{type(model).__name__}: width {d.width}, {d.layers} layers, {d.heads} heads, "
                         f"trained from scratch for {d.steps} steps (batch {d.batch_size}) on the train split's codes",
-                "tokenizer_class": cfg["tokenizers"][tokenizer]["class"],
+                "tokenizer_class": tokenizer_settings(cfg, tokenizer).class_,
                 **({"decoder": setup.vocab["decoder"]} if "decoder" in setup.vocab else {})},
         extra={**ev.extra, **convergence_extra(work)}).write(out)
     record.write(out, head_dir=str(work), processes=dist.world, execution=trainer.execution.record())

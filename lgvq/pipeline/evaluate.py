@@ -21,7 +21,7 @@ from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, png
                                      text_cache, write_pngs)
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.tokenizer import load_tokenizer
-from lgvq.settings import data_settings
+from lgvq.settings import data_settings, dataset_settings, eval_settings, text_encoder_settings, tokenizer_settings
 
 
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
@@ -31,7 +31,8 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     from lgvq.metrics.extractors import ImageBatches, train_shapes_cnn
 
     out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
-    seed = cfg["eval"]["mask_eval_seed"]
+    ev = eval_settings(cfg)
+    seed = ev.mask_eval_seed
     record = RunRecord("metrics/train-extractor", jobs.feature_extractor(cfg, dataset), seed=seed)
     data, records = eval_images(cfg, dataset, split="train")
     missing = [r.image_id for r in records if not r.attributes]
@@ -41,10 +42,10 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     # Streamed through the loader a batch at a time (the split as floats is ~3 GB at COCO's size, 256 px);
     # the targets, a few bytes per image, are held.
     settings = loader_settings(data_settings(cfg), "cpu")
-    x = ImageBatches(len(data), cfg["datasets"][dataset]["image_size"],
+    x = ImageBatches(len(data), dataset_settings(cfg, dataset).image_size,
                      lambda lists: image_batches(data, lists, **settings, finish=lambda b: b["image"]))
     y = torch.as_tensor(np.stack([attribute_vector(r.attributes["objects"]) for r in records]))
-    model, report = train_shapes_cnn(x, y, epochs=cfg["eval"]["shapes_cnn_epochs"], seed=seed)
+    model, report = train_shapes_cnn(x, y, epochs=ev.shapes_cnn_epochs, seed=seed)
     model.save(out / "model.pt", attribute_names=list(ATTRIBUTE_NAMES), report=report)
     record.write(out, heldout=report)
     return out / "model.pt"
@@ -67,12 +68,12 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     codes = load_codes(paths.codes_file(R, dataset, tokenizer, variant, seed, "test"))
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     ref = reference_folder(cfg, dataset) if extractor is not None else None
-    data, records = eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
+    data, records = eval_images(cfg, dataset, limit=dataset_settings(cfg, dataset).eval_images)
     recon_dir = out / "reconstructions"
     psnr, ssim = reconstruct_to_folder(model, data, records, recon_dir, dev)
     fid = score_fid(recon_dir, ref, extractor, paths.dataset_dir(R, dataset) / "eval" / "fid_cache")
     run = (dataset, tokenizer, variant, seed)
-    labels = {"tokenizer_class": cfg["tokenizers"][tokenizer]["class"], "text_encoder": cfg["text_encoder"]["name"],
+    labels = {"tokenizer_class": tokenizer_settings(cfg, tokenizer).class_, "text_encoder": text_encoder_settings(cfg).name,
               "perceptual": model.describe().get("perceptual")}
     MetricRecord(
         "reconstruction", *run,
@@ -147,16 +148,15 @@ def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     dev = pick_device(cfg)
     model, lg = load_tokenizer(cfg, dataset, tokenizer, variant, seed, with_lg=True)
     model, lg = model.to(dev), (lg.to(dev) if lg is not None else None)
-    cache = text_cache(cfg, dataset)
+    cache, text = text_cache(cfg, dataset), text_encoder_settings(cfg)
     encoder = None
     if lg is not None and lg.weights["mtp"] > 0:  # the leak-free masked-word protocol re-encodes captions
         from lgvq.text.registry import get_text_encoder
 
-        t = cfg["text_encoder"]
-        encoder = get_text_encoder(t["name"], path=t["path"], max_length=t["max_length"], device=str(dev))
+        encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(dev))
     metrics, notes = lg_eval.evaluate_alignment(
         model, lg, cache, train=eval_images(cfg, dataset, split="train"), test=eval_images(cfg, dataset, split="test"),
-        seed=cfg["eval"]["mask_eval_seed"], device=dev, encoder=encoder)
+        seed=eval_settings(cfg).mask_eval_seed, device=dev, encoder=encoder)
     MetricRecord("text_alignment", dataset, tokenizer, variant, seed, metrics, notes,
-                 labels={"text_encoder": cfg["text_encoder"]["name"], "lg_module": lg is not None}).write(out)
+                 labels={"text_encoder": text.name, "lg_module": lg is not None}).write(out)
     record.write(out)

@@ -19,6 +19,7 @@ import numpy as np
 from lgvq.pipeline.common import dataset_source
 from lgvq.pipeline.reference_jobs import Measured
 from lgvq.pipeline.references import Reference
+from lgvq.settings import downstream_settings
 
 
 def _most_frequent(counts: Counter) -> str:
@@ -118,7 +119,7 @@ def most_frequent_caption_baseline(cfg: dict[str, Any], ref: Reference, dataset:
     source = dataset_source(cfg, dataset)
     train = source.records("train")
     test = list(source.records("test"))
-    limit = cfg["downstream"]["eval_limit"]
+    limit = downstream_settings(cfg).eval_limit
     if limit:
         test = test[:limit]  # the heads' test images (downstream.eval_limit)
     caption = most_frequent_caption(c for r in train for c in r.captions)

@@ -22,6 +22,7 @@ from lgvq.pipeline.artifacts import (FID_OFF_REASON, eval_images, fid_extractor,
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.reference_jobs import Measured
 from lgvq.pipeline.references import GENERATION_KINDS, Reference
+from lgvq.settings import dataset_settings, eval_settings, stage2_settings
 
 # The text-to-image AR generator's metrics carry this tag (lgvq.pipeline.stage2.METRIC_TAG["t2i_ar"]); the
 # reference rows fill its columns too when the config runs it.
@@ -37,7 +38,7 @@ def _tagged(key: str, tag: str) -> str:
 def _with_ar(cfg: dict[str, Any], metrics: dict[str, float], notes: dict[str, str]) -> tuple[dict, dict]:
     """The text-to-image record: the numbers under the keys of each text-to-image generator the config runs
     (t2i_diffusion: untagged, t2i_ar: tagged), so the reference fills exactly the models' columns."""
-    tasks = cfg["stage2"]["tasks"]
+    tasks = stage2_settings(cfg).tasks
     m, n = {}, {}
     if "t2i_diffusion" in tasks:
         m.update(metrics)
@@ -77,7 +78,7 @@ def _write_images(data, rows: range, records, folder: Path) -> None:
 
 
 def real_vs_real(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
-    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    R, n = cfg["results_dir"], dataset_settings(cfg, dataset).eval_images
     extractor = fid_extractor(cfg, dataset)
     if extractor is None:
         return _fid_records(cfg, ref.kinds, {}, {}, {"FID": FID_OFF_REASON})
@@ -120,7 +121,7 @@ def one_code(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None,
     the training images. PSNR, SSIM and FID of that image against the models' test images."""
     from lgvq.metrics.image import psnr_per_image, ssim_per_image
 
-    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    R, n = cfg["results_dir"], dataset_settings(cfg, dataset).eval_images
     extractor = fid_extractor(cfg, dataset)
     train, _ = eval_images(cfg, dataset, split="train")
     mean = to_uint8(mean_image(train, range(len(train)))[None])
@@ -155,7 +156,7 @@ def _attribute_setup(cfg: dict[str, Any], dataset: str):
     extractor = fid_extractor(cfg, dataset)
     if extractor is None or extractor.name != "shapes-cnn":
         return None
-    records = dataset_source(cfg, dataset).records("test")[: cfg["datasets"][dataset]["eval_images"]]
+    records = dataset_source(cfg, dataset).records("test")[: dataset_settings(cfg, dataset).eval_images]
     mask = torch.as_tensor([not a.startswith("count:") for a in ATTRIBUTE_NAMES])
     return extractor, records, mask
 
@@ -226,7 +227,7 @@ def decoded_codes(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: 
     from lgvq.pipeline.common import dataset_source
     from lgvq.pipeline.tokenizer import load_tokenizer
 
-    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    R, n = cfg["results_dir"], dataset_settings(cfg, dataset).eval_images
     extractor = fid_extractor(cfg, dataset)
     if extractor is None:
         return _fid_records(cfg, GENERATION_KINDS, {}, {}, {"FID": FID_OFF_REASON})
@@ -273,13 +274,13 @@ def shuffled_codes(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer:
     from lgvq.pipeline.artifacts import load_codes
     from lgvq.pipeline.tokenizer import load_tokenizer
 
-    R, n = cfg["results_dir"], cfg["datasets"][dataset]["eval_images"]
+    R, n = cfg["results_dir"], dataset_settings(cfg, dataset).eval_images
     extractor = fid_extractor(cfg, dataset)
     if extractor is None:
         return _fid_records(cfg, GENERATION_KINDS, {}, {}, {"FID": FID_OFF_REASON})
     dev = pick_device(cfg)
     codes = load_codes(paths.codes_file(R, dataset, tokenizer, "base", seed, "train"))[:n]
-    shuffled = shuffle_positions(codes, cfg["eval"]["mask_eval_seed"] * 7919 + seed)
+    shuffled = shuffle_positions(codes, eval_settings(cfg).mask_eval_seed * 7919 + seed)
     model = load_tokenizer(cfg, dataset, tokenizer, "base", seed).to(dev).eval()
     folder = paths.reference_dir(R, GENERATION_KINDS[0], dataset, ref.name, tokenizer, seed) / "samples"
     with png_folder(folder) as tmp:

@@ -18,6 +18,7 @@ from lgvq.pipeline.artifacts import CodeTable, text_cache
 from lgvq.pipeline.common import dataset_source
 from lgvq.pipeline.reference_jobs import Measured
 from lgvq.pipeline.references import Reference
+from lgvq.settings import eval_settings
 
 ROWS = 4096      # caption rows counted at a time for the prior
 SCORED = 16      # captions scored at a time
@@ -85,7 +86,7 @@ def word_prior(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
     if counts is None:
         raise ValueError(f"word prior: dataset '{dataset}' has no training captions")
     decoder = PriorDecoder(counts.argmax(1))
-    mask_seed = cfg["eval"]["mask_eval_seed"]
+    mask_seed = eval_settings(cfg).mask_eval_seed
     metrics, notes = {}, {}
     for k in (1, 3):
         batches = (cache.features(_first_rows(cache, test[i : i + BATCH])) for i in range(0, len(test), BATCH))
@@ -147,7 +148,7 @@ def random_codebook(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer
     R = cfg["results_dir"]
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, "base", seed)
     trained = np.load(paths.codebook_file(R, dataset, tokenizer, "base", seed), allow_pickle=False)
-    draw_seed = cfg["eval"]["mask_eval_seed"] * 7919 + seed
+    draw_seed = eval_settings(cfg).mask_eval_seed * 7919 + seed
     codebook = random_like(trained, draw_seed)
     cache = text_cache(cfg, dataset)
     source = dataset_source(cfg, dataset)

@@ -27,7 +27,7 @@ from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
 from lgvq.pipeline.common import dataset_source, device as pick_device, process_group
 from lgvq.pipeline.artifacts import CodeTable
-from lgvq.settings import stage2_settings
+from lgvq.settings import dataset_settings, eval_settings, stage2_settings
 from lgvq.stage2.registry import STAGE2_TASKS, Stage2Context
 
 
@@ -71,19 +71,19 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     R, s = cfg["results_dir"], stage2_settings(cfg)
-    ds = cfg["datasets"][dataset]
+    ds = dataset_settings(cfg, dataset)
     out = paths.labelmap_vq_dir(R, dataset)
-    seed = cfg["eval"]["mask_eval_seed"]
+    seed = eval_settings(cfg).mask_eval_seed
     job = jobs.labelmap_vq(cfg, dataset)
     h = config_hash(job)
     record = RunRecord("stage2/labelmap_vq", job, seed=seed, config_hash_short=h)
     recs = dataset_source(cfg, dataset).records("train")
-    maps = LabelMaps(recs, ds["image_size"])
+    maps = LabelMaps(recs, ds.image_size)
     n_classes = maps.n_classes()
     seed_everything(seed)
-    meta = {"n_classes": n_classes, "image_size": ds["image_size"], "grid": _tokenizer_grid(cfg, dataset),
+    meta = {"n_classes": n_classes, "image_size": ds.image_size, "grid": _tokenizer_grid(cfg, dataset),
             "n_embed": s.labelmap_codes, "config_hash": h}
-    model = LabelMapVQ(n_classes, ds["image_size"], meta["grid"], n_embed=meta["n_embed"])
+    model = LabelMapVQ(n_classes, ds.image_size, meta["grid"], n_embed=meta["n_embed"])
     dev = pick_device(cfg)
     model.to(dev)
     trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s.lr, fast_path=s.fast_path,
@@ -135,7 +135,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.pipeline.downstream import convergence_extra, validation
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
-    R, s = cfg["results_dir"], stage2_settings(cfg)
+    R, s, ds = cfg["results_dir"], stage2_settings(cfg), dataset_settings(cfg, dataset)
     h = config_hash(jobs.stage2_training(cfg, task, dataset, tokenizer, variant, seed))  # the checkpoint's
     work = paths.stage2_dir(R, task, dataset, tokenizer, variant, seed)
     out = paths.eval_dir(R, f"stage2-{task}", dataset, tokenizer, variant, seed)
@@ -147,12 +147,12 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     grid = tuple(train_codes.codes.shape[1:])
     n_codes = int(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False).shape[0])
     source = dataset_source(cfg, dataset)
-    train_recs, test_recs = source.records("train"), source.records("test")[: cfg["datasets"][dataset]["eval_images"]]
+    train_recs, test_recs = source.records("train"), source.records("test")[: ds.eval_images]
     # the validation curve: the first val_items val images' codes (val_every 0 or no val split: none)
     val_recs = source.records("val")[: s.val_items] if s.val_every and "val" in source.splits() else []
 
     # --- conditions -------------------------------------------------------------------------------
-    size = cfg["datasets"][dataset]["image_size"]
+    size = ds.image_size
     ctx = Stage2Context(s, dataset, train_recs, test_recs, grid, n_codes, dev,
                         text_cache=lambda: text_cache(cfg, dataset), label_map_vq=lambda: load_labelmap_vq(cfg, dataset),
                         label_map=lambda record: label_map_at(record, size), val_records=val_recs)
@@ -191,7 +191,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.train.distributed import chunks_on_main
 
     tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
-    sample_seed = cfg["eval"]["mask_eval_seed"] * 7919 + seed
+    sample_seed = eval_settings(cfg).mask_eval_seed * 7919 + seed
     captions = [r.captions[0] for r in test_recs]
 
     def draw(c: int) -> Tensor:

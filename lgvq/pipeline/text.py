@@ -8,13 +8,14 @@ from typing import Any
 from lgvq.manifest import RunRecord
 from lgvq.pipeline import jobs
 from lgvq.pipeline.common import dataset_source, device
+from lgvq.settings import text_encoder_settings
 
 
 def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
     from lgvq.text.cache import build_text_cache
     from lgvq.text.registry import get_text_encoder
 
-    tcfg = cfg["text_encoder"]
+    text = text_encoder_settings(cfg)
     record = RunRecord("text/cache", jobs.text_cache(cfg, dataset))
     source = dataset_source(cfg, dataset)
     captions: dict[int, list[str]] = {}
@@ -22,8 +23,8 @@ def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
         for rec in source.records(split):
             captions[rec.image_id] = list(rec.captions)
     # The encoder runs on the job's device (a GPU when it has one): features are stored the same either way.
-    encoder = get_text_encoder(tcfg["name"], path=tcfg["path"], max_length=tcfg["max_length"], device=str(device(cfg)))
+    encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(device(cfg)))
     build_text_cache(captions, encoder, out)
-    record.write(out.parent, name=out.stem + ".manifest.json", text_encoder=tcfg["name"],
+    record.write(out.parent, name=out.stem + ".manifest.json", text_encoder=text.name,
                  text_model=getattr(encoder, "model_id", None), captions=sum(len(c) for c in captions.values()))
     return out

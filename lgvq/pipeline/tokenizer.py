@@ -19,7 +19,8 @@ from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
 from lgvq.pipeline.artifacts import text_cache
 from lgvq.pipeline.common import dataset_source, device as pick_device, image_source, process_group
-from lgvq.settings import data_settings
+from lgvq.settings import (DatasetSettings, data_settings, dataset_settings, lg_settings, text_encoder_settings,
+                           thawed, tokenizer_settings, train_settings)
 
 
 def vocabulary_embeddings(cache) -> Callable[[int], torch.Tensor]:
@@ -53,15 +54,15 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
     `needs` declares and, for LG variants, the LG module."""
     from lgvq.tokenizers.registry import build_tokenizer, tokenizer_needs
 
-    entry = cfg["tokenizers"][tokenizer]
-    image_size = cfg["datasets"][dataset]["image_size"]
-    needs = tokenizer_needs(entry["class"], f"tokenizers.{tokenizer}.class")
-    if needs.frozen_checkpoint and not entry.get("checkpoint"):
-        raise ConfigError(f"tokenizers.{tokenizer}.checkpoint: required: class '{entry['class']}' declares "
+    entry = tokenizer_settings(cfg, tokenizer)
+    image_size = dataset_settings(cfg, dataset).image_size
+    needs = tokenizer_needs(entry.class_, f"tokenizers.{tokenizer}.class")
+    if needs.frozen_checkpoint and not entry.checkpoint:
+        raise ConfigError(f"tokenizers.{tokenizer}.checkpoint: required: class '{entry.class_}' declares "
                           "Needs(frozen_checkpoint=True) (it is evaluated frozen, never trained here)")
     if needs.reads_text:
         cache = cache or text_cache(cfg, dataset)
-    model = build_tokenizer(entry["class"], dict(entry["params"]), image_size=image_size, key=f"tokenizers.{tokenizer}",
+    model = build_tokenizer(entry.class_, thawed(entry.params), image_size=image_size, key=f"tokenizers.{tokenizer}",
                             word_embeddings=vocabulary_embeddings(cache) if needs.word_embeddings else None,
                             text_cache=cache if needs.text_cache else None)
     weights = lg_weights_for(cfg, dataset, variant)
@@ -70,14 +71,15 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
         from lgvq.lg.module import LanguageGuidance
 
         cache = cache or text_cache(cfg, dataset)
+        size = lg_settings(cfg)
         lg = LanguageGuidance(
             code_dim=model.embed_dim,
             text_width=cache.width,
             grid_tokens=(image_size // model.downsample) ** 2,
             token_embeddings=torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32)),
             gsa=weights["gsa"], mtp=weights["mtp"], ras=weights["ras"],
-            layers=cfg["lg"]["layers"], heads=cfg["lg"]["heads"], dropout=cfg["lg"]["dropout"],
-            max_len=cfg["text_encoder"]["max_length"],
+            layers=size.layers, heads=size.heads, dropout=size.dropout,
+            max_len=text_encoder_settings(cfg).max_length,
         )
     return model, lg, weights
 
@@ -111,30 +113,28 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     dist, dev = process_group(cfg)  # one process unless launched by torchrun (train.gpus > 1)
     job = tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed)
     h = config_hash(job)
-    out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed)
+    R, entry, ds, t = cfg["results_dir"], tokenizer_settings(cfg, tokenizer), dataset_settings(cfg, dataset), train_settings(cfg)
+    out = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
     record = RunRecord("tokenizer/train", job, seed=seed, config_hash_short=h)
-    if cfg["tokenizers"][tokenizer].get("checkpoint"):
-        if cfg["tokenizers"][tokenizer].get("init_from"):
+    if entry.checkpoint:
+        if entry.init_from:
             raise ArtifactError(f"tokenizers.{tokenizer}: checkpoint (evaluate frozen) and init_from (fine-tune) "
                                 "exclude each other; keep one, or make two entries")
-        return _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out, record)
+        return _adopt_frozen(cfg, dataset, entry, variant, seed, h, out, record)
     seed_everything(seed)
     cache = text_cache(cfg, dataset) if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None
     model, lg, weights = build_models(cfg, dataset, tokenizer, variant, cache)
-    init = _init_from(cfg, tokenizer, model)
-    ds_cfg = cfg["datasets"][dataset]
+    init = _init_from(entry, model)
     source = image_source(cfg, dataset)
-    train_set = ImageTextDataset(source.records("train"), image_size=ds_cfg["image_size"], train=True,
-                                 resize_mode=ds_cfg["resize_mode"], seed=seed, jpeg_draft=ds_cfg["jpeg_draft"])
-    tcfg = cfg["train"]
+    train_set = ImageTextDataset(source.records("train"), image_size=ds.image_size, train=True,
+                                 resize_mode=ds.resize_mode, seed=seed, jpeg_draft=ds.jpeg_draft)
     lr = learning_rate(cfg, n_gpus=dist.world)
-    task = TokenizerTask(model, lg, lr=lr, betas=tuple(tcfg["betas"]), micro_batch=tcfg["micro_batch"], device=dev,
-                         dist=dist, fast_path=tcfg["fast_path"], compile=tcfg["compile"],
-                         cpu_bf16=tcfg["cpu_bf16"])
+    task = TokenizerTask(model, lg, lr=lr, betas=tuple(t.betas), micro_batch=t.micro_batch, device=dev,
+                         dist=dist, fast_path=t.fast_path, compile=t.compile, cpu_bf16=t.cpu_bf16)
     collate = TextBatcher(cache if lg is not None else None)
     # train.batch_size is per process, as in the authors' lr rule: the global batch has world x bs
     # images and each rank trains on its share.
-    bs = tcfg["batch_size"] * dist.world
+    bs = t.batch_size * dist.world
 
     feed = loader_settings(data_settings(cfg), dev)
 
@@ -146,36 +146,37 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                                    world=dist.world, start=start)
         return image_batches(train_set, mine, finish=collate.attach, seed=seed * 1_000_003 + epoch, **feed)
 
-    steps = cfg["tokenizers"][tokenizer].get("steps") or tcfg["steps"]
-    validate = _reconstruction_validation(cfg, dataset, model, dev) if tcfg["val_every"] else None
+    steps = entry.steps or t.steps
+    originals = dataset_source(cfg, dataset)  # the val grids show the original images (not a resized copy)
+    validate = _reconstruction_validation(source, ds, t.val_items, model, dev) if t.val_every else None
     state = train_loop(task, epoch_batches, out_dir=out, max_steps=steps, seed=seed, config_hash=h,
-                       ckpt_every=tcfg["ckpt_every"], log_every=tcfg["log_every"],
-                       desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist, validate=validate, val_every=tcfg["val_every"],
-                       on_checkpoint=lambda step: _save_val_grid(cfg, dataset, model, paths.val_step_grid_file(out, step), dev))
+                       ckpt_every=t.ckpt_every, log_every=t.log_every,
+                       desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist, validate=validate, val_every=t.val_every,
+                       on_checkpoint=lambda step: _save_val_grid(originals, ds, model, paths.val_step_grid_file(out, step), dev))
     if not dist.is_main:
         return out / "model.pt"  # rank 0 writes the outputs
-    _save_val_grid(cfg, dataset, model, paths.val_grid_file(cfg["results_dir"], dataset, tokenizer, variant, seed), dev)
+    _save_val_grid(originals, ds, model, paths.val_grid_file(R, dataset, tokenizer, variant, seed), dev)
     model_path = out / "model.pt"
-    atomic_torch_save(model_path, {"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
+    atomic_torch_save(model_path, {"config_hash": h, "class": entry.class_,
                                    "tokenizer": model.state_dict(), "lg": lg.state_dict() if lg is not None else None,
                                    "lg_weights": weights, "steps": state.step})
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights, init_from=init,
                  text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
-                 execution={**task.execution.record(), "fast_path": tcfg["fast_path"],
-                            "cpu_bf16": tcfg["cpu_bf16"], "device": str(dev)})
+                 execution={**task.execution.record(), "fast_path": t.fast_path,
+                            "cpu_bf16": t.cpu_bf16, "device": str(dev)})
     return model_path
 
 
-def _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out: Path, record: RunRecord) -> Path:
+def _adopt_frozen(cfg, dataset, entry, variant, seed, h, out: Path, record: RunRecord) -> Path:
     """A frozen external checkpoint is evaluated without training: it is validated against the
     registered class (strict state-dict load) and recorded as this run's model.pt."""
     if variant != "base":
-        raise ArtifactError(f"tokenizers.{tokenizer}.checkpoint: a frozen checkpoint has no +LG training; "
-                            f"set tokenizers.{tokenizer}.variants: [base]")
-    model = load_tokenizer(cfg, dataset, tokenizer, variant, seed)
-    src = cfg["tokenizers"][tokenizer]["checkpoint"]
+        raise ArtifactError(f"tokenizers.{entry.key}.checkpoint: a frozen checkpoint has no +LG training; "
+                            f"set tokenizers.{entry.key}.variants: [base]")
+    model = load_tokenizer(cfg, dataset, entry.key, variant, seed)
+    src = entry.checkpoint
     source = _checkpoint_identity(src)
-    atomic_torch_save(out / "model.pt", {"config_hash": h, "class": cfg["tokenizers"][tokenizer]["class"],
+    atomic_torch_save(out / "model.pt", {"config_hash": h, "class": entry.class_,
                                          "tokenizer": model.state_dict(), "lg": None, "lg_weights": {}, "steps": 0,
                                          "frozen_from": str(src), "frozen_sha256": source["sha256"]})
     record.write(out, tokenizer_description=model.describe(), frozen_checkpoint=source, steps=0)
@@ -185,10 +186,10 @@ def _adopt_frozen(cfg, dataset, tokenizer, variant, seed, h, out: Path, record: 
 def load_tokenizer(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int,
                    *, with_lg: bool = False):
     """Rebuild a trained tokenizer (and LG module) from its model.pt, refusing a stale config."""
-    entry = cfg["tokenizers"][tokenizer]
+    entry = tokenizer_settings(cfg, tokenizer)
     run_path = paths.tokenizer_model(cfg["results_dir"], dataset, tokenizer, variant, seed)
-    external = bool(entry.get("checkpoint")) and not run_path.is_file()
-    path = Path(entry["checkpoint"]) if external else run_path
+    external = bool(entry.checkpoint) and not run_path.is_file()
+    path = Path(entry.checkpoint) if external else run_path
     if not path.is_file():
         # Name the config key when the path came from the config (a frozen external checkpoint).
         where = f"tokenizers.{tokenizer}.checkpoint: " if external else ""
@@ -222,14 +223,13 @@ def _checkpoint_identity(path) -> dict[str, str]:
     return {"path": str(path), "file": Path(path).name, "sha256": file_sha256(path)}
 
 
-def _init_from(cfg, tokenizer: str, model) -> dict[str, str] | None:
+def _init_from(entry, model) -> dict[str, str] | None:
     """Start training from `tokenizers.<t>.init_from` (fine-tuning a published or earlier
     tokenizer); a class that only makes sense with pretrained weights refuses to start without."""
-    entry = cfg["tokenizers"][tokenizer]
-    src = entry.get("init_from")
+    tokenizer, src = entry.key, entry.init_from
     if not src:
         if type(model).needs.pretrained_weights:
-            raise ArtifactError(f"tokenizers.{tokenizer}: class '{entry['class']}' adapts a published tokenizer and "
+            raise ArtifactError(f"tokenizers.{tokenizer}: class '{entry.class_}' adapts a published tokenizer and "
                                 f"has no meaning with random weights; set tokenizers.{tokenizer}.checkpoint (frozen) "
                                 f"or tokenizers.{tokenizer}.init_from (fine-tune)")
         return None
@@ -239,26 +239,25 @@ def _init_from(cfg, tokenizer: str, model) -> dict[str, str] | None:
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # a state dict of another class or params: torch's message, first line
-        raise ArtifactError(f"{key}: {src} does not fit class '{entry['class']}' with these params "
+        raise ArtifactError(f"{key}: {src} does not fit class '{entry.class_}' with these params "
                             f"({str(e).splitlines()[0][:300]})") from e
     return _checkpoint_identity(src)
 
 
-def _reconstruction_validation(cfg, dataset, model, dev):
+def _reconstruction_validation(source, ds: DatasetSettings, val_items: int, model, dev):
     """The tokenizer's validation curve: L1 reconstruction error (pixels in [-1, 1]) over the first
-    train.val_items val images, in eval mode; images decoded once, on first use."""
+    `val_items` val images of `source` (the training images' source), in eval mode; images decoded
+    once, on first use."""
     from lgvq.data.dataset import ImageTextDataset
 
-    ds_cfg = cfg["datasets"][dataset]
-    if "val" not in image_source(cfg, dataset).splits():
+    if "val" not in source.splits():
         return None
     images: list[torch.Tensor] = []
 
     def validate() -> dict[str, float]:
         if not images:
-            val = ImageTextDataset(image_source(cfg, dataset).records("val")[: cfg["train"]["val_items"]],
-                                   image_size=ds_cfg["image_size"], train=False, resize_mode=ds_cfg["resize_mode"], seed=0,
-                                   jpeg_draft=ds_cfg["jpeg_draft"])
+            val = ImageTextDataset(source.records("val")[:val_items], image_size=ds.image_size, train=False,
+                                   resize_mode=ds.resize_mode, seed=0, jpeg_draft=ds.jpeg_draft)
             images.extend(torch.stack([val[j]["image"] for j in range(i, min(i + 64, len(val)))])
                           for i in range(0, len(val), 64))
         err = [(model(x.to(dev)).x_rec.float() - x.to(dev)).abs().mean().item() * len(x) for x in images]
@@ -268,14 +267,13 @@ def _reconstruction_validation(cfg, dataset, model, dev):
 
 
 @torch.no_grad()
-def _save_val_grid(cfg, dataset, model, path: Path, dev, n: int = 8) -> None:
-    """Originals (top row) above reconstructions (bottom row) of the first val images."""
+def _save_val_grid(source, ds: DatasetSettings, model, path: Path, dev, n: int = 8) -> None:
+    """Originals (top row) above reconstructions (bottom row) of the first val images of `source`."""
     from lgvq.data.dataset import ImageTextDataset
     from lgvq.imagegrid import save_png_grid
 
-    ds_cfg = cfg["datasets"][dataset]
-    val = ImageTextDataset(dataset_source(cfg, dataset).records("val")[:n], image_size=ds_cfg["image_size"],
-                           train=False, resize_mode=ds_cfg["resize_mode"], seed=0)
+    val = ImageTextDataset(source.records("val")[:n], image_size=ds.image_size, train=False,
+                           resize_mode=ds.resize_mode, seed=0)
     x = torch.stack([val[i]["image"] for i in range(len(val))]).to(dev)
     was_training = model.training
     model.eval()
@@ -294,12 +292,12 @@ def encode(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed
     out = paths.tokenizer_dir(cfg["results_dir"], dataset, tokenizer, variant, seed) / "codes"
     dev = pick_device(cfg)
     model = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
-    ds_cfg = cfg["datasets"][dataset]
+    ds = dataset_settings(cfg, dataset)
     source = image_source(cfg, dataset)
     record = RunRecord("tokenizer/encode", tokenizer_job_slice(cfg, dataset, tokenizer, variant, seed), seed=seed)
     for split in ("train", "val", "test"):
-        data = ImageTextDataset(source.records(split), image_size=ds_cfg["image_size"], train=False,
-                                resize_mode=ds_cfg["resize_mode"], seed=0, jpeg_draft=ds_cfg["jpeg_draft"])
+        data = ImageTextDataset(source.records(split), image_size=ds.image_size, train=False,
+                                resize_mode=ds.resize_mode, seed=0, jpeg_draft=ds.jpeg_draft)
         codes, ids = [], []
         for batch in sequential_batches(data, batch_size, **loader_settings(data_settings(cfg), dev)):
             x = batch["image"].to(dev, non_blocking=True)
