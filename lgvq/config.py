@@ -123,8 +123,17 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
         raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines))
     _load_plugins_and_check_tasks(cfg, source)
     _check_cross_references(cfg, source)
+    _check_guidance(cfg, source)
     _expand_paths(cfg, source)
     return cfg
+
+
+def _check_guidance(cfg: dict[str, Any], source: str) -> None:
+    """Guidance samples against the null caption: a generator never trained on it has no meaning there."""
+    s2 = cfg["stage2"]
+    if s2["guidance_scale"] != 1.0 and s2["cond_dropout"] == 0:
+        raise ConfigError(f"invalid config {source}:\n  stage2.guidance_scale: {s2['guidance_scale']} needs "
+                          "stage2.cond_dropout > 0 (the generator must learn the null caption it is guided against)")
 
 
 def _load_plugins_and_check_tasks(cfg: dict[str, Any], source: str) -> None:
@@ -342,6 +351,9 @@ _RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers", "ckpt_every")
 # log (and the convergence verdict read off it) depends on them; the training is bit-identical
 # (lgvq.train.loop restores every RNG after validating), so no checkpoint is invalidated.
 VALIDATION_KEYS = ("val_every", "val_items")
+# Keys read only when sampling from a finished checkpoint: in the sampling job's hash (lgvq.pipeline.jobs.stage2_job),
+# not the checkpoint's, so changing them re-samples without retraining.
+SAMPLING_ONLY_KEYS = ("guidance_scale",)
 
 
 def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True) -> dict[str, Any]:
@@ -350,8 +362,10 @@ def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True
     `gpus` counts when above 1 for a data-parallel job (it multiplies the global batch), never
     for a single-process one (`data_parallel=False`, the label-map VQ)."""
     return {k: v for k, v in cfg[stage].items()
-            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS) and not (k == "gpus" and (v == 1 or not data_parallel))
-            and not (k == "cpu_bf16" and v == "off")}  # off leaves the fp32 jobs' hashes as they were
+            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS, *SAMPLING_ONLY_KEYS)
+            and not (k == "gpus" and (v == 1 or not data_parallel))
+            and not (k == "cpu_bf16" and v == "off")  # off leaves the fp32 jobs' hashes as they were
+            and not (k == "cond_dropout" and v == 0)}  # 0 (no null captions) too
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

@@ -169,6 +169,8 @@ class Stage2Settings(TrainedStageSettings):
     temperature: float
     top_k: int | None
     top_p: float | None
+    cond_dropout: float            # text-to-image: captions replaced by the null caption in training
+    guidance_scale: float          # classifier-free guidance at sampling; 1 = none
 
 
 @dataclass(frozen=True)

@@ -92,20 +92,30 @@ def tokenizer_grid(cfg: dict[str, Any], dataset: str) -> list[int]:
 
 def labelmap_vq(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`labelmap_vq`: semantic synthesis' conditioning stage (one per dataset, single process)."""
-    return {"images": _images(cfg, dataset), "stage2": head_settings(cfg, "stage2", data_parallel=False),
+    settings = {k: v for k, v in head_settings(cfg, "stage2", data_parallel=False).items() if k != "cond_dropout"}
+    return {"images": _images(cfg, dataset), "stage2": settings,  # (null captions: the text-to-image generators')
             "tokenizer_grids": tokenizer_grid(cfg, dataset), "seed": cfg["eval"]["mask_eval_seed"]}
 
 
 def stage2_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
     """What a second-stage checkpoint holds: the generator trained on one run's codes."""
-    return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed), "stage2": head_settings(cfg, "stage2"),
-            "task": task}
+    from lgvq.stage2.registry import STAGE2_TASKS
+
+    settings = head_settings(cfg, "stage2")
+    if not STAGE2_TASKS.get(task).supports_guidance:
+        settings.pop("cond_dropout", None)  # only the text-to-image tasks train with null captions
+    return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed), "stage2": settings, "task": task}
 
 
 def stage2_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
     """`stage2`: training, then sampling for the first `eval_images` test conditions and FID."""
+    from lgvq.stage2.registry import STAGE2_TASKS
+
+    guided = STAGE2_TASKS.get(task).supports_guidance
+    guidance = cfg["stage2"]["guidance_scale"] if guided else 1.0
     return {"training": stage2_training(cfg, task, dataset, name, variant, seed), "fid": _fid(cfg, dataset),
-            "sample_seed": cfg["eval"]["mask_eval_seed"]}
+            "sample_seed": cfg["eval"]["mask_eval_seed"],
+            **({"guidance_scale": guidance} if guidance != 1.0 else {})}  # 1: the hash of before
 
 
 def downstream_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str,

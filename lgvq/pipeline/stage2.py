@@ -162,11 +162,15 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     seed_everything(seed)
     model = spec.build(ctx, cond).to(dev)
 
+    dropout = s.cond_dropout if spec.supports_guidance else 0.0  # null captions: the text-to-image tasks only
+
     def make_batch(idx: list[int], epoch: int):
         recs = [train_recs[i] for i in idx]
-        caps = [r.captions[random.Random(seed * 1_000_003 + epoch * 10_007 + i).randrange(len(r.captions))]
-                for r, i in zip(recs, idx)]
-        return train_codes.batch([train_codes(r.image_id) for r in recs], dev), condition(recs, caps)
+        draws = [caption_draw(len(r.captions), seed, epoch, i, dropout) for r, i in zip(recs, idx)]
+        cond = condition(recs, [r.captions[c] for r, (c, _) in zip(recs, draws)])
+        if dropout:
+            cond = spec.drop_conditions(cond, torch.as_tensor([dropped for _, dropped in draws]))
+        return train_codes.batch([train_codes(r.image_id) for r in recs], dev), cond
 
     def val_batches(n: int):  # each val image with its first caption (a fixed condition)
         codes = CodeTable(tokdir, ("val",))
@@ -249,6 +253,15 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
                  execution=trainer.execution.record())
     return out / "metrics.json"
+
+
+def caption_draw(n_captions: int, seed: int, epoch: int, item: int, cond_dropout: float = 0.0) -> tuple[int, bool]:
+    """(which caption, whether it is replaced by the null caption) of training item `item` in `epoch`: a pure
+    function of its arguments, so a resumed run draws the same; the caption is the same whatever
+    `cond_dropout` (the null draw comes after it, from the same generator)."""
+    rng = random.Random(seed * 1_000_003 + epoch * 10_007 + item)
+    caption = rng.randrange(n_captions)
+    return caption, bool(cond_dropout) and rng.random() < cond_dropout
 
 
 def attribute_notes(n_captions: int, tag: str | None = None, what: str = "sample") -> dict[str, str]:

@@ -148,17 +148,28 @@ class TextToCodeDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, text_tokens: Tensor, text_valid: Tensor, *, generator: torch.Generator | None = None,
-               temperature: float = 1.0, fast: bool = False) -> Tensor:
+               temperature: float = 1.0, fast: bool = False, null: tuple[Tensor, Tensor] | None = None,
+               guidance: float = 1.0) -> Tensor:
         """Codes (B, N): from all-[MASK] at t = T down to x_0. `fast`: the denoiser under bf16 autocast on
-        CUDA (the posterior and the draws stay fp32)."""
-        B, K = text_tokens.shape[0], self.n_codes
+        CUDA (the posterior and the draws stay fp32). Classifier-free guidance (`guidance` != 1, with the
+        null condition's (tokens, valid) as `null`): each step's x_0 logits are null + guidance x
+        (conditional - null), the two denoised as one batch of 2B."""
+        if guidance != 1.0 and null is None:
+            raise ValueError("guidance needs the null condition (null=(tokens, valid))")
+        guided = guidance != 1.0
+        if guided:
+            text_tokens, text_valid = torch.cat([text_tokens, null[0]]), torch.cat([text_valid, null[1]])
+        B, K = text_tokens.shape[0] // (2 if guided else 1), self.n_codes
         x = torch.full((B, self.n_positions), K, dtype=torch.long, device=text_tokens.device)
         amp = fast and x.device.type == "cuda"
         for t in range(self.schedule.steps, 0, -1):
-            tt = torch.full((B,), t, dtype=torch.long, device=x.device)
+            tt = torch.full((len(text_tokens),), t, dtype=torch.long, device=x.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = self.predict_x0(x, tt, text_tokens, text_valid)
-            p_x0 = (logits.float() / temperature).softmax(-1)
+                logits = self.predict_x0(x.repeat(2, 1) if guided else x, tt, text_tokens, text_valid).float()
+            if guided:
+                cond, uncond = logits.chunk(2)
+                logits = uncond + guidance * (cond - uncond)
+            p_x0 = (logits / temperature).softmax(-1)
             probs = p_x0 if t == 1 else self.schedule.posterior(p_x0, x, t)
             x = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(B, -1)
         return x

@@ -146,9 +146,18 @@ class CodeGPT(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, prefix: Tensor | None = None, given: Tensor | None = None, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-               use_cache: bool = True, device: torch.device | str = "cpu", fast: bool = False) -> Tensor:
+               use_cache: bool = True, device: torch.device | str = "cpu", fast: bool = False,
+               null_prefix: Tensor | None = None, guidance: float = 1.0) -> Tensor:
         """(n, n_positions) codes. `given` (n, t0) fixes the first t0 codes (image completion);
-        they are copied into the output unchanged. `fast`: bf16 autocast on CUDA (ignored elsewhere)."""
+        they are copied into the output unchanged. `fast`: bf16 autocast on CUDA (ignored elsewhere).
+        Classifier-free guidance (`guidance` != 1, with the null condition's `null_prefix`): the conditional
+        and the null sequences run as one batch of 2n, and each code is drawn from
+        null + guidance x (conditional - null) logits; both sequences receive the drawn code."""
+        if guidance != 1.0:
+            if null_prefix is None or prefix is None:
+                raise ValueError("guidance needs the condition's prefix and the null condition's (null_prefix)")
+            return self._sample_guided(n, prefix, null_prefix, given, guidance, temperature, top_k, top_p, generator,
+                                       torch.device(device), fast)
         device = torch.device(device)
         given = given if given is not None else torch.zeros(n, 0, dtype=torch.long, device=device)
         if given.shape[1] >= self.n_positions:
@@ -174,6 +183,29 @@ class CodeGPT(nn.Module):
                 else:
                     full = self.tok(torch.cat([sos, seq[:, : t + 1]], 1))
                     logits = self(torch.cat([prefix.to(full.dtype), full], 1) if self.n_prefix else full)
+        return seq
+
+    def _sample_guided(self, n: int, prefix: Tensor, null_prefix: Tensor, given: Tensor | None, guidance: float,
+                       temperature: float, top_k: int | None, top_p: float | None,
+                       generator: torch.Generator | None, device: torch.device, fast: bool) -> Tensor:
+        given = given if given is not None else torch.zeros(n, 0, dtype=torch.long, device=device)
+        if given.shape[1] >= self.n_positions:
+            return given[:, : self.n_positions].clone()
+        sos = torch.full((2 * n, 1), self.sos, dtype=torch.long, device=device)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if fast and device.type == "cuda" else contextlib.nullcontext()
+        with amp:
+            x = self.tok(torch.cat([sos, given.repeat(2, 1)], 1))
+            x = torch.cat([torch.cat([prefix, null_prefix]).to(x.dtype), x], 1)
+            cache = self.new_cache()
+            logits = self(x, cache)
+            seq = torch.empty(n, self.n_positions, dtype=torch.long, device=device)
+            seq[:, : given.shape[1]] = given
+            for t in range(given.shape[1], self.n_positions):
+                cond, null = logits[:, -1].float().chunk(2)
+                seq[:, t] = sample_logits(null + guidance * (cond - null), temperature, top_k, top_p, generator)
+                if t + 1 == self.n_positions:
+                    break
+                logits = self(self.tok(seq[:, t : t + 1].repeat(2, 1)), cache, start=x.shape[1] + t - given.shape[1])
         return seq
 
 

@@ -75,6 +75,7 @@ class Stage2Task:
     metric_tag: str | None = None       # tags the metrics when two tasks fill one table (text_to_image)
     needs_label_maps: bool = False      # reads label maps (left out of datasets without them)
     scores_caption_attributes: bool = False  # samples are scored against their captions (shapes-cnn)
+    supports_guidance: bool = False     # trains with stage2.cond_dropout and samples with stage2.guidance_scale
 
     # --- conditions and model -----------------------------------------------------------------------
     def conditions(self, ctx: Stage2Context) -> Conditions:
@@ -112,6 +113,11 @@ class Stage2Task:
         """Training loss of a batch: codes (B, h, w), its condition."""
         return model.net.loss(codes.flatten(1), self.prefix(model, cond))
 
+    def drop_conditions(self, cond: Any, drop: Any) -> Any:
+        """The batch's condition with the rows where `drop` (B,) is True replaced by the null condition
+        (a task that `supports_guidance`; stage2.cond_dropout > 0)."""
+        raise NotImplementedError(f"task '{self.name}' has no null condition (supports_guidance is False)")
+
     def given(self, real: Any) -> Any:
         """Codes of the real test image the sample must keep, as a raster-order prefix (B, k), or None."""
         return None
@@ -126,8 +132,10 @@ class Stage2Task:
 
     def describe(self, model: Any, s: Stage2Settings) -> str:
         """The record's `generator` label."""
+        guidance = (f"; {s.cond_dropout:.0%} null captions in training, guidance scale {s.guidance_scale:g}"
+                    if self.supports_guidance and (s.cond_dropout or s.guidance_scale != 1.0) else "")
         return (f"{type(model.net).__name__}: width {s.width}, {s.layers} layers, {s.heads} heads, "
-                f"{s.steps} steps (batch {s.batch_size})")
+                f"{s.steps} steps (batch {s.batch_size}){guidance}")
 
     # --- what `lgvq plan estimate` prices -----------------------------------------------------------
     def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lgvq.stage2.conditions import caption_features
+from lgvq.stage2.conditions import caption_features, drop_captions, null_caption
 from lgvq.stage2.registry import Conditions, Stage2Context, Stage2Task
 
 if TYPE_CHECKING:
-    from lgvq.settings import TextEncoderSettings
+    from lgvq.settings import Stage2Settings, TextEncoderSettings
 
 
 class TextToImageARTask(Stage2Task):
@@ -17,6 +17,7 @@ class TextToImageARTask(Stage2Task):
     table_id = "text_to_image"
     metric_tag = "AR-GPT"
     scores_caption_attributes = True
+    supports_guidance = True
 
     def conditions(self, ctx: Stage2Context) -> Conditions:
         return caption_features(ctx)
@@ -32,6 +33,18 @@ class TextToImageARTask(Stage2Task):
     def prefix(self, model: Any, cond: Any) -> Any:
         tokens, valid = cond
         return model.cond(tokens) * valid[..., None]  # padded text positions contribute nothing
+
+    def drop_conditions(self, cond: Any, drop: Any) -> Any:
+        return drop_captions(cond, drop)
+
+    def generate(self, model: Any, n: int, cond: Any, given: Any, generator: Any, device: Any,
+                 s: Stage2Settings) -> Any:
+        if s.guidance_scale == 1.0:
+            return super().generate(model, n, cond, given, generator, device, s)
+        flat = model.net.sample(n, prefix=self.prefix(model, cond), given=given, temperature=s.temperature,
+                                top_k=s.top_k, top_p=s.top_p, generator=generator, device=device, fast=s.fast_path,
+                                null_prefix=self.prefix(model, null_caption(cond)), guidance=s.guidance_scale)
+        return flat.view(n, *model.grid)
 
     def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
         return text.max_length

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lgvq.stage2.conditions import caption_features
+from lgvq.stage2.conditions import caption_features, drop_captions, null_caption
 from lgvq.stage2.registry import Conditions, Stage2Context, Stage2Task, generator_size
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ class TextToImageDiffusionTask(Stage2Task):
     name = "t2i_diffusion"
     table_id = "text_to_image"
     scores_caption_attributes = True
+    supports_guidance = True
 
     def conditions(self, ctx: Stage2Context) -> Conditions:
         return caption_features(ctx)
@@ -33,8 +34,13 @@ class TextToImageDiffusionTask(Stage2Task):
 
     def generate(self, model: Any, n: int, cond: Any, given: Any, generator: Any, device: Any,
                  s: Stage2Settings) -> Any:
-        flat = model.net.sample(*cond, generator=generator, temperature=s.temperature, fast=s.fast_path)
+        flat = model.net.sample(*cond, generator=generator, temperature=s.temperature, fast=s.fast_path,
+                                null=null_caption(cond) if s.guidance_scale != 1.0 else None,
+                                guidance=s.guidance_scale)
         return flat.view(n, *model.grid)
+
+    def drop_conditions(self, cond: Any, drop: Any) -> Any:
+        return drop_captions(cond, drop)
 
     def describe(self, model: Any, s: Stage2Settings) -> str:
         return super().describe(model, s) + f", {s.diffusion_steps} diffusion steps"
