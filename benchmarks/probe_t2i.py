@@ -7,7 +7,7 @@ retraining anything:
   true < shuffled;
 - attribute accuracy of the tokenizer's own decoding of the real test codes (the `decoded-codes` ceiling:
   the most a second stage reaches through this tokenizer);
-- the generator's samples at several temperatures / top-k, scored against their own captions and against
+- the generator's samples at several temperatures / top-k (and `--guidance` scales), scored against their own captions and against
   the next condition's (caption_following = the difference).
 
     python benchmarks/probe_t2i.py --config config/medium.yaml --results-root <clone> --out benchmarks/results/t2i_probe_cpu.json
@@ -39,7 +39,8 @@ from lgvq.manifest import git_revision  # noqa: E402
 SAMPLING = ((1.0, None), (0.7, None), (1.0, 20))
 
 
-def probe(cfg: dict, task: str, dataset: str, tokenizer: str, variant: str, seed: int) -> dict:
+def probe(cfg: dict, task: str, dataset: str, tokenizer: str, variant: str, seed: int,
+          guidance: tuple[float, ...] = (1.0,)) -> dict:
     from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
     from lgvq.metrics.attributes import CaptionFollowing, mismatched
     from lgvq.pipeline import paths
@@ -94,11 +95,13 @@ def probe(cfg: dict, task: str, dataset: str, tokenizer: str, variant: str, seed
         real = tok.decode_codes(test_codes.batch([test_codes(r.image_id) for r in test], "cpu")).clamp(-1, 1)
         out["decoded_codes"] = scored(real)
         out["samples"] = []
-        for temperature, top_k in SAMPLING:
-            settings = dataclasses.replace(s, temperature=temperature, top_k=top_k)
-            g = torch.Generator().manual_seed(1)
-            x = tok.decode_codes(spec.generate(model, len(test), cond.of(test, captions), None, g, "cpu", settings))
-            out["samples"].append({"temperature": temperature, "top_k": top_k, **scored(x.clamp(-1, 1))})
+        for scale in guidance:
+            for temperature, top_k in SAMPLING:
+                settings = dataclasses.replace(s, temperature=temperature, top_k=top_k, guidance_scale=scale)
+                g = torch.Generator().manual_seed(1)
+                x = tok.decode_codes(spec.generate(model, len(test), cond.of(test, captions), None, g, "cpu", settings))
+                out["samples"].append({"guidance_scale": scale, "temperature": temperature, "top_k": top_k,
+                                       **scored(x.clamp(-1, 1))})
     return out
 
 
@@ -111,13 +114,16 @@ def main() -> None:
     ap.add_argument("--tokenizer", default="vqgan")
     ap.add_argument("--variant", default="base")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, nargs="+", default=[1.0],
+                    help="classifier-free guidance scales to sample at (> 1 needs a run trained with stage2.cond_dropout)")
     ap.add_argument("--label", default="", help="what this run is (e.g. 'medium at 1000 tokenizer steps')")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(Path(a.config).resolve())
     os.chdir(a.results_root)
-    row = {"config": a.config, "label": a.label, **probe(cfg, a.task, a.dataset, a.tokenizer, a.variant, a.seed)}
+    row = {"config": a.config, "label": a.label, **probe(cfg, a.task, a.dataset, a.tokenizer, a.variant, a.seed,
+                                                                 tuple(a.guidance))}
     print(json.dumps(row, indent=1))
     earlier = json.loads(a.out.read_text())["rows"] if a.out.is_file() else []
     atomic_write_json(a.out, {"benchmark": "probe_t2i", "git": git_revision(ROOT), "rows": [*earlier, row]})

@@ -7,7 +7,7 @@ lists tasks is derived from `HEADS`: the `dstask` wildcard, the config check of
 `downstream.tasks`, the tables (a task's table id is its name) and the report's examples.
 
 To add one: a file with a `DownstreamTask` subclass, registered under its name: built in, a line
-in `BUILTIN` below; outside `lgvq/`, `@HEADS.register("name")` in a module listed under the
+in the built-in table of `HEADS` below; outside `lgvq/`, `@HEADS.register("name")` in a module listed under the
 config's `plugins:`. docs/architecture.md walks through a complete example.
 
 This module imports no torch: the Snakefile reads the names while it builds the DAG.

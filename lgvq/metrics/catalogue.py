@@ -17,6 +17,7 @@ class MetricInfo:
     lower_is_better: bool = False
     percent: bool = False     # stored as a fraction, shown x100 with "%"
     about: str = ""
+    unit: str = ""            # of the stored value, for axis labels ("dB"); a percent metric's is "%"
 
 
 _FRACTION = MetricInfo(percent=True)
@@ -24,7 +25,7 @@ _FRACTION = MetricInfo(percent=True)
 METRICS: dict[str, MetricInfo] = {
     "FID": MetricInfo(lower_is_better=True, about="Frechet distance; the feature extractor in brackets"),
     "KID": MetricInfo(lower_is_better=True, about="kernel inception distance"),
-    "PSNR": MetricInfo(about="dB, per image on uint8 RGB, averaged"),
+    "PSNR": MetricInfo(about="dB, per image on uint8 RGB, averaged", unit="dB"),
     "SSIM": MetricInfo(about="scikit-image, per image, averaged"),
     "usage": MetricInfo(percent=True, about="codes used at least once on the test split"),
     "perplexity": MetricInfo(about="of the code histogram on the test split"),

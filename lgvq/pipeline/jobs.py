@@ -85,7 +85,10 @@ def tokenizer_grid(cfg: dict[str, Any], dataset: str) -> list[int]:
     from lgvq.pipeline.plan import task_runs
 
     size = cfg["datasets"][dataset]["image_size"]
-    names = {r.tokenizer for r in task_runs(cfg, "stage2", "semantic") if r.dataset == dataset} or set(cfg["tokenizers"])
+    from lgvq.stage2.registry import label_map_tasks
+
+    names = {r.tokenizer for task in label_map_tasks() for r in task_runs(cfg, "stage2", task)
+             if r.dataset == dataset} or set(cfg["tokenizers"])
     return sorted({size // 2 ** (len(cfg["tokenizers"][n]["params"].get("ch_mult", (1, 1, 2, 2, 4))) - 1)
                    for n in names})
 
@@ -144,7 +147,9 @@ def reference(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str | Non
     if "text" in ref.needs:
         out["text_encoder"] = cfg["text_encoder"]
     if "text_to_image" in ref.kinds:
-        out["t2i_generators"] = [t for t in ("t2i_diffusion", "t2i_ar") if t in cfg["stage2"]["tasks"]]
+        from lgvq.stage2.registry import tasks_by_table
+
+        out["t2i_generators"] = [t for t in tasks_by_table()["text_to_image"] if t in cfg["stage2"]["tasks"]]
     if "captioning" in ref.kinds:
         out["eval_limit"] = cfg["downstream"]["eval_limit"]  # the test images the captioning rows score
     if tokenizer is not None:

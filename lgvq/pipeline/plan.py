@@ -19,15 +19,12 @@ from lgvq.downstream.registry import HEADS
 from lgvq.pipeline import paths
 from lgvq.pipeline.references import Reference, data_seed, data_seeds, enabled_references
 from lgvq.stage2.registry import STAGE2_TASKS, tasks_by_table
+from lgvq.tables.paper import TABLES as PAPER_TABLES
 
 # The paper's tables (lgvq.tables.paper), in the paper's order; `table_ids` adds the tables of
 # tasks that bring their own (an understanding task's table id is its name; a second-stage task's
 # is its `table_id`).
-PAPER_TABLE_IDS = (
-    "dataset_stats", "reconstruction", "ablation", "masked_word", "word_code_similarity",
-    "text_to_image", "semantic_synthesis", "unconditional", "grounding", "vqa", "completion",
-    "captioning", "vqct_reconstruction", "vqct_lg", "codebook_usage",
-)
+PAPER_TABLE_IDS = tuple(PAPER_TABLES)
 
 
 
@@ -169,10 +166,14 @@ def semantic_left_out(cfg: dict[str, Any], dataset: str) -> bool:
 
 def left_out_tasks(cfg: dict[str, Any]) -> list[str]:
     """One line per dataset whose default stage-2 tasks lose semantic synthesis (printed when the DAG is built)."""
-    if not cfg["stage2"]["enabled"] or "semantic" not in cfg["stage2"]["tasks"]:
+    from lgvq.stage2.registry import label_map_tasks
+
+    dropped = [t for t in label_map_tasks() if t in cfg["stage2"]["tasks"]]
+    if not cfg["stage2"]["enabled"] or not dropped:
         return []
+    names = ", ".join(f"'{t}'" for t in dropped)
     return [f"semantic synthesis needs label maps: datasets.{name} (source '{ds['source']}', root {ds['root']}) has "
-            "none, so its stage-2 tasks leave 'semantic' out" for name, ds in cfg["datasets"].items()
+            f"none, so its stage-2 tasks leave {names} out" for name, ds in cfg["datasets"].items()
             if semantic_left_out(cfg, name)]
 
 

@@ -122,12 +122,15 @@ def _label_map_problems(cfg: dict[str, Any]) -> list[str]:
     """Semantic synthesis listed by name for a dataset without label maps (a default task list drops it)."""
     from lgvq.pipeline.plan import label_maps
 
+    from lgvq.stage2.registry import label_map_tasks
+
     s2 = cfg["stage2"]
-    if not s2["enabled"] or "semantic" not in s2["tasks"]:
+    needing = [t for t in label_map_tasks() if t in s2["tasks"]]
+    if not s2["enabled"] or not needing:
         return []
-    return [f"datasets.{name}.stage2_tasks: 'semantic' needs label maps, and source '{ds['source']}' at {ds['root']} "
-            "has none; remove it from the list" for name, ds in cfg["datasets"].items()
-            if "semantic" in (ds.get("stage2_tasks") or ()) and label_maps(cfg, name) is False]
+    return [f"datasets.{name}.stage2_tasks: '{task}' needs label maps, and source '{ds['source']}' at {ds['root']} "
+            "has none; remove it from the list" for name, ds in cfg["datasets"].items() for task in needing
+            if task in (ds.get("stage2_tasks") or ()) and label_maps(cfg, name) is False]
 
 
 def preflight(cfg: dict[str, Any]) -> list[str]:

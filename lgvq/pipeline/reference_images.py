@@ -24,9 +24,6 @@ from lgvq.pipeline.reference_jobs import Measured
 from lgvq.pipeline.references import GENERATION_KINDS, Reference
 from lgvq.settings import dataset_settings, eval_settings, stage2_settings
 
-# The text-to-image AR generator's metrics carry this tag (lgvq.pipeline.stage2.METRIC_TAG["t2i_ar"]); the
-# reference rows fill its columns too when the config runs it.
-AR_TAG = "AR-GPT"
 BATCH = 50
 
 
@@ -37,15 +34,19 @@ def _tagged(key: str, tag: str) -> str:
 
 def _with_ar(cfg: dict[str, Any], metrics: dict[str, float], notes: dict[str, str]) -> tuple[dict, dict]:
     """The text-to-image record: the numbers under the keys of each text-to-image generator the config runs
-    (t2i_diffusion: untagged, t2i_ar: tagged), so the reference fills exactly the models' columns."""
+    (each task's `metric_tag`: t2i_diffusion untagged, t2i_ar "AR-GPT"), so the reference fills exactly the
+    models' columns."""
+    from lgvq.stage2.registry import STAGE2_TASKS, tasks_by_table
+
     tasks = stage2_settings(cfg).tasks
     m, n = {}, {}
-    if "t2i_diffusion" in tasks:
-        m.update(metrics)
-        n.update(notes)
-    if "t2i_ar" in tasks:
-        m.update({_tagged(k, AR_TAG): v for k, v in metrics.items()})
-        n.update({_tagged(k, AR_TAG): v for k, v in notes.items() if k in metrics})
+    for name in tasks_by_table()["text_to_image"]:
+        if name not in tasks:
+            continue
+        tag = STAGE2_TASKS.get(name).metric_tag
+        key = (lambda k: _tagged(k, tag)) if tag else (lambda k: k)
+        m.update({key(k): v for k, v in metrics.items()})
+        n.update({key(k): v for k, v in notes.items() if k in metrics})
     return m, n
 
 

@@ -174,6 +174,11 @@ def tasks_by_table() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def label_map_tasks() -> tuple[str, ...]:
+    """The registered tasks that read label maps (`needs_label_maps`: semantic synthesis), in registration order."""
+    return tuple(n for n in STAGE2_TASKS.names() if STAGE2_TASKS.get(n).needs_label_maps)
+
+
 def own_tables() -> dict[str, Table]:
     """The tables registered tasks declare themselves (plug-ins), by id."""
     out: dict[str, Table] = {}

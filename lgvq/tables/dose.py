@@ -16,6 +16,7 @@ import pandas as pd
 
 from lgvq.config import multiplier_text, parse_variant
 from lgvq.io import atomic_path, atomic_write_text
+from lgvq.metrics.catalogue import metric_info
 from lgvq.tables.build import REFERENCE_KINDS, as_record, build_table, render_latex, render_markdown
 from lgvq.tables.paper import is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import t_quantile_975
@@ -103,7 +104,7 @@ def plot_dose_response(df: pd.DataFrame, path: Path, *, experiment: str) -> Path
         axes.flat[0].text(0.5, 0.5, "no dose-response numbers in this config", ha="center", va="center")
     for ax, (dataset, metric) in zip(axes.flat, panels):
         sub = ours[(ours["dataset"] == dataset) & (ours["metric"] == metric)].sort_values("lg_multiplier")
-        unit = " (%)" if is_percent(metric) else (" (dB)" if metric == "PSNR" else "")
+        unit = " (%)" if is_percent(metric) else (f" ({metric_info(metric).unit})" if metric_info(metric).unit else "")
         base = sub[sub["lg_multiplier"] == 0]
         if not base.empty:
             b = base.iloc[0]
