@@ -87,7 +87,7 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -100,7 +100,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ArtifactError(f"corrupt JSON in {p}: {e}") from e
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     # numpy scalars / arrays and paths show up in metric dicts; keep JSON writing total.
     if hasattr(o, "tolist"):
         return o.tolist()

@@ -5,6 +5,7 @@
    runs when the module is imported: a statement at the top of the file (also inside a top-level
    `try:` / `if` block), but not one inside a function or class, nor inside `if TYPE_CHECKING:`.
    `from pkg import name` depends on `pkg.name` when that is a module, else on `pkg`.
+3. No module imports another's private (underscored) names.
 """
 
 from __future__ import annotations
@@ -113,3 +114,15 @@ def test_module_level_imports_form_no_cycle():
     gone = sorted(KNOWN_CYCLES - cycles)
     assert not new, "import cycles among module-level imports:\n" + "\n".join(new)
     assert not gone, "no longer cycles; remove them from KNOWN_CYCLES:\n" + "\n".join(gone)
+
+
+def test_no_module_imports_another_modules_private_names():
+    """3. What modules share is public: `from lgvq.x import _name` (at any depth) is refused; a helper two
+    modules need drops its underscore (or moves to lgvq.pipeline.artifacts for the stages)."""
+    offenders = []
+    for name, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lgvq") and node.level == 0:
+                offenders += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not offenders, "\n".join(offenders)

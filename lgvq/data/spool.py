@@ -31,9 +31,9 @@ _COPY_CHUNK = 1 << 20
 
 
 def _dumps(obj: Any) -> str:
-    from lgvq.io import _json_default
+    from lgvq.io import json_default
 
-    return json.dumps(obj, sort_keys=True, default=_json_default)
+    return json.dumps(obj, sort_keys=True, default=json_default)
 
 
 class JsonSpool:

@@ -50,7 +50,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     gauss = None if py[-1] == -1.0 else py[-1]
     random.setstate((state["python_version"], tuple(int(v) for v in py[:-1]), gauss))
@@ -107,7 +107,7 @@ def _checkpoint_hash(path: Path) -> str | None:
     return payload.get("config_hash") if isinstance(payload, dict) else None
 
 
-def _swap_in_this_configs_checkpoint(out: Path, config_hash: str) -> None:
+def swap_in_this_configs_checkpoint(out: Path, config_hash: str) -> None:
     """A changed config never needs a manual delete, and never resumes another config's state.
 
     A checkpoint (and its loss log) written for another config hash is moved to

@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 
 from lgvq.io import ArtifactError
 from lgvq.train.checkpoint import (  # noqa: F401  (re-exported: the loop's public API)
-    CHECKPOINT_KEYS, CHECKPOINT_NAME, LOG_NAME, SUPERSEDED_DIR, CheckpointMismatchError, _set_rng_state,
-    _swap_in_this_configs_checkpoint, load_checkpoint, save_checkpoint, write_log)
+    CHECKPOINT_KEYS, CHECKPOINT_NAME, LOG_NAME, SUPERSEDED_DIR, CheckpointMismatchError, set_rng_state,
+    swap_in_this_configs_checkpoint, load_checkpoint, save_checkpoint, write_log)
 from lgvq.train.terms import NonFiniteLossError, TermWindow
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def train_loop(
         for stale in out.rglob(".*.tmp-*"):
             if stale.is_file():
                 stale.unlink(missing_ok=True)
-        _swap_in_this_configs_checkpoint(out, config_hash)
+        swap_in_this_configs_checkpoint(out, config_hash)
     barrier(dist)
     seed_everything(seed)
     state = LoopState(log=[])
@@ -173,7 +173,7 @@ def train_loop(
             raise ArtifactError(f"checkpoint {ckpt_path} does not fit this model ({type(e).__name__}: "
                                 f"{str(e)[:300]}); delete it to retrain from scratch") from e
         state = LoopState(payload["step"], payload["epoch"], payload["batch_in_epoch"], list(payload["log"]))
-        _set_rng_state(payload["rng"])
+        set_rng_state(payload["rng"])
         if dist.is_main and state.step < max_steps:
             print(f"lgvq: resuming {ckpt_path} at step {state.step} of {max_steps}", flush=True)
     if state.step >= max_steps:

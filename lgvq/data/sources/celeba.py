@@ -13,10 +13,10 @@ from lgvq.data.sources.real import (
     Problem,
     RealSource,
     Scan,
-    _Entry,
-    _first_existing,
-    _read_caption_lines,
-    _read_name_list,
+    ImageEntry,
+    first_existing,
+    read_caption_lines,
+    read_name_list,
 )
 from lgvq.io import ArtifactError, atomic_path
 
@@ -44,7 +44,7 @@ class MMCelebASource(RealSource):
 
     def __init__(self, root: str | Path, cache_dir: str | Path | None = None) -> None:
         super().__init__(root)
-        self.image_dir = _first_existing([self.root / "CelebA-HQ-img", self.root / "images",
+        self.image_dir = first_existing([self.root / "CelebA-HQ-img", self.root / "images",
                                           self.root / "CelebAMask-HQ" / "CelebA-HQ-img"], "CelebA-HQ image folder")
         self.caption_dir = self.root / "celeba-caption"
         if not self.caption_dir.is_dir():
@@ -58,10 +58,10 @@ class MMCelebASource(RealSource):
         return self.mask_dir is not None
 
     def _names(self, key: str) -> list[str]:
-        path = _first_existing([self.root / key / "filenames.pickle", self.root / f"{key}.txt"], f"{key} filename list")
-        return _read_name_list(path)
+        path = first_existing([self.root / key / "filenames.pickle", self.root / f"{key}.txt"], f"{key} filename list")
+        return read_name_list(path)
 
-    def _entries(self, key: str) -> Iterator[_Entry]:
+    def _entries(self, key: str) -> Iterator[ImageEntry]:
         for name in self._names(key):
             stem = Path(name).stem  # lists hold "123"; tolerate "123.jpg"
             try:
@@ -69,7 +69,7 @@ class MMCelebASource(RealSource):
             except ValueError as e:
                 raise ArtifactError(f"{self.root / key}: name {name!r} is not a CelebA-HQ image number") from e
             cap = self.caption_dir / f"{stem}.txt"
-            yield _Entry(iid, self.image_dir / f"{stem}.jpg", _read_caption_lines(cap), cap)
+            yield ImageEntry(iid, self.image_dir / f"{stem}.jpg", read_caption_lines(cap), cap)
 
     def _finish(self, scan: Scan, key: str) -> Scan:
         if self.mask_dir is None:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from lgvq.data.base import QARecord, RefRecord
 from lgvq.data.sources.cocoqa import COCOQASource
-from lgvq.data.sources.real import RealSource, _coco_image_captions, _Entry
+from lgvq.data.sources.real import RealSource, coco_image_captions, ImageEntry
 from lgvq.data.sources.refcocog import RefCOCOgSource
 
 
@@ -19,8 +19,8 @@ class COCOSource(RealSource):
     name = "coco"
     split_files: ClassVar[dict[str, str]] = {"train": "train2014", "val": "val2014", "test": "val2014"}
 
-    def _entries(self, key: str) -> Iterator[_Entry]:
-        yield from _coco_image_captions(self.root, key).values()
+    def _entries(self, key: str) -> Iterator[ImageEntry]:
+        yield from coco_image_captions(self.root, key).values()
 
     # The paper runs VQA (COCO-QA) and grounding (RefCOCOg) with the MS-COCO codebook: when the
     # root also holds `cocoqa/` or `refcocog/` (both on COCO 2014 images), the coco source

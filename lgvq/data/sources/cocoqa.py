@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lgvq.data.base import QARecord
 from lgvq.data.formats import read_cocoqa
-from lgvq.data.sources.real import RealSource, _coco_image_captions, _Entry
+from lgvq.data.sources.real import RealSource, coco_image_captions, ImageEntry
 from lgvq.io import ArtifactError
 
 
@@ -23,14 +23,14 @@ class COCOQASource(RealSource):
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
         self.qa_dir = self.root / "cocoqa"
-        self._coco: dict[int, _Entry] | None = None
+        self._coco: dict[int, ImageEntry] | None = None
 
     def qa(self, split: str) -> list[QARecord]:
         return [QARecord(i, q, a, t) for q, a, i, t in read_cocoqa(self.qa_dir / self._key(split))]
 
-    def _entries(self, key: str) -> Iterator[_Entry]:
+    def _entries(self, key: str) -> Iterator[ImageEntry]:
         if self._coco is None:  # COCO-QA draws from both halves of COCO 2014
-            self._coco = {**_coco_image_captions(self.root, "train2014"), **_coco_image_captions(self.root, "val2014")}
+            self._coco = {**coco_image_captions(self.root, "train2014"), **coco_image_captions(self.root, "val2014")}
         ids_file = self.qa_dir / key / "img_ids.txt"
         for iid in dict.fromkeys(row[2] for row in read_cocoqa(self.qa_dir / key)):
             if iid not in self._coco:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from lgvq.data.sources.real import (
     RealSource,
-    _Entry,
-    _first_existing,
-    _read_caption_lines,
-    _read_id_table,
+    ImageEntry,
+    first_existing,
+    read_caption_lines,
+    read_id_table,
 )
 from lgvq.io import ArtifactError
 
@@ -30,29 +30,29 @@ class CUBSource(RealSource):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        self.cub_dir = _first_existing([self.root / "images.txt", self.root / "CUB_200_2011" / "images.txt"],
+        self.cub_dir = first_existing([self.root / "images.txt", self.root / "CUB_200_2011" / "images.txt"],
                                        "CUB-200-2011 images.txt").parent
-        self.text_dir = _first_existing(
+        self.text_dir = first_existing(
             [d / n for d in (self.root, self.cub_dir) for n in ("text_c10", "text", "birds/text")],
             "Reed et al. captions folder (text_c10/, text/ or birds/text/)")
 
-    def _entries(self, key: str) -> Iterator[_Entry]:
+    def _entries(self, key: str) -> Iterator[ImageEntry]:
         split_file = self.cub_dir / "train_test_split.txt"
-        flags = _read_id_table(split_file)
+        flags = read_id_table(split_file)
         want = "1" if key == "train" else "0"
-        for iid, rel in _read_id_table(self.cub_dir / "images.txt").items():
+        for iid, rel in read_id_table(self.cub_dir / "images.txt").items():
             if iid not in flags:
                 raise ArtifactError(f"{split_file}: no train/test flag for image {iid} ({rel})")
             if flags[iid] != want:
                 continue
             cap = self.text_dir / Path(rel).with_suffix(".txt")
-            yield _Entry(iid, self.cub_dir / "images" / rel, _read_caption_lines(cap), cap)
+            yield ImageEntry(iid, self.cub_dir / "images" / rel, read_caption_lines(cap), cap)
 
     def bounding_boxes(self) -> dict[int, tuple[float, float, float, float]]:
         """{image id: (x, y, width, height)} in pixels, from the optional bounding_boxes.txt."""
         path = self.cub_dir / "bounding_boxes.txt"
         out = {}
-        for iid, value in _read_id_table(path).items():
+        for iid, value in read_id_table(path).items():
             try:
                 x, y, w, h = (float(v) for v in value.split())
             except ValueError as e:

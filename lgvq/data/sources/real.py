@@ -68,7 +68,9 @@ class Scan:
 
 
 @dataclass
-class _Entry:
+class ImageEntry:
+    """One image of a real layout with its captions, before it becomes an ImageRecord."""
+
     image_id: int
     image: Path
     captions: list[str] | None  # None: the caption file is missing
@@ -77,7 +79,7 @@ class _Entry:
 
 # --- small readers --------------------------------------------------------------------------------
 
-def _first_existing(candidates: Iterable[Path], what: str) -> Path:
+def first_existing(candidates: Iterable[Path], what: str) -> Path:
     cands = list(dict.fromkeys(candidates))
     for c in cands:
         if c.exists():
@@ -85,7 +87,7 @@ def _first_existing(candidates: Iterable[Path], what: str) -> Path:
     raise ArtifactError(f"{what} not found; looked for: {', '.join(str(c) for c in cands)}")
 
 
-def _read_caption_lines(path: Path) -> list[str] | None:
+def read_caption_lines(path: Path) -> list[str] | None:
     """One caption per line (CUB text_c10, celeba-caption); blank lines are not captions."""
     if not path.is_file():
         return None
@@ -96,7 +98,7 @@ def _read_caption_lines(path: Path) -> list[str] | None:
     return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
-def _read_id_table(path: Path) -> dict[int, str]:
+def read_id_table(path: Path) -> dict[int, str]:
     """CUB's `<1-based id> <value>` text tables (images.txt, train_test_split.txt, ...)."""
     if not path.is_file():
         raise ArtifactError(f"missing file: {path}")
@@ -119,7 +121,7 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a filename list holds only strings")
 
 
-def _read_name_list(path: Path) -> list[str]:
+def read_name_list(path: Path) -> list[str]:
     """A list of names: AttnGAN-style `filenames.pickle` or a plain text file (one per line)."""
     if path.suffix == ".txt":
         return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -133,11 +135,11 @@ def _read_name_list(path: Path) -> list[str]:
     return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _coco_image_captions(root: Path, year_split: str) -> dict[int, _Entry]:
+def coco_image_captions(root: Path, year_split: str) -> dict[int, ImageEntry]:
     """COCO 2014 `annotations/captions_<split>2014.json` -> entries for `<split>2014/<file_name>`."""
     cap_file = root / "annotations" / f"captions_{year_split}.json"
     images, caps = read_coco_captions(cap_file)
-    return {iid: _Entry(iid, root / year_split / im["file_name"], caps[iid], cap_file) for iid, im in images.items()}
+    return {iid: ImageEntry(iid, root / year_split / im["file_name"], caps[iid], cap_file) for iid, im in images.items()}
 
 
 # --- the common part --------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ class RealSource(DatasetSource):
         return self.split_files[split]
 
     @abstractmethod
-    def _entries(self, key: str) -> Iterator[_Entry]:
+    def _entries(self, key: str) -> Iterator[ImageEntry]:
         """The images of one on-disk split, each with its captions (every adapter reads its layout)."""
 
     def scan(self, split: str) -> Scan:
@@ -180,7 +182,7 @@ class RealSource(DatasetSource):
         return scan
 
     @staticmethod
-    def _build(entries: Iterable[_Entry]) -> Scan:
+    def _build(entries: Iterable[ImageEntry]) -> Scan:
         scan = Scan()
         f = scan.caption_filter
         for e in entries:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from lgvq.data.base import RefRecord
 from lgvq.data.formats import read_refs
-from lgvq.data.sources.real import RealSource, _coco_image_captions, _Entry
+from lgvq.data.sources.real import RealSource, coco_image_captions, ImageEntry
 from lgvq.io import ArtifactError, read_json
 
 
@@ -27,7 +27,7 @@ class RefCOCOgSource(RealSource):
         self.ref_dir = self.root / "refcocog"
         self._refs: list[dict] | None = None
         self._boxes: dict[int, tuple[float, float, float, float]] | None = None
-        self._coco: dict[int, _Entry] | None = None
+        self._coco: dict[int, ImageEntry] | None = None
 
     def _load(self) -> tuple[list[dict], dict[int, tuple[float, float, float, float]]]:
         if self._refs is None or self._boxes is None:
@@ -55,9 +55,9 @@ class RefCOCOgSource(RealSource):
             out += [RefRecord(int(ref["ref_id"]), int(ref["image_id"]), str(s["sent"]), box) for s in ref["sentences"]]
         return out
 
-    def _entries(self, key: str) -> Iterator[_Entry]:
+    def _entries(self, key: str) -> Iterator[ImageEntry]:
         if self._coco is None:  # RefCOCOg images are all COCO train2014 images
-            self._coco = _coco_image_captions(self.root, "train2014")
+            self._coco = coco_image_captions(self.root, "train2014")
         coco = self._coco
         refs, _ = self._load()
         for iid in dict.fromkeys(int(r["image_id"]) for r in refs if r.get("split") == key):

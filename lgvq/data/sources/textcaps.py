@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from lgvq.data.sources.real import RealSource, _Entry, _first_existing
+from lgvq.data.sources.real import RealSource, ImageEntry, first_existing
 from lgvq.io import ArtifactError, read_json
 
 
@@ -27,13 +27,13 @@ class TextCapsSource(RealSource):
     name = "textcaps"
     split_files: ClassVar[dict[str, str]] = {"train": "train", "val": "val", "test": "val"}
 
-    def _entries(self, key: str) -> Iterator[_Entry]:
+    def _entries(self, key: str) -> Iterator[ImageEntry]:
         name = f"TextCaps_0.1_{key}.json"
-        path = _first_existing([self.root / name, self.root / "annotations" / name], f"TextCaps {key} annotations")
+        path = first_existing([self.root / name, self.root / "annotations" / name], f"TextCaps {key} annotations")
         data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise ArtifactError(f"{path}: not a TextCaps file (no 'data' list)")
-        grouped: dict[int, _Entry] = {}
+        grouped: dict[int, ImageEntry] = {}
         hex_of: dict[int, str] = {}
         for k, item in enumerate(data["data"]):
             if "image_id" not in item:
@@ -46,7 +46,7 @@ class TextCapsSource(RealSource):
                 # "image_path" is "train/<id>.jpg" (Open Images' folder); the files live in train_images/
                 fname = (Path(item["image_path"]).name if item.get("image_path")
                          else f"{item.get('image_name', hid)}.jpg")
-                grouped[iid] = _Entry(iid, self.root / "train_images" / fname, [], path)
+                grouped[iid] = ImageEntry(iid, self.root / "train_images" / fname, [], path)
             if item.get("caption_str"):
                 grouped[iid].captions.append(str(item["caption_str"]).strip())  # type: ignore[union-attr]
         yield from grouped.values()
