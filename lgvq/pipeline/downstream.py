@@ -87,7 +87,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                validate=validation(setup.loss_terms, model, setup.val_batches, d.val_items),
                val_every=d.val_every)
     if not dist.is_main:
-        return out / "metrics.json"  # rank 0 evaluates and writes
+        return out / paths.METRICS_NAME  # rank 0 evaluates and writes
     model.eval()
     ev = setup.evaluate(model)
     atomic_write_json(out / "predictions.json", ev.predictions)
@@ -99,4 +99,4 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 **({"decoder": setup.vocab["decoder"]} if "decoder" in setup.vocab else {})},
         extra={**ev.extra, **convergence_extra(work)}).write(out)
     record.write(out, head_dir=str(work), processes=dist.world, execution=trainer.execution.record())
-    return out / "metrics.json"
+    return out / paths.METRICS_NAME

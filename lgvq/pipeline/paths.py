@@ -119,9 +119,14 @@ def codebook_usage_plot_file(results: str | Path, dataset: str, tokenizer: str, 
     return eval_dir(results, "codebook", dataset, tokenizer, variant, seed) / "codebook_usage.png"
 
 
+def stage2_kind(task: str) -> str:
+    """The evaluation folder (`kind` of eval_dir / metrics_file) of a second-stage task's records."""
+    return f"stage2-{task}"
+
+
 def stage2_sample_grid(results: str | Path, task: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
     """The first 16 samples of a second-stage task's evaluation (lgvq.pipeline.stage2)."""
-    return eval_dir(results, f"stage2-{task}", dataset, tokenizer, variant, seed) / "samples_grid.png"
+    return eval_dir(results, stage2_kind(task), dataset, tokenizer, variant, seed) / "samples_grid.png"
 
 
 def reference_dir(results: str | Path, kind: str, dataset: str, name: str, tokenizer: str | None,
@@ -146,6 +151,11 @@ def downstream_dir(results: str | Path, task: str, dataset: str, tokenizer: str,
 
 def tables_dir(results: str | Path) -> Path:
     return Path(results) / "tables"
+
+
+def table_file(results: str | Path, table_id: str, ext: str) -> Path:
+    """One table's file (`ext`: md, csv, tex; png for the dose-response plot), as lgvq.tables writes it."""
+    return tables_dir(results) / f"{table_id}.{ext}"
 
 
 def report_file(results: str | Path) -> Path:

@@ -258,7 +258,7 @@ def model_inputs(cfg: dict[str, Any], table: str) -> list[MetricInput]:
                 + _eval(cfg, "vqa", dose_vqa_runs(cfg)))
     by_table = stage2_table_tasks()
     if table in by_table:
-        return [f for t in by_table[table] for f in _eval(cfg, f"stage2-{t}", task_runs(cfg, "stage2", t))]
+        return [f for t in by_table[table] for f in _eval(cfg, paths.stage2_kind(t), task_runs(cfg, "stage2", t))]
     if table in HEADS:  # an understanding task's table reads that task's records
         return _eval(cfg, table, task_runs(cfg, "downstream", table))
     raise KeyError(f"unknown table '{table}' (known: {', '.join(table_ids(cfg))})")

@@ -36,8 +36,7 @@ def report_inputs(cfg: dict[str, Any]) -> ReportInputs:
     R = Path(cfg["results_dir"])
     how = weights_provenance(cfg)
     name = lambda tok, var="base": display_name(tok, var, how.get(tok))  # noqa: E731
-    tables_dir = paths.tables_dir(R)
-    tables = tuple(TableFiles(t, tables_dir / f"{t}.md", tables_dir / f"{t}.csv") for t in plan.table_ids(cfg))
+    tables = tuple(TableFiles(t, paths.table_file(R, t, "md"), paths.table_file(R, t, "csv")) for t in plan.table_ids(cfg))
     main, ablation = plan.main_runs(cfg), plan.ablation_runs(cfg)
     tokenizer_lines = lambda runs: tuple(  # noqa: E731  (one figure, a line per variant)
         CurveRun("", _line(r.variant), r.seed, paths.train_log(paths.tokenizer_dir(R, *_key(r)))) for r in runs)

@@ -138,7 +138,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     R, s, ds = cfg["results_dir"], stage2_settings(cfg), dataset_settings(cfg, dataset)
     h = config_hash(jobs.stage2_training(cfg, task, dataset, tokenizer, variant, seed))  # the checkpoint's
     work = paths.stage2_dir(R, task, dataset, tokenizer, variant, seed)
-    out = paths.eval_dir(R, f"stage2-{task}", dataset, tokenizer, variant, seed)
+    out = paths.eval_dir(R, paths.stage2_kind(task), dataset, tokenizer, variant, seed)
     record = RunRecord(f"stage2/{task}", jobs.stage2_job(cfg, task, dataset, tokenizer, variant, seed),
                        seed=seed, training_hash=h)
     dist, dev = process_group(cfg)  # one process unless torchrun started several (stage2.gpus > 1)
@@ -213,7 +213,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     if not dist.is_main:
         for _ in chunks:  # this rank's share of the samples; rank 0 scores and writes
             pass
-        return out / "metrics.json"
+        return out / paths.METRICS_NAME
     extractor = fid_extractor(cfg, dataset)  # before sampling: a missing extractor fails before any sample
     tag = spec.metric_tag
     scores_attributes = spec.scores_caption_attributes and extractor is not None and extractor.name == "shapes-cnn"
@@ -252,7 +252,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         not_computed=fid.not_computed, extra={"task": task, **convergence_extra(work)}).write(out)
     record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
                  execution=trainer.execution.record())
-    return out / "metrics.json"
+    return out / paths.METRICS_NAME
 
 
 def caption_draw(n_captions: int, seed: int, epoch: int, item: int, cond_dropout: float = 0.0) -> tuple[int, bool]:

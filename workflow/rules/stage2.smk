@@ -14,7 +14,7 @@ rule stage2:
         extractor=fid_extractor_input,
         labelmap=labelmap_vq_input,
     output:
-        metrics("stage2-{s2task}"),
+        metrics(paths.stage2_kind("{s2task}")),
     params:
         cfg=job_config,
         h=stage2_hash,

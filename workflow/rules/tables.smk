@@ -28,9 +28,9 @@ rule table:
     input:
         lambda wc: plan.table_inputs(config, wc.table),
     output:
-        md=f"{TABLES}/{{table}}.md",
-        csv=f"{TABLES}/{{table}}.csv",
-        tex=f"{TABLES}/{{table}}.tex",
+        md=str(paths.table_file(R, "{table}", "md")),
+        csv=str(paths.table_file(R, "{table}", "csv")),
+        tex=str(paths.table_file(R, "{table}", "tex")),
     params:
         cfg=job_config,
         h=TABLES_HASH,
@@ -53,10 +53,7 @@ rule dose_response_table:
     input:
         lambda wc: plan.table_inputs(config, plan.DOSE_RESPONSE_TABLE),
     output:
-        md=f"{TABLES}/dose_response.md",
-        csv=f"{TABLES}/dose_response.csv",
-        tex=f"{TABLES}/dose_response.tex",
-        png=f"{TABLES}/dose_response.png",
+        **{ext: str(paths.table_file(R, plan.DOSE_RESPONSE_TABLE, ext)) for ext in ("md", "csv", "tex", "png")},
     params:
         cfg=job_config,
         h=TABLES_HASH,
