@@ -83,6 +83,20 @@ def test_every_registered_tokenizer_trains_and_round_trips_codes(name):
         assert model.describe()["perceptual"] == "off (no local VGG weights)"
 
 
+@pytest.mark.parametrize("name", ["vqvae", "vqgan", "cvq", "vqct", "fsq"])
+def test_encoding_skips_the_decoder_and_gives_the_forward_passes_codes(name, monkeypatch):
+    torch.manual_seed(0)
+    params = dict(TINY) if name == "vqvae" else dict(TINY, disc_start=3, disc_ch=8, disc_layers=1)
+    if name == "fsq":
+        params = {k: v for k, v in TINY.items() if k != "n_embed"} | {"levels": [4, 4]}
+    model = build_tokenizer(name, params, image_size=16, word_embeddings=words()).eval()
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        expected = model(x).codes
+        monkeypatch.setattr(model, "decode", lambda z: pytest.fail("encode_codes ran the decoder"))
+        assert torch.equal(model.encode_codes(x), expected)
+
+
 def test_registry_errors_name_the_problem():
     assert set(list_tokenizers()) >= {"vqvae", "vqgan", "cvq", "vqct"}
     with pytest.raises(ConfigError, match="unknown tokenizer 'nope'"):

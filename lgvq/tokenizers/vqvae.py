@@ -55,6 +55,11 @@ class VQVAE(Tokenizer):
         q = self.quantize(x)
         return TokenizerOutput(self.decode(q.z_q), q)
 
+    def encode_codes(self, x: Tensor) -> Tensor:
+        """The codes without the decoder (the base class runs forward: encode, quantise, decode), so encoding
+        a split costs the encoder's work, not a whole reconstruction per batch."""
+        return self.quantize(x).codes
+
     def decode_codes(self, codes: Tensor) -> Tensor:
         return self.decode(self.quantizer.lookup(codes))
 
