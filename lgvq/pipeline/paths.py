@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lgvq.tables.files import table_file as table_file_in
+
 METRICS_NAME = "metrics.json"
 TRAIN_LOG_NAME = "log.csv"  # every training job's loss log (lgvq.train.checkpoint.LOG_NAME; a test checks they agree)
 
@@ -155,7 +157,7 @@ def tables_dir(results: str | Path) -> Path:
 
 def table_file(results: str | Path, table_id: str, ext: str) -> Path:
     """One table's file (`ext`: md, csv, tex; png for the dose-response plot), as lgvq.tables writes it."""
-    return tables_dir(results) / f"{table_id}.{ext}"
+    return table_file_in(tables_dir(results), table_id, ext)
 
 
 def report_file(results: str | Path) -> Path:

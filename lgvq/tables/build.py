@@ -16,6 +16,7 @@ import pandas as pd
 
 from lgvq.io import atomic_write_text
 from lgvq.metrics.record import MetricRecord
+from lgvq.tables.files import table_file
 from lgvq.tables.names import display_name
 from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import NO_DELTA, paired_delta
@@ -242,7 +243,7 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
     eager: an example job}, named in the notes. `budget_note` (config `references.budget_note`) follows the
     'baselines' note when there is one: which profile to read for the rows that do not clear theirs."""
     out = Path(out_dir)
-    paths = [out / f"{table_id}.{ext}" for ext in ("csv", "md", "tex")]
+    paths = [table_file(out, table_id, ext) for ext in ("csv", "md", "tex")]
     if table_id == "dataset_stats":
         df = dataset_stats_table(records)
         atomic_write_text(paths[0], df.to_csv(index=False))

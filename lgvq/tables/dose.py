@@ -18,11 +18,12 @@ from lgvq.config import multiplier_text, parse_variant
 from lgvq.io import atomic_path, atomic_write_text
 from lgvq.metrics.catalogue import metric_info
 from lgvq.tables.build import REFERENCE_KINDS, as_record, build_table, render_latex, render_markdown
+from lgvq.tables.files import table_file
 from lgvq.tables.paper import is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import t_quantile_975
 
 TABLE_ID = "dose_response"
-PLOT_NAME = f"{TABLE_ID}.png"
+PLOT_NAME = table_file(".", TABLE_ID, "png").name
 
 
 def multiplier_of(variant: str) -> float:
@@ -142,7 +143,7 @@ def write_dose_response(table_id: str, records: list[dict[str, Any]], out_dir: s
     if table_id != TABLE_ID:
         raise KeyError(f"write_dose_response writes table '{TABLE_ID}', not '{table_id}'")
     out = Path(out_dir)
-    paths = [out / f"{TABLE_ID}.{ext}" for ext in ("csv", "md", "tex", "png")]
+    paths = [table_file(out, TABLE_ID, ext) for ext in ("csv", "md", "tex", "png")]
     recs = [as_record(r) for r in records]
     df = dose_frame(recs, dataset_columns=dataset_columns)
     notes: dict[str, str] = {}
