@@ -84,7 +84,7 @@ def test_every_registered_tokenizer_trains_and_round_trips_codes(name):
 
 
 @pytest.mark.parametrize("name", ["vqvae", "vqgan", "cvq", "vqct", "fsq"])
-def test_encoding_skips_the_decoder_and_gives_the_forward_passes_codes(name, monkeypatch):
+def test_encoding_skips_the_decoder_and_gives_the_forward_passes_codes_and_latents(name, monkeypatch):
     torch.manual_seed(0)
     params = dict(TINY) if name == "vqvae" else dict(TINY, disc_start=3, disc_ch=8, disc_layers=1)
     if name == "fsq":
@@ -95,6 +95,10 @@ def test_encoding_skips_the_decoder_and_gives_the_forward_passes_codes(name, mon
         expected = model(x).codes
         monkeypatch.setattr(model, "decode", lambda z: pytest.fail("encode_codes ran the decoder"))
         assert torch.equal(model.encode_codes(x), expected)
+        monkeypatch.undo()
+        z_q = model(x).z_q
+        monkeypatch.setattr(model, "decode", lambda z: pytest.fail("encode_latents ran the decoder"))
+        assert torch.equal(model.encode_latents(x), z_q)
 
 
 def test_registry_errors_name_the_problem():

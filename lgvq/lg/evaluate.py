@@ -43,7 +43,7 @@ def _quantised(model, data, records, device, batch: int) -> Iterator[tuple[torch
     """(z_q (b, D, h, w) on the CPU, the batch's records), `batch` images at a time."""
     for i in range(0, len(data), batch):
         x = torch.stack([data[j]["image"] for j in range(i, min(i + batch, len(data)))]).to(device)
-        yield model(x).z_q.cpu(), records[i : i + len(x)]
+        yield model.encode_latents(x).cpu(), records[i : i + len(x)]  # no decoder: its activations are not needed
 
 
 def masked_positions(text, k: int, seed: int | None = None,

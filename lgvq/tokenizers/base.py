@@ -75,6 +75,11 @@ class Tokenizer(nn.Module, metaclass=abc.ABCMeta):
         """Images -> (B, h, w) codes. Default: run forward and keep the codes."""
         return self.forward(x).codes
 
+    def encode_latents(self, x: Tensor) -> Tensor:
+        """Images -> (B, D, h, w) quantised latents z_q. Default: run forward and keep z_q (a subclass that can
+        quantise without decoding overrides this and `encode_codes`)."""
+        return self.forward(x).z_q
+
     @abc.abstractmethod
     def decode_codes(self, codes: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError

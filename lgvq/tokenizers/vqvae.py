@@ -60,6 +60,10 @@ class VQVAE(Tokenizer):
         a split costs the encoder's work, not a whole reconstruction per batch."""
         return self.quantize(x).codes
 
+    def encode_latents(self, x: Tensor) -> Tensor:
+        """z_q without the decoder (the evaluations that read latents: the ridge map, masked-word recall)."""
+        return self.quantize(x).z_q
+
     def decode_codes(self, codes: Tensor) -> Tensor:
         return self.decode(self.quantizer.lookup(codes))
 
