@@ -207,7 +207,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
             codes = spec.generate(model, len(recs), condition(recs, captions[i : i + 50]), given, g, dev, s)
         if given is not None and not torch.equal(codes.flatten(1)[:, : given.shape[1]], given):
             raise RuntimeError(f"{task} changed the codes it was given")
-        return tok.decode_codes(codes).clamp(-1, 1).cpu()
+        with torch.no_grad():  # no autograd graph: a sample must not keep the decoder's activations alive
+            return tok.decode_codes(codes).clamp(-1, 1).cpu()
 
     chunks = chunks_on_main(-(-len(test_recs) // 50), draw, dist)  # lazy: draws as it is iterated
     if not dist.is_main:
@@ -231,7 +232,9 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         for c, x in chunks:
             recs = test_recs[c * 50 : c * 50 + 50]
             write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in recs], tmp_dir)
-            grid_images.append(x[: 16 - sum(len(t) for t in grid_images)])
+            room = 16 - sum(len(t) for t in grid_images)
+            if room > 0:  # a copy: a view would keep the whole chunk alive
+                grid_images.append(x[:room].clone())
             if scores_attributes:
                 rows = slice(c * 50, c * 50 + len(recs))
                 following.add(extractor, x, wanted[rows], wanted_mismatched[rows], attr_mask)
