@@ -41,7 +41,7 @@ SAMPLING = ((1.0, None), (0.7, None), (1.0, 20))
 
 def probe(cfg: dict, task: str, dataset: str, tokenizer: str, variant: str, seed: int,
           guidance: tuple[float, ...] = (1.0,)) -> dict:
-    from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
+    from lgvq.data.attributes import CAPTION_SCORED, caption_attribute_vector
     from lgvq.metrics.attributes import CaptionFollowing, mismatched
     from lgvq.pipeline import paths
     from lgvq.pipeline.artifacts import CodeTable, fid_extractor, text_cache
@@ -81,7 +81,7 @@ def probe(cfg: dict, task: str, dataset: str, tokenizer: str, variant: str, seed
 
     extractor = fid_extractor(cfg, dataset)
     tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed)
-    mask = torch.as_tensor([not n.startswith("count:") for n in ATTRIBUTE_NAMES])
+    mask = torch.as_tensor(CAPTION_SCORED)
     captions = [r.captions[0] for r in test]
     wanted = torch.as_tensor(np.stack([caption_attribute_vector(c) for c in captions]))
     other = torch.stack(mismatched(wanted))

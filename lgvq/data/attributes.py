@@ -15,6 +15,8 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
     *(f"shape:{s}" for s in SHAPES), *(f"colour:{c}" for c in sorted(COLOURS)), "count:1", "count:2", "count:3"
 )
 _INDEX = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
+# The slots a caption's attributes are scored on: shapes and colours; a caption does not always say the count.
+CAPTION_SCORED: tuple[bool, ...] = tuple(not name.startswith("count:") for name in ATTRIBUTE_NAMES)
 
 
 def attribute_vector(objects: list[dict]) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lgvq.data.attributes import CAPTION_SCORED
 from lgvq.metrics.image import to_uint8
 from lgvq.pipeline import paths
 from lgvq.pipeline.artifacts import (FID_OFF_REASON, eval_images, fid_extractor, png_folder, reference_folder,
@@ -149,17 +150,14 @@ def one_code(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None,
 
 
 def _attribute_setup(cfg: dict[str, Any], dataset: str):
-    """(extractor, first captions of the models' test conditions, the scored-attribute mask), or None when
-    attribute accuracy is not computed (it needs the shapes-cnn classifier of the embedded data)."""
-    from lgvq.data.attributes import ATTRIBUTE_NAMES
+    """(extractor, the records of the models' test conditions), or None when attribute accuracy is not
+    computed (it needs the shapes-cnn classifier of the embedded data)."""
     from lgvq.pipeline.common import dataset_source
 
     extractor = fid_extractor(cfg, dataset)
     if extractor is None or extractor.name != "shapes-cnn":
         return None
-    records = dataset_source(cfg, dataset).records("test")[: dataset_settings(cfg, dataset).eval_images]
-    mask = torch.as_tensor([not a.startswith("count:") for a in ATTRIBUTE_NAMES])
-    return extractor, records, mask
+    return extractor, dataset_source(cfg, dataset).records("test")[: dataset_settings(cfg, dataset).eval_images]
 
 
 ATTRIBUTE_OFF = "attribute accuracy needs the shapes-cnn classifier (eval.fid_extractor: shapes-cnn, embedded data)"
@@ -182,11 +180,12 @@ def _wanted(captions: list[str]) -> torch.Tensor:
     return torch.as_tensor(np.stack([caption_attribute_vector(c) for c in captions]))
 
 
-def _score_attributes(classifier, records, mask, images_of) -> Any:
+def _score_attributes(classifier, records, images_of) -> Any:
     """A CaptionFollowing over the models' test conditions (each record's first caption, and the next
     record's as its mismatched one), with `images_of(rows)` giving the images of a batch of rows."""
     from lgvq.metrics.attributes import CaptionFollowing, mismatched
 
+    mask = torch.as_tensor(CAPTION_SCORED)
     wanted = _wanted([r.captions[0] for r in records])
     wanted_mismatched, following = torch.stack(mismatched(wanted)), CaptionFollowing()
     for i in range(0, len(records), BATCH):
@@ -199,11 +198,11 @@ def always_absent(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: 
     setup = _attribute_setup(cfg, dataset)
     if setup is None:
         return {"text_to_image": Measured({}, not_computed=dict(ATTRIBUTES_OFF))}
-    _, records, mask = setup
+    _, records = setup
     # the same scoring as the samples', with a classifier whose every logit says "absent" (caption_following
     # is then exactly 0: the mismatched captions are the same captions, so they name as many slots)
-    n_attr = len(mask)
-    following = _score_attributes(lambda x: torch.full((len(x), n_attr), -1.0), records, mask,
+    n_attr = len(CAPTION_SCORED)
+    following = _score_attributes(lambda x: torch.full((len(x), n_attr), -1.0), records,
                                   lambda rows: torch.zeros(len(rows), 3, 4, 4))
     return _attribute_record(cfg, following, len(records), "every scored shape and colour slot answered 'absent'")
 
@@ -213,9 +212,9 @@ def real_images(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: No
     setup = _attribute_setup(cfg, dataset)
     if setup is None:
         return {"text_to_image": Measured({}, not_computed=dict(ATTRIBUTES_OFF))}
-    extractor, records, mask = setup
+    extractor, records = setup
     data, _ = eval_images(cfg, dataset, limit=len(records))
-    following = _score_attributes(extractor, records, mask, lambda rows: torch.stack([data[j]["image"] for j in rows]))
+    following = _score_attributes(extractor, records, lambda rows: torch.stack([data[j]["image"] for j in rows]))
     return _attribute_record(cfg, following, len(records), "the real test images whose first captions condition the models' samples")
 
 
@@ -251,9 +250,8 @@ def decoded_codes(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: 
                                 "decoded by it (the models' sample count)")
     out = _fid_records(cfg, GENERATION_KINDS, fid.metrics, fid.notes, {})
     if extractor.name == "shapes-cnn":
-        setup = _attribute_setup(cfg, dataset)
-        following = _score_attributes(extractor, setup[1], setup[2], decoded)
-        attributes = _attribute_record(cfg, following, len(setup[1]), f"the test images' codes of {tokenizer} base seed {seed}, decoded")
+        following = _score_attributes(extractor, records, decoded)  # the same records and classifier as the FID's
+        attributes = _attribute_record(cfg, following, len(records), f"the test images' codes of {tokenizer} base seed {seed}, decoded")
         out["text_to_image"].metrics.update(attributes["text_to_image"].metrics)
         out["text_to_image"].notes.update(attributes["text_to_image"].notes)
     else:

@@ -219,10 +219,10 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     tag = spec.metric_tag
     scores_attributes = spec.scores_caption_attributes and extractor is not None and extractor.name == "shapes-cnn"
     if scores_attributes:
-        from lgvq.data.attributes import ATTRIBUTE_NAMES, caption_attribute_vector
+        from lgvq.data.attributes import CAPTION_SCORED, caption_attribute_vector
         from lgvq.metrics.attributes import CaptionFollowing, mismatched
 
-        attr_mask = torch.as_tensor([not n.startswith("count:") for n in ATTRIBUTE_NAMES])
+        attr_mask = torch.as_tensor(CAPTION_SCORED)
         wanted = torch.as_tensor(np.stack([caption_attribute_vector(cap) for cap in captions]))
         wanted_mismatched, following = torch.stack(mismatched(wanted)), CaptionFollowing()
     # Rank 0 writes and scores the samples 50 at a time as they arrive (only a round of chunks is held);
