@@ -56,6 +56,8 @@ def test_guided_ar_sampling_draws_from_null_plus_scale_times_the_difference_at_e
         cond, uncond = model.logits_of(seq, prefix), model.logits_of(seq, null)  # teacher-forced, no cache
     assert torch.equal(seq, (uncond + scale * (cond - uncond)).argmax(-1))
     assert not torch.equal(model.sample(4, prefix=prefix, temperature=0.0), seq)  # guidance changed the draws
+    uncached = model.sample(4, prefix=prefix, null_prefix=null, guidance=scale, temperature=0.0, use_cache=False)
+    assert torch.equal(uncached, seq)  # the key/value cache changes nothing, guided or not
 
 
 def test_a_guidance_scale_of_one_is_the_unguided_sampler():

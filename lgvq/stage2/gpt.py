@@ -153,20 +153,21 @@ class CodeGPT(nn.Module):
         Classifier-free guidance (`guidance` != 1, with the null condition's `null_prefix`): the conditional
         and the null sequences run as one batch of 2n, and each code is drawn from
         null + guidance x (conditional - null) logits; both sequences receive the drawn code."""
-        if guidance != 1.0:
-            if null_prefix is None or prefix is None:
-                raise ValueError("guidance needs the condition's prefix and the null condition's (null_prefix)")
-            return self._sample_guided(n, prefix, null_prefix, given, guidance, temperature, top_k, top_p, generator,
-                                       torch.device(device), fast)
+        guided = guidance != 1.0
+        if guided and (null_prefix is None or prefix is None):
+            raise ValueError("guidance needs the condition's prefix and the null condition's (null_prefix)")
+        rows = 2 if guided else 1  # guided: the conditional sequences, then the null ones, as one batch
         device = torch.device(device)
         given = given if given is not None else torch.zeros(n, 0, dtype=torch.long, device=device)
         if given.shape[1] >= self.n_positions:
             return given[:, : self.n_positions].clone()
-        sos = torch.full((n, 1), self.sos, dtype=torch.long, device=device)
+        sos = torch.full((rows * n, 1), self.sos, dtype=torch.long, device=device)
+        if self.n_prefix:
+            prefix = torch.cat([prefix, null_prefix]) if guided else prefix
         cuda_bf16 = fast and device.type == "cuda"
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda_bf16 else contextlib.nullcontext()
         with amp:
-            x = self.tok(torch.cat([sos, given], 1))
+            x = self.tok(torch.cat([sos, given.repeat(rows, 1)], 1))
             if self.n_prefix:
                 x = torch.cat([prefix.to(x.dtype), x], 1)
             cache = self.new_cache() if use_cache else None
@@ -175,37 +176,19 @@ class CodeGPT(nn.Module):
             seq = torch.empty(n, self.n_positions, dtype=torch.long, device=device)
             seq[:, : given.shape[1]] = given
             for t in range(given.shape[1], self.n_positions):
-                seq[:, t] = sample_logits(logits[:, -1], temperature, top_k, top_p, generator)
+                last = logits[:, -1]
+                if guided:
+                    cond, null = last.float().chunk(2)
+                    last = null + guidance * (cond - null)
+                seq[:, t] = sample_logits(last, temperature, top_k, top_p, generator)
                 if t + 1 == self.n_positions:
                     break
                 if cache is not None:
-                    logits = self(self.tok(seq[:, t : t + 1]), cache, start=x.shape[1] + t - given.shape[1])
+                    logits = self(self.tok(seq[:, t : t + 1].repeat(rows, 1)), cache,
+                                  start=x.shape[1] + t - given.shape[1])
                 else:
-                    full = self.tok(torch.cat([sos, seq[:, : t + 1]], 1))
+                    full = self.tok(torch.cat([sos, seq[:, : t + 1].repeat(rows, 1)], 1))
                     logits = self(torch.cat([prefix.to(full.dtype), full], 1) if self.n_prefix else full)
-        return seq
-
-    def _sample_guided(self, n: int, prefix: Tensor, null_prefix: Tensor, given: Tensor | None, guidance: float,
-                       temperature: float, top_k: int | None, top_p: float | None,
-                       generator: torch.Generator | None, device: torch.device, fast: bool) -> Tensor:
-        given = given if given is not None else torch.zeros(n, 0, dtype=torch.long, device=device)
-        if given.shape[1] >= self.n_positions:
-            return given[:, : self.n_positions].clone()
-        sos = torch.full((2 * n, 1), self.sos, dtype=torch.long, device=device)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if fast and device.type == "cuda" else contextlib.nullcontext()
-        with amp:
-            x = self.tok(torch.cat([sos, given.repeat(2, 1)], 1))
-            x = torch.cat([torch.cat([prefix, null_prefix]).to(x.dtype), x], 1)
-            cache = self.new_cache()
-            logits = self(x, cache)
-            seq = torch.empty(n, self.n_positions, dtype=torch.long, device=device)
-            seq[:, : given.shape[1]] = given
-            for t in range(given.shape[1], self.n_positions):
-                cond, null = logits[:, -1].float().chunk(2)
-                seq[:, t] = sample_logits(null + guidance * (cond - null), temperature, top_k, top_p, generator)
-                if t + 1 == self.n_positions:
-                    break
-                logits = self(self.tok(seq[:, t : t + 1].repeat(2, 1)), cache, start=x.shape[1] + t - given.shape[1])
         return seq
 
 
