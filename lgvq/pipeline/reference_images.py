@@ -22,7 +22,7 @@ from lgvq.pipeline.artifacts import (FID_OFF_REASON, eval_images, fid_extractor,
                                      score_fid, write_pngs)
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.reference_jobs import Measured
-from lgvq.pipeline.references import GENERATION_KINDS, Reference
+from lgvq.pipeline.references import GENERATION_KINDS, SAMPLES_KIND, Reference
 from lgvq.settings import dataset_settings, eval_settings, stage2_settings
 
 BATCH = 50
@@ -240,7 +240,7 @@ def decoded_codes(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: 
         batch = codes.batch([codes(records[j].image_id) for j in rows], dev)
         return model.decode_codes(batch).clamp(-1, 1).cpu()
 
-    folder = paths.reference_dir(R, GENERATION_KINDS[0], dataset, ref.name, tokenizer, seed) / "samples"
+    folder = paths.reference_dir(R, SAMPLES_KIND, dataset, ref.name, tokenizer, seed) / "samples"
     with png_folder(folder) as tmp:
         for i in range(0, len(records), BATCH):
             rows = range(i, min(i + BATCH, len(records)))
@@ -281,7 +281,7 @@ def shuffled_codes(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer:
     codes = load_codes(paths.codes_file(R, dataset, tokenizer, "base", seed, "train"))[:n]
     shuffled = shuffle_positions(codes, eval_settings(cfg).mask_eval_seed * 7919 + seed)
     model = load_tokenizer(cfg, dataset, tokenizer, "base", seed).to(dev).eval()
-    folder = paths.reference_dir(R, GENERATION_KINDS[0], dataset, ref.name, tokenizer, seed) / "samples"
+    folder = paths.reference_dir(R, SAMPLES_KIND, dataset, ref.name, tokenizer, seed) / "samples"
     with png_folder(folder) as tmp:
         for i in range(0, len(shuffled), BATCH):
             x = model.decode_codes(torch.as_tensor(shuffled[i : i + BATCH], dtype=torch.long, device=dev))

@@ -24,14 +24,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from lgvq.config import ConfigError
+from lgvq.stage2.registry import STAGE2_TASKS
+from lgvq.tables.paper import TABLES as PAPER_TABLES
 
 DATA_ONLY = "*"          # the records' tokenizer when the number depends on no tokenizer run (lgvq.tables.build)
 DATA_SEGMENT = "data"    # ... and the path segment in its place (no "*" in a path)
 ROW_KINDS = ("baseline", "ceiling")
 # The inputs a reference job can wait for; workflow/rules/references.smk maps each to its file pattern.
 NEEDS = ("data", "extractor", "text", "model", "codes", "codebook")
-GENERATION_KINDS = ("text_to_image", "semantic_synthesis", "unconditional", "completion")
-GENERATION_TABLES = GENERATION_KINDS  # a stage-2 table's id is its record kind
+
+
+def paper_generation_tables() -> tuple[str, ...]:
+    """The paper's tables the built-in second-stage tasks fill (their `table_id`, lgvq.stage2.registry), in
+    the paper's order (lgvq.tables.paper.TABLES): text_to_image, semantic_synthesis, unconditional, completion.
+    Built-ins only, so the references and their paths do not depend on which plug-ins were imported first."""
+    filled = {STAGE2_TASKS.get(n).table_id for n in STAGE2_TASKS.names() if STAGE2_TASKS.is_builtin(n)}
+    return tuple(t for t in PAPER_TABLES if t in filled)
+
+
+GENERATION_TABLES = paper_generation_tables()
+GENERATION_KINDS = GENERATION_TABLES  # a stage-2 table's id is its record kind
+# The record kind whose reference folder holds the shuffled/decoded-codes samples (a path segment: fixed).
+SAMPLES_KIND = "text_to_image"
+if SAMPLES_KIND not in GENERATION_KINDS:
+    raise ValueError(f"references: {SAMPLES_KIND} is no longer a generation table ({GENERATION_KINDS})")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ wildcard_constraints:
     variant=VARIANT_PATTERN,
     seed=r"\d+",
     split=r"train|val|test",
-    table=r"[a-z_]+",
+    table="|".join(map(re.escape, plan.table_ids(config))),  # the tables this config builds (paper + tasks' own)
     encoder=re.escape(paths.text_cache_stem(config["text_encoder"]["name"])),  # the configured encoder's cache
     s2task="|".join(map(re.escape, STAGE2_TASKS.names())),
     dstask="|".join(HEADS.names()),
