@@ -1,5 +1,5 @@
 """One registration style for every kind of plug-in (downstream and second-stage tasks, tokenizers,
-text encoders).
+text encoders, dataset sources).
 
 A `Registry` maps a name to an object. Built-in entries are "module:attribute" strings,
 imported on first use, so listing the names (the Snakefile does, to build its wildcards and

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lgvq.data.dataset import ImageTextDataset
-from lgvq.data.registry import ShapesSource
+from lgvq.data.sources.shapes import ShapesSource
 from lgvq.data.synth import generate
 from lgvq.lg import evaluate as lg_eval
 from lgvq.text.base import TextEncoder, TextFeatures

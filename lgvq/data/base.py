@@ -2,8 +2,8 @@
 and ground-truth attributes) and, where the dataset has them, the task annotations (COCO-QA
 questions, referring expressions).
 
-The readers of the on-disk layouts subclass `DatasetSource` (ShapesSource in registry.py, the real
-datasets in lgvq/data/sources/); the registry (registry.py) finds them by name. These classes are
+The readers of the on-disk layouts subclass `DatasetSource` (the embedded dataset's and the real
+datasets' in lgvq/data/sources/); the registry (registry.py, `DATASETS`) finds them by name. These classes are
 also importable from `lgvq.data.registry`.
 """
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from lgvq.data import formats
-from lgvq.data.registry import ShapesSource
+from lgvq.data.sources.shapes import ShapesSource
 from lgvq.io import ArtifactError, atomic_path
 
 # embedded split -> COCO 2014 folder

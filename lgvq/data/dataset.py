@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from lgvq.data.registry import ImageRecord
+from lgvq.data.base import ImageRecord
 from lgvq.io import ArtifactError
 
 
