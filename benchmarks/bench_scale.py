@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -93,14 +94,53 @@ def stages() -> list[tuple[str, list[str]]]:
     return out
 
 
-def measure(args: list[str], env: dict, log: Path) -> tuple[int, float, float]:
-    """-> (exit status, peak RSS in MB, wall seconds) of one CLI process."""
+def rss_parts(pid: int) -> dict[str, float] | None:
+    """The process's RssAnon (heap, tensors) and RssFile (mapped files: shared libraries, memory-mapped
+    arrays) in MB, from /proc; None once it has exited."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    parts = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            parts[key] = int(value.split()[0]) / 1024  # kB
+    return parts or None
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's RSS parts every `period` s: the peak of RssAnon and of RssFile, each on its own.
+    Peak RSS (wait4) does not say which grew; mapped file pages are the kernel's to reclaim, anonymous ones not."""
+
+    def __init__(self, pid: int, period: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.period, self.peak = pid, period, {"RssAnon": 0.0, "RssFile": 0.0}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            parts = rss_parts(self.pid)
+            if parts is None:
+                return
+            for k, v in parts.items():
+                self.peak[k] = max(self.peak[k], v)
+            self.done.wait(self.period)
+
+
+def measure(args: list[str], env: dict, log: Path) -> tuple[int, float, float, dict[str, float]]:
+    """-> (exit status, peak RSS in MB, wall seconds, sampled peaks of RssAnon / RssFile in MB) of one CLI process."""
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "lgvq.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        sampler = RssSampler(proc.pid)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        sampler.done.set()
+        sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024, time.perf_counter() - t0  # ru_maxrss: KiB on Linux
+    peaks = {"peak_rss_anon_mb": round(sampler.peak["RssAnon"], 1), "peak_rss_file_mb": round(sampler.peak["RssFile"], 1)}
+    return proc.returncode, usage.ru_maxrss / 1024, time.perf_counter() - t0, peaks  # ru_maxrss: KiB on Linux
 
 
 RECORDS_PROBE = """
@@ -200,8 +240,8 @@ def main() -> None:
             log = work / "logs" / f"{stage.replace('/', '_')}.log"
             threads = [] if cli[0] in ("data", "text") else ["--threads", str(a.threads)]  # as the rules call them
             cli = [c.format(results=work / "results") for c in cli]
-            rc, rss, wall = measure([*cli, "--config", str(cfg_path), *threads], env, log)
-            row = {"stage": stage, "n_images": n, "peak_rss_mb": round(rss, 1), "wall_s": round(wall, 2), "rc": rc,
+            rc, rss, wall, parts = measure([*cli, "--config", str(cfg_path), *threads], env, log)
+            row = {"stage": stage, "n_images": n, "peak_rss_mb": round(rss, 1), "wall_s": round(wall, 2), "rc": rc, **parts,
                    "text_encoder": a.text_encoder, **({"label": a.label} if a.label else {})}
             if stage == "data/prepare" and rc == 0:
                 row.update(records_bytes(cfg_path, env))

@@ -58,7 +58,7 @@ def probe(cfg: dict, task: str, dataset: str, tokenizer: str, variant: str, seed
     source = dataset_source(cfg, dataset)
     test = source.records("test")[: cfg["datasets"][dataset]["eval_images"]]
     val = source.records("val")[: s.val_items]
-    ctx = Stage2Context(s, dataset, source.records("train"), test, tuple(test_codes.codes.shape[1:]), n_codes, "cpu",
+    ctx = Stage2Context(s, dataset, source.records("train"), test, test_codes.grid, n_codes, "cpu",
                         text_cache=lambda: text_cache(cfg, dataset), label_map_vq=None, label_map=None)
     cond = spec.conditions(ctx)
     model = spec.build(ctx, cond)

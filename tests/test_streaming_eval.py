@@ -275,16 +275,17 @@ def test_label_maps_are_read_per_batch_and_equal_the_stacked_split(embedded):
     assert torch.equal(maps.batch(idx), stacked[idx]) and maps.batch(idx).dtype == torch.int64
 
 
-def test_the_tokenizer_job_reads_the_memory_mapped_cache_as_it_read_the_arrays(embedded):
-    """TextBatcher and VQCT's vocabulary read the memory-mapped cache; the same as from arrays in RAM."""
+def test_the_tokenizer_job_reads_the_cache_by_rows_as_it_read_the_arrays(embedded):
+    """TextBatcher and VQCT's vocabulary read the cache's rows from disk; the same as from arrays in RAM."""
     import numpy as np
 
+    from lgvq.arrays import RowArray
     from lgvq.pipeline.tokenizer import TextBatcher, vocabulary_embeddings
 
     _, _, cache, enc, splits = embedded
     with np.load(cache.path, allow_pickle=False) as z:
         in_ram = TextCache(cache.path, {k: z[k] for k in z.files})
-    assert isinstance(cache.tokens, np.memmap) and not isinstance(in_ram.tokens, np.memmap)
+    assert isinstance(cache.tokens, RowArray) and isinstance(in_ram.tokens, np.ndarray)
     assert torch.equal(vocabulary_embeddings(cache)(12), vocabulary_embeddings(in_ram)(12))
     recs = splits["train"][1][:5]
     items = [{"image": torch.zeros(3, 16, 16), "image_id": r.image_id, "caption": r.captions[-1], "index": i}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pathlib import Path
 import torch
 
 from lgvq.config import ConfigError
@@ -52,20 +53,29 @@ def test_cache_round_trip_and_corruption(minilm, tmp_path):
         TextCache.load(path)
 
 
-def test_cache_is_built_in_chunks_and_memory_mapped_on_load(minilm, tmp_path):
-    """Batches of 2 force several chunks; every per-caption member stays on disk (a memmap) after
-    loading, equals a one-shot encoding, and the file is still a plain .npz that np.load reads."""
+def _mapped(path) -> bool:
+    """Whether `path` is memory-mapped into this process (/proc/self/maps)."""
+    return str(path) in Path("/proc/self/maps").read_text()
+
+
+def test_cache_is_built_in_chunks_and_read_by_rows_never_mapped(minilm, tmp_path):
+    """Batches of 2 force several chunks; every per-caption member stays on disk after loading and is
+    read a batch of rows at a time, never memory-mapped (a mapped page stays in the job's RSS); it
+    equals a one-shot encoding, and the file is still a plain .npz that np.load reads."""
     import numpy as np
+
+    from lgvq.arrays import RowArray
 
     caps = {3: ["a red circle", "a red disc", "one red round shape"], 1: ["a blue square"], 8: ["a green triangle"]}
     path = build_text_cache(caps, minilm, tmp_path / "minilm.npz", batch_size=2)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no build leftovers
     cache = TextCache.load(path)
     for name in ("token_ids", "tokens", "valid", "special", "global_", "captions", "token_embeddings"):
-        assert isinstance(getattr(cache, name), np.memmap), name
+        assert isinstance(getattr(cache, name), RowArray), name
     ordered = [c for iid in sorted(caps) for c in caps[iid]]
     direct = minilm.encode(ordered)
     got = cache.features(range(len(ordered)))
+    assert not _mapped(path)
     assert torch.equal(got.token_ids, direct.token_ids) and torch.equal(got.valid, direct.valid)
     # Stored as fp16: within half precision of the fp32 encoding (a one-shot batch pads differently
     # from batches of 2, so the fp32 values themselves may differ in the last bits).

@@ -38,8 +38,21 @@ def code_counts(codes: np.ndarray, codebook_size: int) -> np.ndarray:
     return np.bincount(flat.astype(np.int64), minlength=int(codebook_size))
 
 
+def code_counts_by_chunks(codes, codebook_size: int, chunk: int = 4096) -> np.ndarray:
+    """`code_counts` of a split read `chunk` grids at a time (`codes`: anything with len() and row
+    slicing, e.g. an on-disk `lgvq.arrays.RowArray`): the split is never held."""
+    if len(codes) == 0:
+        raise ValueError("no codes to count")
+    return sum(code_counts(codes[i : i + chunk], codebook_size) for i in range(0, len(codes), chunk))
+
+
 def codebook_statistics(codes: np.ndarray, codebook_size: int) -> CodebookStats:
-    counts = code_counts(codes, codebook_size)
+    return statistics_from_counts(code_counts(codes, codebook_size))
+
+
+def statistics_from_counts(counts: np.ndarray) -> CodebookStats:
+    """The statistics of (K,) code counts (`code_counts`)."""
+    codebook_size = len(counts)
     p = counts[counts > 0] / counts.sum()
     used = int((counts > 0).sum())
     return CodebookStats(usage=used / int(codebook_size), perplexity=float(np.exp(-(p * np.log(p)).sum())),

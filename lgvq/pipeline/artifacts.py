@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lgvq.arrays import RowArray
 from lgvq.config import ConfigError
 from lgvq.io import ArtifactError, atomic_path
 from lgvq.metrics.image import to_uint8
@@ -154,10 +155,10 @@ def fid_extractor(cfg: dict[str, Any], dataset: str):
 
 
 
-def load_codes(path: Path) -> np.ndarray:
-    """Read a code file written by `encode`, with a clear error for a missing/corrupt one."""
+def load_codes(path: Path) -> RowArray:
+    """A code file written by `encode`, read by rows (never whole), with a clear error for a missing/corrupt one."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = RowArray.open_npy(path)
     except (OSError, ValueError, EOFError) as e:  # EOFError: an empty (0-byte) file
         raise ArtifactError(f"corrupt or missing code file {path}: {e}; re-run `lgvq tokenizer encode`") from e
     if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
@@ -168,32 +169,56 @@ def load_codes(path: Path) -> np.ndarray:
 class CodeTable:
     """Codes looked up by image id, from the code files of the given splits (in order).
 
+    Held: a sorted array of image ids and their rows (16 bytes an image); the code grids stay on disk
+    and a batch reads its own rows (`lgvq.arrays.RowArray`).
+
     Test annotations may point at images of another image split: RefCOCOg's umd test
     expressions are on COCO train2014 images, which the coco source lists under "train". The
     tokenizer has seen those images either way (the paper uses the same MS-COCO codebook)."""
 
     def __init__(self, tokdir: Path, splits: tuple[str, ...]) -> None:
-        arrays, self.row = [], {}
+        self.parts: list[RowArray] = []
+        ids_of = []
         for split in splits:
             codes = load_codes(tokdir / "codes" / f"{split}.npy")
             ids_path = tokdir / "codes" / f"{split}_image_ids.npy"
             try:
                 ids = np.load(ids_path, allow_pickle=False)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, EOFError) as e:
                 raise ArtifactError(f"corrupt or missing {ids_path}: {e}; re-run `lgvq tokenizer encode`") from e
             if len(ids) != len(codes):
                 raise ArtifactError(f"{ids_path} lists {len(ids)} images but its code file has {len(codes)}")
-            offset = sum(len(a) for a in arrays)
-            for r, i in enumerate(ids):
-                self.row.setdefault(int(i), offset + r)  # val and test may be the same images
-            arrays.append(codes)
-        self.codes = np.concatenate(arrays)
+            if self.parts and codes.shape[1:] != self.parts[0].shape[1:]:
+                raise ArtifactError(f"{tokdir / 'codes'}: {split} grids are {codes.shape[1:]}, "
+                                    f"{splits[0]} grids {self.parts[0].shape[1:]}")
+            self.parts.append(codes)
+            ids_of.append(np.asarray(ids, dtype=np.int64))
+        self.grid: tuple[int, ...] = tuple(self.parts[0].shape[1:])
+        self.starts = np.cumsum([0, *(len(c) for c in self.parts)])  # the global row where each part begins
+        ids = np.concatenate(ids_of)
+        order = np.argsort(ids, kind="stable")  # an image in several splits (val and test may be the same
+        first = np.r_[True, np.diff(ids[order]) != 0]  # images): its row in the first split listed
+        self.ids, self.rows = ids[order][first], order[first]
         self.where = f"{tokdir / 'codes'} ({', '.join(splits)})"
 
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
     def __call__(self, image_id: int) -> int:
-        if image_id not in self.row:
+        i = int(np.searchsorted(self.ids, image_id))
+        if i == len(self.ids) or self.ids[i] != image_id:
             raise ArtifactError(f"image {image_id} has no codes in {self.where} (annotations and codes disagree)")
-        return self.row[image_id]
+        return int(self.rows[i])
+
+    def read(self, rows) -> np.ndarray:
+        """(len(rows), h, w) code grids of the given global rows, read from their split's file."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self.grid), dtype=self.parts[0].dtype)
+        for k in np.unique(part):
+            at = part == k
+            out[at] = self.parts[k].take(rows[at] - self.starts[k])
+        return out
 
     def batch(self, rows: list[int], device) -> torch.Tensor:
-        return torch.as_tensor(self.codes[rows], dtype=torch.long, device=device)
+        return torch.as_tensor(self.read(rows), dtype=torch.long, device=device)

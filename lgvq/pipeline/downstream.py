@@ -70,7 +70,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     codebook = torch.as_tensor(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False))
     dist, dev = process_group(cfg)  # one process unless torchrun started several (downstream.gpus > 1)
     seed_everything(seed)
-    frontend = CodeFrontEnd(codebook, train_codes.codes.shape[1:], head.prefix_width(d) or d.width,
+    frontend = CodeFrontEnd(codebook, train_codes.grid, head.prefix_width(d) or d.width,
                             normalize=d.codebook_norm == "standardize")
     setup = head.setup(HeadContext(d, dataset_settings(cfg, dataset), dataset_source(cfg, dataset), frontend,
                                    train_codes, test_codes, dev, seed))

@@ -55,7 +55,7 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
 def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> None:
     """Reconstruction FID/PSNR/SSIM on the first `eval_images` test images + codebook statistics
     over the whole test split (usage counts codes used at least once over the split)."""
-    from lgvq.metrics.codebook import codebook_statistics
+    from lgvq.metrics.codebook import code_counts_by_chunks, statistics_from_counts
     from lgvq.pipeline.downstream import convergence_extra
 
     R = cfg["results_dir"]
@@ -83,7 +83,8 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
                "SSIM": f"per image, RGB, uint8, data_range 255, mean over {len(ssim)} test images"},
         labels=labels, not_computed=fid.not_computed,
         extra=convergence_extra(paths.tokenizer_dir(R, dataset, tokenizer, variant, seed))).write(out)  # its training
-    stats = codebook_statistics(codes, model.codebook_size)
+    counts = code_counts_by_chunks(codes, model.codebook_size)  # the split's file read a chunk at a time
+    stats = statistics_from_counts(counts)
     run_at = (R, dataset, tokenizer, variant, seed)
     cb_dir = paths.eval_dir(R, "codebook", dataset, tokenizer, variant, seed)
     MetricRecord(
@@ -92,7 +93,7 @@ def reconstruction(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         notes={"usage": f"fraction of the {model.codebook_size} codes used at least once over all "
                         f"{codes.shape[0]} test images ({codes.shape[1]}x{codes.shape[2]} codes each)"},
         labels=labels).write(cb_dir)
-    _codebook_figures(model, codes, paths.codebook_usage_plot_file(*run_at), paths.codebook_picture_file(*run_at))
+    _codebook_figures(model, counts, paths.codebook_usage_plot_file(*run_at), paths.codebook_picture_file(*run_at))
     record.write(out, fid=fid.description)
     record.write(cb_dir)
 
@@ -115,7 +116,7 @@ def reconstruct_to_folder(model, data, records, folder: Path, dev, batch: int = 
     return np.concatenate(psnr), np.concatenate(ssim)
 
 
-def _codebook_figures(model, codes: np.ndarray, usage_png: Path, picture_png: Path) -> None:
+def _codebook_figures(model, counts: np.ndarray, usage_png: Path, picture_png: Path) -> None:
     """Fig. 7: usage histogram and each code decoded as a 1x1 latent, tiled."""
     import matplotlib
 
@@ -124,7 +125,6 @@ def _codebook_figures(model, codes: np.ndarray, usage_png: Path, picture_png: Pa
 
     from lgvq.tokenizers.stats import codebook_picture
 
-    counts = np.bincount(codes.reshape(-1), minlength=model.codebook_size)
     fig, ax = plt.subplots(figsize=(6, 2.5))
     ax.bar(np.arange(len(counts)), np.sort(counts)[::-1], width=1.0)
     ax.set_xlabel("code (sorted by frequency)")

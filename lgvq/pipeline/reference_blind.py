@@ -29,6 +29,7 @@ class ConstantCodes:
 
     def __init__(self, grid: tuple[int, int] = BLIND_GRID) -> None:
         self.codes = np.zeros((1, *grid), dtype=np.int64)
+        self.grid = tuple(grid)
 
     def __call__(self, image_id: int) -> int:
         return 0
@@ -45,7 +46,7 @@ def blind_setup(cfg: dict[str, Any], task: str, dataset: str, source, device, se
     head = HEADS.get(task, key="--task")
     d = downstream_settings(cfg)
     codes = ConstantCodes()
-    frontend = CodeFrontEnd(torch.zeros(1, 1), codes.codes.shape[1:], head.prefix_width(d) or d.width)
+    frontend = CodeFrontEnd(torch.zeros(1, 1), codes.grid, head.prefix_width(d) or d.width)
     return head.setup(HeadContext(d, dataset_settings(cfg, dataset), source, frontend, codes, codes, device, seed))
 
 

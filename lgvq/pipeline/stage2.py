@@ -144,7 +144,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     dist, dev = process_group(cfg)  # one process unless torchrun started several (stage2.gpus > 1)
     tokdir = paths.tokenizer_dir(R, dataset, tokenizer, variant, seed)
     train_codes, test_codes = CodeTable(tokdir, ("train",)), CodeTable(tokdir, ("test",))
-    grid = tuple(train_codes.codes.shape[1:])
+    grid = train_codes.grid
     n_codes = int(np.load(paths.codebook_file(R, dataset, tokenizer, variant, seed), allow_pickle=False).shape[0])
     source = dataset_source(cfg, dataset)
     train_recs, test_recs = source.records("train"), source.records("test")[: ds.eval_images]

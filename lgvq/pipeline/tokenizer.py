@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from lgvq.arrays import NpyRowWriter
 from lgvq.config import ConfigError, learning_rate, lg_weights_for, tokenizer_job_slice, tokenizer_needs_text
 from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, load_torch_file
 from lgvq.manifest import RunRecord, config_hash
@@ -21,6 +22,9 @@ from lgvq.pipeline.artifacts import text_cache
 from lgvq.pipeline.common import dataset_source, device as pick_device, image_source, process_group
 from lgvq.settings import (DatasetSettings, data_settings, dataset_settings, lg_settings, text_encoder_settings,
                            thawed, tokenizer_settings, train_settings)
+
+
+VOCAB_ROWS = 65536  # captions per chunk when counting the vocabulary
 
 
 def vocabulary_embeddings(cache) -> Callable[[int], torch.Tensor]:
@@ -35,9 +39,11 @@ def vocabulary_embeddings(cache) -> Callable[[int], torch.Tensor]:
 
     def provide(n_words: int) -> torch.Tensor:
         emb = torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32))
-        ids = np.asarray(cache.token_ids).reshape(-1)
-        valid = np.asarray(cache.valid).reshape(-1) & ~np.asarray(cache.special).reshape(-1)
-        counts = np.bincount(ids[valid], minlength=emb.shape[0])
+        counts = np.zeros(emb.shape[0], dtype=np.int64)
+        for i in range(0, len(cache), VOCAB_ROWS):  # the cache's token ids a chunk at a time, never all of them
+            ids = np.asarray(cache.token_ids[i : i + VOCAB_ROWS]).reshape(-1)
+            valid = np.asarray(cache.valid[i : i + VOCAB_ROWS]).reshape(-1) & ~np.asarray(cache.special[i : i + VOCAB_ROWS]).reshape(-1)
+            counts += np.bincount(ids[valid], minlength=emb.shape[0])
         order = [i for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
         chosen = list(dict.fromkeys(order))[:n_words]
         if len(chosen) < n_words:
@@ -298,13 +304,19 @@ def encode(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed
     for split in ("train", "val", "test"):
         data = ImageTextDataset(source.records(split), image_size=ds.image_size, train=False,
                                 resize_mode=ds.resize_mode, seed=0, jpeg_draft=ds.jpeg_draft)
-        codes, ids = [], []
-        for batch in sequential_batches(data, batch_size, **loader_settings(data_settings(cfg), dev)):
-            x = batch["image"].to(dev, non_blocking=True)
-            codes.append(model.encode_codes(x).cpu().numpy().astype(np.int32))
-            ids.extend(batch["image_id"])
-        with atomic_path(out / f"{split}.npy") as tmp:
-            np.save(tmp, np.concatenate(codes))
+        ids = []
+        with atomic_path(out / f"{split}.npy") as tmp:  # written a batch at a time: the split's codes are never held
+            writer = None
+            for batch in sequential_batches(data, batch_size, **loader_settings(data_settings(cfg), dev)):
+                x = batch["image"].to(dev, non_blocking=True)
+                codes = model.encode_codes(x).cpu().numpy()
+                if writer is None:  # the grid is known once the first batch is encoded
+                    writer = NpyRowWriter(tmp, np.int32, (len(data), *codes.shape[1:]))
+                writer.append(codes)
+                ids.extend(batch["image_id"])
+            if writer is None:
+                raise ArtifactError(f"split {split} of dataset {dataset} has no images to encode")
+            writer.close()
         with atomic_path(out / f"{split}_image_ids.npy") as tmp:
             np.save(tmp, np.asarray(ids, dtype=np.int64))
     with atomic_path(out / "codebook.npy") as tmp:

@@ -5,8 +5,9 @@ masks, the global feature, and which image/caption it belongs to; plus the encod
 embedding matrix (L_mtp predicts words through it), so training never loads the text model.
 
 The .npz is uncompressed (what `np.savez` writes, and what `np.load` still reads), so its
-members are memory-mapped where they lie in the file: a training rank or an evaluation pages in
-only the rows of its batches, never the whole cache (CLIP width x 30 tokens is ~19 GB for COCO).
+members are read where they lie in the file, by rows (`lgvq.arrays.RowArray`: positional reads, no
+memory map): a training rank or an evaluation holds only the rows of its batches, never the whole
+cache (CLIP width x 30 tokens is ~19 GB for COCO), and no page of it stays in the job's RSS.
 Building writes each batch's features straight into on-disk arrays and zips them at the end, so
 the encoder's output for the whole dataset is never held either.
 """
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lgvq.arrays import NpyRowWriter, RowArray, npy_header
 from lgvq.io import ArtifactError, atomic_path
 from lgvq.text.base import TextEncoder, TextFeatures
 
@@ -31,7 +33,7 @@ REQUIRED = ("token_ids", "tokens", "valid", "special", "global_", "image_ids", "
 # The per-caption arrays, filled batch by batch while encoding, with the dtype each is stored in.
 _PER_ROW = {"token_ids": np.int32, "tokens": np.float16, "valid": np.bool_, "special": np.bool_,
             "global_": np.float32}
-# Small arrays read into memory on load; every other member stays memory-mapped.
+# Small arrays read into memory on load; every other member is read a batch of rows at a time.
 _IN_MEMORY = ("image_ids", "caption_index", "meta")
 _LOCAL_HEADER = 30  # bytes of a zip local file header before its name and extra field
 
@@ -51,17 +53,17 @@ def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncod
     out.parent.mkdir(parents=True, exist_ok=True)
     # Same filesystem as the cache: the members are built there, then zipped into the atomic temporary.
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}.build-"))
-    arrays: dict[str, _NpyWriter] = {}
+    arrays: dict[str, NpyRowWriter] = {}
     try:
         for i in tqdm(range(0, len(captions), batch_size), desc=f"text[{encoder.name}]", mininterval=1.0):
             part = encoder.encode(captions[i : i + batch_size])
             for name, dtype in _PER_ROW.items():
                 value = getattr(part, name).cpu().numpy()
                 if name not in arrays:  # shapes are known once the first batch is encoded
-                    arrays[name] = _NpyWriter(work / f"{name}.npy", dtype, (len(captions), *value.shape[1:]))
+                    arrays[name] = NpyRowWriter(work / f"{name}.npy", dtype, (len(captions), *value.shape[1:]))
                 arrays[name].append(value)
         # Fixed-width unicode (4 bytes a character of the longest caption): written in chunks too.
-        arrays["captions"] = _NpyWriter(work / "captions.npy", f"<U{max(1, max(map(len, captions)))}",
+        arrays["captions"] = NpyRowWriter(work / "captions.npy", f"<U{max(1, max(map(len, captions)))}",
                                         (len(captions),))
         for i in range(0, len(captions), batch_size):
             arrays["captions"].append(np.asarray(captions[i : i + batch_size]))
@@ -83,28 +85,8 @@ def build_text_cache(captions_by_image: dict[int, list[str]], encoder: TextEncod
     return out
 
 
-class _NpyWriter:
-    """A .npy file of known shape filled by appending rows: plain writes, so a batch, not the
-    file, is resident (a writable memmap would keep every page it touched in the RSS)."""
-
-    def __init__(self, path: Path, dtype, shape: tuple[int, ...]) -> None:
-        self.path, self.dtype, self.shape, self.rows = path, np.dtype(dtype), shape, 0
-        self.fh = open(path, "wb")
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-        np.lib.format.write_array_header_2_0(self.fh, header)
-
-    def append(self, rows: np.ndarray) -> None:
-        self.fh.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
-        self.rows += len(rows)
-
-    def close(self) -> None:
-        self.fh.close()
-        if self.rows != self.shape[0]:
-            raise ArtifactError(f"text cache build wrote {self.rows} rows of {self.path.name}, expected {self.shape[0]}")
-
-
-def _map_member(f, path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> np.ndarray:
-    """The .npy member `info` as a read-only memmap of `path` (a compressed member is read instead)."""
+def _member_rows(f, path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> np.ndarray | RowArray:
+    """The .npy member `info` as rows read from `path` where it lies (a compressed member is read instead)."""
     if info.compress_type != zipfile.ZIP_STORED:
         with zf.open(info) as m:
             return np.lib.format.read_array(m, allow_pickle=False)
@@ -114,23 +96,11 @@ def _map_member(f, path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, size:
         raise ValueError(f"bad local header of member {info.filename}")
     name_len, extra_len = struct.unpack("<HH", head[26:30])
     f.seek(info.header_offset + _LOCAL_HEADER + name_len + extra_len)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
+    shape, fortran, dtype = npy_header(f, f"member {info.filename}")
+    if not shape or int(np.prod(shape, dtype=np.int64)) == 0:  # nothing to read by rows
         with zf.open(info) as m:
             return np.lib.format.read_array(m, allow_pickle=False)
-    if dtype.hasobject:
-        raise ValueError(f"member {info.filename} holds Python objects")
-    offset = f.tell()
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if offset + nbytes > size:
-        raise ValueError(f"member {info.filename} ends past the end of the file")
-    if nbytes == 0:
-        return np.empty(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    return RowArray.checked(path, f.tell(), shape, fortran, dtype, size, f"member {info.filename}")
 
 
 class TextCache:
@@ -165,7 +135,7 @@ class TextCache:
                 missing = [k for k in REQUIRED if k not in infos]
                 if missing:
                     raise ArtifactError(f"text cache {p} lacks {missing}; delete it and rebuild with `lgvq text cache`")
-                arrays = {k: _map_member(f, p, zf, infos[k], size) for k in REQUIRED}
+                arrays = {k: _member_rows(f, p, zf, infos[k], size) for k in REQUIRED}
             arrays.update({k: np.array(arrays[k]) for k in _IN_MEMORY})
             rows = len(arrays["image_ids"])
             short = [k for k in (*_PER_ROW, "caption_index", "captions") if len(arrays[k]) != rows]
