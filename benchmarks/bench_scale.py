@@ -128,11 +128,13 @@ class RssSampler(threading.Thread):
             self.done.wait(self.period)
 
 
-def measure(args: list[str], env: dict, log: Path) -> tuple[int, float, float, dict[str, float]]:
-    """-> (exit status, peak RSS in MB, wall seconds, sampled peaks of RssAnon / RssFile in MB) of one CLI process."""
+def measure(args: list[str], env: dict, log: Path, code: Path = ROOT) -> tuple[int, float, float, dict[str, float]]:
+    """-> (exit status, peak RSS in MB, wall seconds, sampled peaks of RssAnon / RssFile in MB) of one CLI process
+    run in `code` (`python -m` puts the working directory first on sys.path: it decides which lgvq runs)."""
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "lgvq.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "lgvq.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                cwd=code)
         sampler = RssSampler(proc.pid)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -240,7 +242,7 @@ def main() -> None:
             log = work / "logs" / f"{stage.replace('/', '_')}.log"
             threads = [] if cli[0] in ("data", "text") else ["--threads", str(a.threads)]  # as the rules call them
             cli = [c.format(results=work / "results") for c in cli]
-            rc, rss, wall, parts = measure([*cli, "--config", str(cfg_path), *threads], env, log)
+            rc, rss, wall, parts = measure([*cli, "--config", str(cfg_path), *threads], env, log, a.code.resolve())
             row = {"stage": stage, "n_images": n, "peak_rss_mb": round(rss, 1), "wall_s": round(wall, 2), "rc": rc, **parts,
                    "text_encoder": a.text_encoder, **({"label": a.label} if a.label else {})}
             if stage == "data/prepare" and rc == 0:
