@@ -162,9 +162,10 @@ def _tables_build(a):
 
 
 def _report(a):
-    from lgvq.pipeline.tables import build_report
+    from lgvq.config import load_config
+    from lgvq.pipeline.report import build_report
 
-    build_report(a.config, Path(a.out))
+    build_report(load_config(a.config), Path(a.out))
 
 
 def _plan_estimate(a):

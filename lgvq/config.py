@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from lgvq.errors import ConfigError
 from lgvq.manifest import config_hash
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
@@ -71,10 +72,6 @@ def parse_variant(variant: str) -> tuple[str, float]:
                           if multiplier > 0 else f"variant '{variant}': a multiplier must be > 0 (x0 is 'base')")
     raise ConfigError(f"unknown variant '{variant}' (known: {', '.join(VARIANT_TERMS)}, or <variant>-x<multiplier> "
                       "such as lg-x10)")
-
-
-class ConfigError(ValueError):
-    """Invalid configuration; the message names the offending key."""
 
 
 def _with_defaults(validator_class):

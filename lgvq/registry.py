@@ -29,7 +29,7 @@ import re
 import sys
 from typing import Any, Callable, Iterable, Mapping
 
-from lgvq.config import ConfigError
+from lgvq.errors import ConfigError
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 

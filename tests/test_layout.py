@@ -5,6 +5,9 @@
    runs when the module is imported: a statement at the top of the file (also inside a top-level
    `try:` / `if` block), but not one inside a function or class, nor inside `if TYPE_CHECKING:`.
    `from pkg import name` depends on `pkg.name` when that is a module, else on `pkg`.
+   Nor do all the imports, those inside functions and methods included (still not `if TYPE_CHECKING:`):
+   a function-level import is a cycle deferred, not removed (what two modules share moves below both).
+   Imports by name string (the registries' built-in tables, importlib) are not seen.
 3. No module imports another's private (underscored) names.
 """
 
@@ -52,6 +55,13 @@ def _module_level_imports(body: list[ast.stmt]):
                 yield from _module_level_imports(block)
 
 
+def _all_imports(tree: ast.Module):
+    """Every import statement of a file, at any depth, except under `if TYPE_CHECKING:`."""
+    hidden = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
+              for stmt in node.body for n in ast.walk(stmt)}
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in hidden]
+
+
 def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     """The lgvq module `name` refers to: itself, or its longest prefix that is a module."""
     while name and name not in modules:
@@ -59,14 +69,15 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     return name or None
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Module -> the lgvq modules it imports at module level."""
+def import_graph(function_level: bool = False) -> dict[str, set[str]]:
+    """Module -> the lgvq modules it imports at module level (`function_level`: anywhere in the file)."""
     modules = module_files()
     graph: dict[str, set[str]] = {}
     for mod, path in modules.items():
         is_pkg = path.name == "__init__.py"
         deps: set[str] = set()
-        for node in _module_level_imports(ast.parse(path.read_text(encoding="utf-8"), str(path)).body):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in (_all_imports(tree) if function_level else _module_level_imports(tree.body)):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -98,6 +109,47 @@ def find_cycles(graph: dict[str, set[str]]) -> set[str]:
     return found
 
 
+def tangles(graph: dict[str, set[str]]) -> list[str]:
+    """The strongly connected components of more than one module (every cycle lies in one), each as its
+    modules and the imports among them, sorted. Unlike listing every elementary cycle, this stays fast
+    however tangled the graph becomes."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[str] = []
+    for root in sorted(graph):  # Tarjan's algorithm, iterative (no recursion limit)
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                members = []
+                while True:
+                    m = stack.pop()
+                    members.append(m)
+                    if m == node:
+                        break
+                if len(members) > 1:
+                    group = set(members)
+                    out.append("; ".join(f"{m} -> {', '.join(sorted(graph[m] & group))}" for m in sorted(group)))
+    return sorted(out)
+
+
 def test_no_module_is_longer_than_400_lines():
     too_long = {}
     for mod, path in module_files().items():
@@ -114,6 +166,20 @@ def test_module_level_imports_form_no_cycle():
     gone = sorted(KNOWN_CYCLES - cycles)
     assert not new, "import cycles among module-level imports:\n" + "\n".join(new)
     assert not gone, "no longer cycles; remove them from KNOWN_CYCLES:\n" + "\n".join(gone)
+
+
+def test_imports_inside_functions_form_no_cycle_either():
+    found = tangles(import_graph(function_level=True))
+    assert not found, ("import cycles through imports inside functions (move what both need below both):\n"
+                       + "\n".join(found))
+
+
+def test_the_cycle_checks_see_a_cycle():
+    # a -> b at module level, b -> a inside a function: only the function-level graph has the cycle
+    graph = {"a": {"b"}, "b": {"a", "c"}, "c": set()}
+    assert find_cycles(graph) == {"a -> b -> a"}
+    assert tangles(graph) == ["a -> b; b -> a"]
+    assert tangles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
 
 
 def test_no_module_imports_another_modules_private_names():

@@ -28,8 +28,8 @@ from lgvq.data.base import DatasetSource, ImageRecord, QARecord, RefRecord
 from lgvq.io import ArtifactError
 from lgvq.registry import Registry
 
-__all__ = ["DATASETS", "DatasetSource", "ImageRecord", "QARecord", "RefRecord", "accepts_cache_dir",
-           "get_source", "list_datasets", "register_dataset"]
+__all__ = ["DATASETS", "GENERATED_SOURCES", "DatasetSource", "ImageRecord", "QARecord", "RefRecord",
+           "accepts_cache_dir", "get_source", "list_datasets", "register_dataset"]
 
 # The sources by registry name (a dataset entry's `source:`), imported on first use (see the module docstring).
 DATASETS = Registry("dataset source", "datasets.<name>.source", {
@@ -42,6 +42,7 @@ DATASETS = Registry("dataset source", "datasets.<name>.source", {
     "cocoqa": "lgvq.data.sources.cocoqa:COCOQASource",
     "refcocog": "lgvq.data.sources.refcocog:RefCOCOgSource",
 }, instantiate=False)
+GENERATED_SOURCES = ("shapes", "shapes-text")  # the sources `lgvq data prepare` can generate (root: null)
 
 
 def register_dataset(name: str) -> Callable[[Any], Any]:

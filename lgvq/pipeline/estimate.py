@@ -148,7 +148,7 @@ def input_throughput(benchmark: Path | None, image_size: int) -> InputThroughput
 def split_images(cfg: dict[str, Any], dataset: str) -> dict[str, int] | None:
     """Images per split (train / val / test) and captions per image ("captions"); None when not known."""
     from lgvq.data.synth import SPLITS
-    from lgvq.pipeline.preflight import GENERATED_SOURCES
+    from lgvq.data.registry import GENERATED_SOURCES
 
     ds = cfg["datasets"][dataset]
     if ds["source"] in GENERATED_SOURCES:
@@ -228,7 +228,7 @@ def estimate(cfg: dict[str, Any], benchmark: Path = DEFAULT_BENCHMARK,
 
 
 def _input(cfg: dict[str, Any], dataset: str, input_benchmark: Path | None) -> InputThroughput | None:
-    from lgvq.pipeline.preflight import GENERATED_SOURCES
+    from lgvq.data.registry import GENERATED_SOURCES
 
     if cfg["datasets"][dataset]["source"] in GENERATED_SOURCES:
         return None  # the embedded data's tiny PNGs: their decoding is not what a run waits on
@@ -237,7 +237,7 @@ def _input(cfg: dict[str, Any], dataset: str, input_benchmark: Path | None) -> I
 
 def _tokenizer_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstimate]:
     train = cfg["train"]
-    from lgvq.pipeline.preflight import GENERATED_SOURCES
+    from lgvq.data.registry import GENERATED_SOURCES
 
     # grouped by class and image size (the FLOPs), and by real vs embedded data (whether input is counted)
     # and by steps: an entry may train for its own `steps` (a fine-tuning); a frozen checkpoint trains nothing

@@ -145,9 +145,8 @@ def label_maps(cfg: dict[str, Any], dataset: str) -> bool | None:
 @lru_cache(maxsize=None)
 def _label_maps(source: str, root: str | None) -> bool | None:
     # Cached: the Snakefile asks per run and per rule; opening a source only checks that folders exist.
-    from lgvq.data.registry import get_source
+    from lgvq.data.registry import GENERATED_SOURCES, get_source
     from lgvq.io import ArtifactError
-    from lgvq.pipeline.preflight import GENERATED_SOURCES
 
     if root is None:
         return True if source in GENERATED_SOURCES else None  # the generator draws a mask per image

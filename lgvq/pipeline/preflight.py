@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lgvq.config import ConfigError
-
-GENERATED_SOURCES = ("shapes", "shapes-text")  # the sources `lgvq data prepare` can generate (root: null)
+from lgvq.data.registry import GENERATED_SOURCES
 
 
 def cache_dir_problem(cfg: dict[str, Any], dataset: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from lgvq.pipeline import paths, plan
 from lgvq.pipeline.plan import Run
+from lgvq.pipeline.tables import compute_per_table, job_manifests, weights_provenance
 from lgvq.tables.names import display_name, variant_suffix
 from lgvq.tables.report_inputs import (CurveGroup, CurveRun, ExampleGroup, ExampleRun, PictureGroup, ReportInputs,
                                        RunPictures, SampleGrid, SampleGroup, TableFiles)
@@ -31,8 +32,6 @@ def _tasks(cfg: dict[str, Any], stage: str) -> list[str]:
 
 
 def report_inputs(cfg: dict[str, Any]) -> ReportInputs:
-    from lgvq.pipeline.tables import compute_per_table, job_manifests, weights_provenance
-
     R = Path(cfg["results_dir"])
     how = weights_provenance(cfg)
     name = lambda tok, var="base": display_name(tok, var, how.get(tok))  # noqa: E731

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lgvq.config import ConfigError
+from lgvq.data.registry import GENERATED_SOURCES
 
 MIN_RUNTIME = 30     # minutes: below this a queue's scheduling granularity dominates
 MARGIN = 1.5
@@ -78,7 +79,7 @@ RULES: dict[str, Model] = {
 
 def dataset_images(cfg: dict[str, Any], dataset: str) -> int:
     ds = cfg["datasets"][dataset]
-    if ds.get("root") is None and ds["source"] in ("shapes", "shapes-text"):
+    if ds.get("root") is None and ds["source"] in GENERATED_SOURCES:
         return int(ds.get("synth", {}).get("n", 1000))
     return NOMINAL_IMAGES.get(ds["source"], DEFAULT_IMAGES)
 

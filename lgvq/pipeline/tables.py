@@ -99,9 +99,3 @@ def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
             hours[dev] = hours.get(dev, 0.0) + wall / 3600
         out[table] = hours
     return out
-
-
-def build_report(config_path: str | Path, out: Path) -> Path:
-    from lgvq.pipeline.report import build_report as render
-
-    return render(load_config(config_path), out)

@@ -17,9 +17,10 @@ import pandas as pd
 from lgvq.io import atomic_write_text
 from lgvq.metrics.record import MetricRecord
 from lgvq.tables.files import table_file
-from lgvq.tables.names import display_name
+from lgvq.tables.names import ANY_TOKENIZER, display_name
 from lgvq.tables.paper import Row, is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import NO_DELTA, paired_delta
+from lgvq.tables.targets import baseline_note
 from lgvq.train.convergence import not_converged_note
 
 COLUMNS = ["row", "row_kind", "tokenizer", "variant", "dataset", "metric", "direction", "ours_mean", "ours_std",
@@ -28,9 +29,8 @@ COLUMNS = ["row", "row_kind", "tokenizer", "variant", "dataset", "metric", "dire
 
 # A record whose variant is "baseline:<name>" or "ceiling:<name>" is a reference point of the table (a trivial
 # predictor, real-vs-real), not a model: its row comes after the models, is labelled by its kind and has no Δ.
-# Its tokenizer is "*" when it does not depend on a tokenizer run.
+# Its tokenizer is "*" (ANY_TOKENIZER) when it does not depend on a tokenizer run.
 REFERENCE_KINDS = ("baseline", "ceiling")
-ANY_TOKENIZER = "*"
 
 
 def row_kind(variant: str) -> str:
@@ -262,8 +262,6 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
     flagged = not_converged_note(records)  # runs whose loss still fell > 5 % over their last fifth
     if flagged:
         notes["convergence"] = flagged
-    from lgvq.tables.targets import baseline_note  # targets reads this module's rows (ANY_TOKENIZER)
-
     below = baseline_note(df)  # model rows that do not beat their strongest baseline by the seed spread
     if below:
         notes["baselines"] = below + (f". {budget_note}" if budget_note else "")

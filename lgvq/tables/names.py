@@ -13,6 +13,7 @@ from __future__ import annotations
 TOKENIZER_NAMES: dict[str, str] = {"vqvae": "VQ-VAE", "vqgan": "VQ-GAN", "cvq": "CVQ", "vqct": "VQCT", "fsq": "FSQ"}
 
 LG_TERMS = ("gsa", "mtp", "ras")  # Table 2's loss terms L_gsa, L_mtp, L_ras
+ANY_TOKENIZER = "*"  # a reference row's tokenizer when it depends on no tokenizer run (lgvq.tables.build, .targets)
 
 
 def tokenizer_name(tokenizer: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lgvq.tables.build import ANY_TOKENIZER
+from lgvq.tables.names import ANY_TOKENIZER
 
 
 @dataclass(frozen=True)

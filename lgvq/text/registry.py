@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lgvq.config import ConfigError
+from lgvq.errors import ConfigError
 from lgvq.registry import Registry, check_import_path, import_object, is_import_path
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
-from lgvq.config import ConfigError
+from lgvq.errors import ConfigError
 from lgvq.registry import Registry, check_import_path, import_object, is_import_path
 from lgvq.tokenizers import BUILTIN, BUILTIN_NEEDS
 from lgvq.tokenizers.needs import Needs
