@@ -90,6 +90,26 @@ def test_format_round_trips(tmp_path):
     assert formats.read_refs(tmp_path / "refs.p") == refs
 
 
+def test_referring_expressions_of_every_split_come_from_one_parse_and_keep_only_what_a_record_needs(tmp_path):
+    refs = [{"ref_id": 1, "ann_id": 2, "image_id": 7, "split": "test", "tokens": ["x"],
+             "sentences": [{"sent": "the disc", "tokens": ["the", "disc"]}, {"sent": "red one"}]},
+            {"ref_id": 3, "ann_id": 4, "image_id": 8, "split": "train", "sentences": [{"sent": "left square"}]}]
+    formats.write_refs(tmp_path / "refs.p", refs)
+    images = [{"id": 7, "file_name": "a.png", "width": 8, "height": 8}, {"id": 8, "file_name": "b.png", "width": 8, "height": 8}]
+    anns = [{"id": 2, "image_id": 7, "bbox": [1, 2, 3, 4]}, {"id": 4, "image_id": 8, "bbox": [0, 0, 5.5, 2]},
+            {"id": 9, "image_id": 8, "bbox": [0, 0, 1, 1]}]  # an object no expression refers to
+    formats.write_coco_instances(tmp_path / "instances.json", images, anns, [])
+    by_split = formats.read_ref_records(tmp_path / "refs.p", tmp_path / "instances.json")
+    assert sorted(by_split) == ["test", "train"]
+    assert [(r.ref_id, r.image_id, r.sentence, r.bbox_xywh) for r in by_split["test"]] == \
+        [(1, 7, "the disc", (1.0, 2.0, 3.0, 4.0)), (1, 7, "red one", (1.0, 2.0, 3.0, 4.0))]
+    assert by_split["test"][0].bbox_xywh is by_split["test"][1].bbox_xywh  # one box per object, not per sentence
+    assert by_split["train"][0].bbox_xywh == (0.0, 0.0, 5.5, 2.0)
+    formats.write_coco_instances(tmp_path / "instances.json", images, anns[:1], [])
+    with pytest.raises(ArtifactError, match=r"object 4 is not in .*instances.json"):
+        formats.read_ref_records(tmp_path / "refs.p", tmp_path / "instances.json")
+
+
 def test_cocoqa_files_of_different_length_are_refused(tmp_path):
     formats.write_cocoqa(tmp_path, [("q ?", "a", 1, 0)])
     (tmp_path / "answers.txt").write_text("a\nb\n")

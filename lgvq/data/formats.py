@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lgvq.data.base import RefRecord
 from lgvq.io import ArtifactError, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 COCOQA_FILES = ("questions.txt", "answers.txt", "img_ids.txt", "types.txt")
@@ -106,6 +107,28 @@ def read_refs(path: Path) -> list[dict[str, Any]]:
     if not isinstance(refs, list):
         raise ArtifactError(f"{path}: expected a list of refs, got {type(refs).__name__}")
     return refs
+
+
+def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, list[RefRecord]]:
+    """Every split's referring expressions (one RefRecord per sentence, with its object's COCO box) from
+    the refer toolkit's pickle and instances.json, each parsed once per call. Only the records are kept:
+    the pickle's dicts (tokens, raw sentences, file names) and the annotations of objects no expression
+    refers to are dropped, so a job holds a few hundred bytes an expression, not the parsed files."""
+    try:
+        refs = read_refs(refs_path)
+    except UnicodeDecodeError as e:  # a Python 2 byte string that is not ASCII
+        raise ArtifactError(f"cannot decode refs pickle {refs_path}: {e}") from e
+    needed = {int(r["ann_id"]) for r in refs}
+    boxes = {int(a["id"]): tuple(float(v) for v in a["bbox"])
+             for a in read_json(instances_path).get("annotations", []) if int(a["id"]) in needed}
+    out: dict[str, list[RefRecord]] = {}
+    for ref in refs:
+        ann = int(ref["ann_id"])
+        if ann not in boxes:
+            raise ArtifactError(f"ref {ref['ref_id']}: object {ann} is not in {instances_path}")
+        out.setdefault(str(ref.get("split")), []).extend(
+            RefRecord(int(ref["ref_id"]), int(ref["image_id"]), str(s["sent"]), boxes[ann]) for s in ref["sentences"])
+    return out
 
 
 # --- label maps ---------------------------------------------------------------------------------

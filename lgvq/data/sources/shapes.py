@@ -53,16 +53,11 @@ class ShapesSource(DatasetSource):
         return [QARecord(i, q, a, t) for q, a, i, t in read_cocoqa(self.root / "cocoqa" / split)]
 
     def refs(self, split: str) -> list[RefRecord]:
-        from lgvq.data.formats import read_coco_instances, read_refs
-
         self._check_split(split)
-        boxes = {a["id"]: a["bbox"] for anns in read_coco_instances(self.root / "refcocog" / "instances.json").values()
-                 for a in anns}
-        out = []
-        for ref in read_refs(self.root / "refcocog" / "refs(umd).p"):
-            if ref["split"] != split:
-                continue
-            for s in ref["sentences"]:
-                out.append(RefRecord(int(ref["ref_id"]), int(ref["image_id"]), s["sent"],
-                                     tuple(float(v) for v in boxes[ref["ann_id"]])))
-        return out
+        return self._refs_by_split().get(split, [])
+
+    @lru_cache(maxsize=None)
+    def _refs_by_split(self) -> dict[str, list[RefRecord]]:  # all splits in one parse of the two files
+        from lgvq.data.formats import read_ref_records
+
+        return read_ref_records(self.root / "refcocog" / "refs(umd).p", self.root / "refcocog" / "instances.json")
