@@ -9,6 +9,8 @@
    a function-level import is a cycle deferred, not removed (what two modules share moves below both).
    Imports by name string (the registries' built-in tables, importlib) are not seen.
 3. No module imports another's private (underscored) names.
+4. The rules (workflow/rules/*.smk) spell no path under the results folder: outputs, inputs and logs
+   come from lgvq.pipeline.paths, so a path is spelled once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lgvq"
+RULES = PACKAGE.parent / "workflow" / "rules"
 MAX_LINES = 400
 
 # Cycles that exist today outside lgvq/data/ and are allowed until they are fixed, each written
@@ -192,3 +195,10 @@ def test_no_module_imports_another_modules_private_names():
                 offenders += [f"{name}: from {node.module} import {a.name}" for a in node.names
                               if a.name.startswith("_") and not a.name.startswith("__")]
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_rules_spell_no_results_path():
+    """4. `f"{R}/..."` in a rule is a path spelled beside lgvq.pipeline.paths (logs included: paths.*_log)."""
+    spelled = [f"{smk.name}:{i}: {line.strip()}" for smk in sorted(RULES.glob("*.smk"))
+               for i, line in enumerate(smk.read_text(encoding="utf-8").splitlines(), 1) if "{R}/" in line]
+    assert not spelled, "paths spelled in the rules (add a function to lgvq/pipeline/paths.py):\n" + "\n".join(spelled)

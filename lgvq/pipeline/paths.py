@@ -12,6 +12,7 @@ names: workflow/rules/common.smk) and the `lgvq` verbs both use these, so a path
     <results>/<dataset>/stage2/<task>/<tok>/<variant>/seed<s>/
     <results>/<dataset>/downstream/<task>/<tok>/<variant>/seed<s>/
     <results>/tables/<table>.{csv,md,tex}, <results>/report.html
+    <results>/logs/<job kind>/<dataset>[-<tok>-<variant>-<seed>].log   each job's stdout and stderr (the rules' `log:`)
 """
 
 from __future__ import annotations
@@ -162,3 +163,47 @@ def table_file(results: str | Path, table_id: str, ext: str) -> Path:
 
 def report_file(results: str | Path) -> Path:
     return Path(results) / "report.html"
+
+
+# Each job's log (its stdout and stderr: the rules' `log:`), one folder per job kind under <results>/logs.
+def logs_dir(results: str | Path) -> Path:
+    return Path(results) / "logs"
+
+
+def dataset_log(results: str | Path, kind: str, dataset: str) -> Path:
+    """A once-per-dataset job's log (`kind`: prepare_data, dataset_stats, feature_extractor, labelmap_vq)."""
+    return logs_dir(results) / kind / f"{dataset}.log"
+
+
+def text_cache_log(results: str | Path, dataset: str, encoder: str) -> Path:
+    """The text-cache job's log (`encoder`: the cache's stem, text_cache_stem)."""
+    return logs_dir(results) / "text_cache" / f"{dataset}-{encoder}.log"
+
+
+def run_log(results: str | Path, kind: str, dataset: str, tokenizer: str, variant: str, seed: int | str) -> Path:
+    """A tokenizer run's job log (`kind`: train_tokenizer, encode_codes, eval_reconstruction, eval_text_alignment)."""
+    return logs_dir(results) / kind / f"{dataset}-{tokenizer}-{variant}-{seed}.log"
+
+
+def task_log(results: str | Path, stage: str, task: str, dataset: str, tokenizer: str, variant: str,
+             seed: int | str) -> Path:
+    """A second-stage or understanding task's job log on one tokenizer run (`stage`: stage2, downstream)."""
+    return logs_dir(results) / stage / f"{task}-{dataset}-{tokenizer}-{variant}-{seed}.log"
+
+
+def reference_log(results: str | Path, rule: str, dataset: str, tokenizer: str | None, seed: int | str) -> Path:
+    """A baseline's or ceiling's job log (`rule`: its Reference.rule; `tokenizer` None = data-only)."""
+    return logs_dir(results) / rule / (f"{dataset}-{tokenizer}-{seed}.log" if tokenizer else f"{dataset}-{seed}.log")
+
+
+def tables_log(results: str | Path) -> Path:
+    """The log of the job building every table at once."""
+    return logs_dir(results) / "tables.log"
+
+
+def table_log(results: str | Path, table_id: str) -> Path:
+    return logs_dir(results) / f"table-{table_id}.log"
+
+
+def report_log(results: str | Path) -> Path:
+    return logs_dir(results) / "report.log"

@@ -11,7 +11,7 @@ rule prepare_data:
         cfg=job_config,
         h=data_hash,
     log:
-        f"{R}/logs/prepare_data/{{dataset}}.log",
+        str(paths.dataset_log(R, "prepare_data", "{dataset}")),
     threads: 1
     resources:
         **resources_of("prepare_data"),
@@ -30,7 +30,7 @@ rule dataset_stats:
         cfg=job_config,
         h=data_hash,
     log:
-        f"{R}/logs/dataset_stats/{{dataset}}.log",
+        str(paths.dataset_log(R, "dataset_stats", "{dataset}")),
     threads: 1
     resources:
         **resources_of("dataset_stats"),
@@ -49,7 +49,7 @@ rule text_cache:
         cfg=job_config,
         h=text_cache_hash,
     log:
-        f"{R}/logs/text_cache/{{dataset}}-{{encoder}}.log",
+        str(paths.text_cache_log(R, "{dataset}", "{encoder}")),
     threads: 2
     resources:
         **resources_of("text_cache"),

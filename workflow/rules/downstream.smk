@@ -15,7 +15,7 @@ rule downstream:
         cfg=job_config,
         h=downstream_hash,
     log:
-        f"{R}/logs/downstream/{{dstask}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+        str(paths.task_log(R, "downstream", "{dstask}", *RUN)),
     threads: 1
     resources:
         **resources_of("downstream"),

@@ -15,7 +15,7 @@ rule train_feature_extractor:
         cfg=job_config,
         h=extractor_hash,
     log:
-        f"{R}/logs/feature_extractor/{{dataset}}.log",
+        str(paths.dataset_log(R, "feature_extractor", "{dataset}")),
     threads: 1
     resources:
         **resources_of("train_feature_extractor"),
@@ -37,7 +37,7 @@ rule eval_reconstruction:
         cfg=job_config,
         h=reconstruction_hash,
     log:
-        f"{R}/logs/eval_reconstruction/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+        str(paths.run_log(R, "eval_reconstruction", *RUN)),
     threads: 1
     resources:
         **resources_of("eval_reconstruction"),
@@ -57,7 +57,7 @@ rule eval_text_alignment:
         cfg=job_config,
         h=text_alignment_hash,
     log:
-        f"{R}/logs/eval_text_alignment/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+        str(paths.run_log(R, "eval_text_alignment", *RUN)),
     threads: 1
     resources:
         **resources_of("eval_text_alignment"),

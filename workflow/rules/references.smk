@@ -52,8 +52,7 @@ def reference_command(ref):
 
 
 def reference_log(ref):
-    who = "{dataset}-{tokenizer}-{seed}" if ref.per_tokenizer else "{dataset}-{seed}"
-    return f"{R}/logs/{ref.rule}/{who}.log"
+    return str(paths.reference_log(R, ref.rule, "{dataset}", "{tokenizer}" if ref.per_tokenizer else None, "{seed}"))
 
 
 for _ref in REFERENCES:

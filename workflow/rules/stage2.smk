@@ -19,7 +19,7 @@ rule stage2:
         cfg=job_config,
         h=stage2_hash,
     log:
-        f"{R}/logs/stage2/{{s2task}}-{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+        str(paths.task_log(R, "stage2", "{s2task}", *RUN)),
     threads: 1
     resources:
         **resources_of("stage2"),
@@ -38,7 +38,7 @@ rule labelmap_vq:
         cfg=job_config,
         h=labelmap_vq_hash,
     log:
-        f"{R}/logs/labelmap_vq/{{dataset}}.log",
+        str(paths.dataset_log(R, "labelmap_vq", "{dataset}")),
     threads: 1
     resources:
         **resources_of("labelmap_vq"),

@@ -14,7 +14,7 @@ rule tables:
         cfg=job_config,
         h=TABLES_HASH,
     log:
-        f"{R}/logs/tables.log",
+        str(paths.tables_log(R)),
     threads: 1
     resources:
         **resources_of("tables"),
@@ -35,7 +35,7 @@ rule table:
         cfg=job_config,
         h=TABLES_HASH,
     log:
-        f"{R}/logs/table-{{table}}.log",
+        str(paths.table_log(R, "{table}")),
     threads: 1
     resources:
         **resources_of("table"),
@@ -58,7 +58,7 @@ rule dose_response_table:
         cfg=job_config,
         h=TABLES_HASH,
     log:
-        f"{R}/logs/table-dose_response.log",
+        str(paths.table_log(R, plan.DOSE_RESPONSE_TABLE)),
     threads: 1
     resources:
         **resources_of("table"),
@@ -77,7 +77,7 @@ rule report:
         cfg=job_config,
         h=TABLES_HASH,
     log:
-        f"{R}/logs/report.log",
+        str(paths.report_log(R)),
     threads: 1
     resources:
         **resources_of("report"),

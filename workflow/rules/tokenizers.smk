@@ -13,7 +13,7 @@ rule train_tokenizer:
         cfg=job_config,
         h=tokenizer_hash,
     log:
-        f"{R}/logs/train_tokenizer/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+        str(paths.run_log(R, "train_tokenizer", *RUN)),
     threads: 1
     resources:
         **resources_of("train_tokenizer"),
@@ -35,7 +35,7 @@ rule encode_codes:
         cfg=job_config,
         h=tokenizer_hash,
     log:
-        f"{R}/logs/encode_codes/{{dataset}}-{{tokenizer}}-{{variant}}-{{seed}}.log",
+        str(paths.run_log(R, "encode_codes", *RUN)),
     threads: 1
     resources:
         **resources_of("encode_codes"),
