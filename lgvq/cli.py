@@ -184,73 +184,100 @@ def _doctor(a):
     return main_doctor(a)
 
 
+def arg(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One `add_argument` call of a tool verb, as data."""
+    return flags, kwargs
+
+
+def either(*args: tuple[tuple[str, ...], dict[str, Any]]) -> tuple[None, tuple]:
+    """A required either-or group of `arg`s, in its place among a tool verb's arguments."""
+    return None, args
+
+
+@dataclass(frozen=True)
+class ToolVerb:
+    """A command that is not a DAG job: `lgvq <group> [verb]` (verb "" = the group itself is the command)
+    runs the function of this module named `handler` (looked up when the command runs) with the arguments
+    `args` declares (`arg` and `either` entries, in help order)."""
+
+    group: str
+    verb: str
+    handler: str
+    help: str
+    args: tuple = ()
+
+
+TOOL_VERBS = (
+    ToolVerb("data", "synth", "_data_synth", "generate the embedded 'shapes' dataset in real on-disk formats", (
+        arg("--out", required=True), arg("--n", type=int, default=1000), arg("--size", type=int, default=64),
+        arg("--seed", type=int, default=0),
+        arg("--text-variant", action="store_true", help="render a word in each image (TextCaps analogue)"))),
+    ToolVerb("data", "export-coco", "_data_export_coco",
+             "re-write a `data synth` folder in the MS-COCO 2014 + COCO-QA + RefCOCOg layout (the real-data "
+             "adapters' path, end to end, without the real data)", (
+                 arg("--from", dest="src", required=True, help="folder written by `lgvq data synth`"),
+                 arg("--out", required=True))),
+    ToolVerb("data", "list", "_data_list", "registered dataset names"),
+    ToolVerb("data", "check", "_data_check", "counts, missing files, unreadable images, images without captions", (
+        arg("name", help="dataset registry name (lgvq data list)"), arg("--root", required=True),
+        arg("--split", default=None, help="one split (default: all)"),
+        arg("--cache-dir", default=None, help="where derived files go (MM-CelebA-HQ label maps), as datasets.<name>.cache_dir"))),
+    ToolVerb("tokenizer", "list", "_tokenizer_list",
+             "tokenizer names and where each comes from (built-in, plug-in module, entry point, import path)", (
+                 arg("--config", default=None, help="also load its plug-ins and list its tokenizer entries"),)),
+    ToolVerb("tables", "build", "_tables_build", "", (
+        arg("--config", required=True),
+        either(arg("--table", action="append", help="table id (repeatable)"), arg("--all", action="store_true")),
+        arg("--out-dir", required=True))),
+    ToolVerb("report", "", "_report", "the HTML report", (arg("--config", required=True), arg("--out", required=True))),
+    ToolVerb("plan", "estimate", "_plan_estimate", "device-hours per job kind, from the DAG's job list and measured FLOPs", (
+        arg("--config", required=True),
+        arg("--benchmark", default=None, help="bench_tokenizers.py result with FLOP counts "
+            "(default: benchmarks/results/tokenizers_cpu.json)"),
+        arg("--input-benchmark", default=None, help="bench_input.py result with the input pipeline's images/s "
+            "(default: benchmarks/results/input_pipeline_cpu.json; absent: an assumed constant, said so)"),
+        arg("--peak-tflops", type=float, default=989.0, help="device peak (default: H100 dense bf16)"),
+        arg("--mfu", type=float, default=0.3, help="assumed model-FLOP utilisation"))),
+    ToolVerb("doctor", "", "_doctor", "check optional dependencies, weights and data roots", (arg("--config", default=None),)),
+)
+
+# The command groups, in `lgvq --help` order, with their help (a group without verbs is one command).
+GROUPS = (("data", "datasets: generate, list, prepare, statistics"), ("text", "frozen text features"),
+          ("tokenizer", "first stage"), ("metrics", "metric assets"), ("eval", "first-stage evaluations"),
+          ("stage2", "second-stage generators on frozen codes"), ("downstream", "understanding heads on frozen codes"),
+          ("reference", "baseline and ceiling rows of the tables"), ("tables", "the paper's tables"),
+          ("report", "the HTML report"), ("plan", "what a config will cost"),
+          ("doctor", "check optional dependencies, weights and data roots"))
+
+
+def _add_tool_verb(groups: dict[str, Any], top: Any, spec: ToolVerb) -> None:
+    if spec.verb:
+        p = groups[spec.group].add_parser(spec.verb, **({"help": spec.help} if spec.help else {}))
+    else:
+        p = top[spec.group]
+    for flags, kwargs in spec.args:
+        if flags is None:  # an `either` group
+            g = p.add_mutually_exclusive_group(required=True)
+            for inner_flags, inner_kwargs in kwargs:
+                g.add_argument(*inner_flags, **inner_kwargs)
+        else:
+            p.add_argument(*flags, **kwargs)
+    p.set_defaults(fn=lambda a, name=spec.handler: globals()[name](a))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lgvq", description=__doc__.splitlines()[0])
     groups = parser.add_subparsers(dest="group", required=True)
-
-    sub = {name: groups.add_parser(name, help=hlp).add_subparsers(dest="verb", required=True) for name, hlp in (
-        ("data", "datasets: generate, list, prepare, statistics"), ("text", "frozen text features"),
-        ("tokenizer", "first stage"), ("metrics", "metric assets"), ("eval", "first-stage evaluations"),
-        ("stage2", "second-stage generators on frozen codes"), ("downstream", "understanding heads on frozen codes"),
-        ("reference", "baseline and ceiling rows of the tables"))}
+    single = {spec.group for spec in TOOL_VERBS if not spec.verb}  # commands without verbs
+    top = {name: groups.add_parser(name, help=hlp) for name, hlp in GROUPS}
+    sub = {name: p.add_subparsers(dest="verb", required=True) for name, p in top.items() if name not in single}
     for spec in PIPELINE_VERBS:  # every DAG rule's command
         _add_pipeline_verb(sub, spec)
-
-    data = sub["data"]
-    p = data.add_parser("synth", help="generate the embedded 'shapes' dataset in real on-disk formats")
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--text-variant", action="store_true", help="render a word in each image (TextCaps analogue)")
-    p.set_defaults(fn=_data_synth)
-    p = data.add_parser("export-coco", help="re-write a `data synth` folder in the MS-COCO 2014 + COCO-QA + RefCOCOg "
-                        "layout (the real-data adapters' path, end to end, without the real data)")
-    p.add_argument("--from", dest="src", required=True, help="folder written by `lgvq data synth`")
-    p.add_argument("--out", required=True)
-    p.set_defaults(fn=_data_export_coco)
-    data.add_parser("list", help="registered dataset names").set_defaults(fn=_data_list)
-    p = data.add_parser("check", help="counts, missing files, unreadable images, images without captions")
-    p.add_argument("name", help="dataset registry name (lgvq data list)")
-    p.add_argument("--root", required=True)
-    p.add_argument("--split", default=None, help="one split (default: all)")
-    p.add_argument("--cache-dir", default=None, help="where derived files go (MM-CelebA-HQ label maps), as datasets.<name>.cache_dir")
-    p.set_defaults(fn=_data_check)
-    p = sub["tokenizer"].add_parser("list", help="tokenizer names and where each comes from (built-in, plug-in "
-                                    "module, entry point, import path)")
-    p.add_argument("--config", default=None, help="also load its plug-ins and list its tokenizer entries")
-    p.set_defaults(fn=_tokenizer_list)
+    for spec in TOOL_VERBS:
+        _add_tool_verb(sub, top, spec)
     from lgvq.metrics.cli import add_fid_parser
 
     add_fid_parser(sub["metrics"])
-
-    tab = groups.add_parser("tables", help="the paper's tables").add_subparsers(dest="verb", required=True)
-    p = tab.add_parser("build")
-    p.add_argument("--config", required=True)
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--table", action="append", help="table id (repeatable)")
-    g.add_argument("--all", action="store_true")
-    p.add_argument("--out-dir", required=True)
-    p.set_defaults(fn=_tables_build)
-
-    p = groups.add_parser("report", help="the HTML report")
-    p.add_argument("--config", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(fn=_report)
-
-    pl = groups.add_parser("plan", help="what a config will cost").add_subparsers(dest="verb", required=True)
-    p = pl.add_parser("estimate", help="device-hours per job kind, from the DAG's job list and measured FLOPs")
-    p.add_argument("--config", required=True)
-    p.add_argument("--benchmark", default=None, help="bench_tokenizers.py result with FLOP counts "
-                   "(default: benchmarks/results/tokenizers_cpu.json)")
-    p.add_argument("--input-benchmark", default=None, help="bench_input.py result with the input pipeline's images/s "
-                   "(default: benchmarks/results/input_pipeline_cpu.json; absent: an assumed constant, said so)")
-    p.add_argument("--peak-tflops", type=float, default=989.0, help="device peak (default: H100 dense bf16)")
-    p.add_argument("--mfu", type=float, default=0.3, help="assumed model-FLOP utilisation")
-    p.set_defaults(fn=_plan_estimate)
-    p = groups.add_parser("doctor", help="check optional dependencies, weights and data roots")
-    p.add_argument("--config", default=None)
-    p.set_defaults(fn=_doctor)
     return parser
 
 

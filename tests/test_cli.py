@@ -42,3 +42,20 @@ def test_every_rules_command_is_a_declared_pipeline_verb():
     declared = {(v.group, v.verb) for v in cli.PIPELINE_VERBS}
     assert len(used) >= 12 and used - declared == {("tables", "build"), ("report", "--config")}, used - declared
     assert declared <= used  # and no declared verb is left without a rule
+
+
+def test_every_command_is_declared_in_one_of_the_two_verb_tables():
+    """`lgvq <group> <verb>` exists exactly for the PIPELINE_VERBS and TOOL_VERBS rows (plus `metrics fid`, added by
+    lgvq.metrics.cli), and each tool verb's handler is a function of the module."""
+    import argparse
+
+    parser = cli.build_parser()
+    top = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = set()
+    for group, p in top.choices.items():
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        commands |= {(group, verb) for verb in subs[0].choices} if subs else {(group, "")}
+    declared = {(v.group, v.verb) for v in (*cli.PIPELINE_VERBS, *cli.TOOL_VERBS)} | {("metrics", "fid")}
+    assert commands == declared
+    assert {g for g, _ in commands} == {g for g, _ in cli.GROUPS}
+    assert all(callable(getattr(cli, v.handler)) for v in cli.TOOL_VERBS)
