@@ -25,12 +25,13 @@ class SemanticTask(Stage2Task):
         lm_vq, lm_meta = ctx.label_map_vq()
         if lm_vq.grid != ctx.grid[0] or ctx.grid[0] != ctx.grid[1]:
             raise ArtifactError(f"the label-map VQ encodes to {lm_vq.grid}x{lm_vq.grid}, the tokenizer to {ctx.grid}")
-        # every train, val and test record's label codes, encoded once (the maps themselves are not kept)
-        label_codes = {r.image_id: lm_vq.encode(torch.as_tensor(ctx.label_map(r))[None])[0].numpy()
-                       for r in [*ctx.train_records, *ctx.val_records, *ctx.test_records]}
+        # A batch's label codes, encoded when the batch asks for them, one map at a time as before: encoding
+        # every record's map up front held a code grid per image and, at 30k images, ran >20 min before step 1.
+        def label_codes(record: Any) -> Any:
+            return lm_vq.encode(torch.as_tensor(ctx.label_map(record))[None])[0].numpy()
 
         def of(records: list[Any], captions: list[str]) -> Any:
-            return torch.as_tensor(np.stack([label_codes[r.image_id] for r in records]), device=ctx.device)
+            return torch.as_tensor(np.stack([label_codes(r) for r in records]), device=ctx.device)
 
         return Conditions(of, n_classes=lm_meta["n_embed"])
 
