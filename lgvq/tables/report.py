@@ -201,7 +201,9 @@ def _curves_section(group: CurveGroup) -> str:
 
 def _code_counts(codes: Path, size: int | None, chunk: int = 4096) -> np.ndarray:
     """How often each code occurs in a run's test codes, read `chunk` images at a time."""
-    arr = np.load(codes, mmap_mode="r")
+    from lgvq.arrays import RowArray
+
+    arr = RowArray.open_npy(codes)  # read by rows: a mapped file would stay in the report job's RSS
     counts = np.zeros(size or 0, dtype=np.int64)
     for i in range(0, len(arr), chunk):
         part = np.bincount(np.asarray(arr[i : i + chunk]).reshape(-1).astype(np.int64), minlength=len(counts))
