@@ -40,7 +40,7 @@ def vocabulary_embeddings(cache) -> Callable[[int], torch.Tensor]:
     def provide(n_words: int) -> torch.Tensor:
         emb = torch.as_tensor(np.asarray(cache.token_embeddings, dtype=np.float32))
         counts = np.zeros(emb.shape[0], dtype=np.int64)
-        for i in range(0, len(cache), VOCAB_ROWS):  # the cache's token ids a chunk at a time, never all of them
+        for i in range(0, len(cache.token_ids), VOCAB_ROWS):  # the cache's token ids a chunk at a time, never all of them
             ids = np.asarray(cache.token_ids[i : i + VOCAB_ROWS]).reshape(-1)
             valid = np.asarray(cache.valid[i : i + VOCAB_ROWS]).reshape(-1) & ~np.asarray(cache.special[i : i + VOCAB_ROWS]).reshape(-1)
             counts += np.bincount(ids[valid], minlength=emb.shape[0])
