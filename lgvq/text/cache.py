@@ -158,8 +158,9 @@ class TextCache:
     def row(self, image_id: int, caption: str) -> int:
         lo = np.searchsorted(self._sorted_ids, image_id, side="left")
         hi = np.searchsorted(self._sorted_ids, image_id, side="right")
-        for r in self._order[lo:hi].tolist():  # the first row holding it, as duplicates are allowed
-            if str(self.captions[r]) == caption:
+        rows = self._order[lo:hi]  # an image's rows, read in one go (consecutive in a cache this module built)
+        for r, text in zip(rows.tolist(), self.captions[rows]):  # the first row holding it, as duplicates are allowed
+            if str(text) == caption:
                 return r
         raise ArtifactError(f"caption {caption!r} of image {image_id} is not in text cache {self.path}; "
                             "the dataset changed since the cache was built: rebuild it")
