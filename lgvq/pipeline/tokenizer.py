@@ -307,13 +307,18 @@ def encode(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed
         ids = []
         with atomic_path(out / f"{split}.npy") as tmp:  # written a batch at a time: the split's codes are never held
             writer = None
-            for batch in sequential_batches(data, batch_size, **loader_settings(data_settings(cfg), dev)):
-                x = batch["image"].to(dev, non_blocking=True)
-                codes = model.encode_codes(x).cpu().numpy()
-                if writer is None:  # the grid is known once the first batch is encoded
-                    writer = NpyRowWriter(tmp, np.int32, (len(data), *codes.shape[1:]))
-                writer.append(codes)
-                ids.extend(batch["image_id"])
+            try:
+                for batch in sequential_batches(data, batch_size, **loader_settings(data_settings(cfg), dev)):
+                    x = batch["image"].to(dev, non_blocking=True)
+                    codes = model.encode_codes(x).cpu().numpy()
+                    if writer is None:  # the grid is known once the first batch is encoded
+                        writer = NpyRowWriter(tmp, np.int32, (len(data), *codes.shape[1:]))
+                    writer.append(codes)
+                    ids.extend(batch["image_id"])
+            except BaseException:
+                if writer is not None:
+                    writer.fh.close()  # a failed batch: the half file goes with the temporary
+                raise
             if writer is None:
                 raise ArtifactError(f"split {split} of dataset {dataset} has no images to encode")
             writer.close()
