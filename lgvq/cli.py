@@ -287,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     from lgvq.io import ArtifactError
 
     try:
+        from lgvq.heap import start_heap_trimmer
+
+        start_heap_trimmer()  # before the job allocates: see lgvq/heap.py (LGVQ_MALLOC_TRIM_S)
         rc = args.fn(args)
     except (ConfigError, ArtifactError, FileNotFoundError) as e:
         print(f"lgvq: error: {e}", file=sys.stderr)
