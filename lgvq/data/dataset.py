@@ -5,7 +5,8 @@ to a square; "resize_crop" (CUB) resizes the short side then crops (random crop 
 flip for training, centre crop for evaluation). Images come out as float (3, S, S) in [-1, 1].
 One caption per access for training, drawn at random as the authors do, but from
 (seed, epoch, index) so a resumed run sees the same captions as an uninterrupted one.
-The dataset holds records only: each access decodes its image (lgvq.data.loader runs that in workers).
+The dataset holds records only, packed in one buffer (lgvq.data.packed): each access decodes its image
+(lgvq.data.loader runs that in workers).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from lgvq.data.base import ImageRecord
+from lgvq.data.packed import PackedRecords
 from lgvq.io import ArtifactError
 
 
@@ -46,7 +48,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         for r in records:
             if not r.captions:
                 raise ArtifactError(f"image {r.path} has no captions")
-        self.records = list(records)
+        self.records = PackedRecords(records)  # one buffer: forked loader workers share it (packed.py)
         self.image_size = image_size
         self.train = train
         self.resize_mode = resize_mode
