@@ -11,6 +11,7 @@ import pytest
 from lgvq.data import formats
 from lgvq.data.attributes import ATTRIBUTE_NAMES, attribute_vector, caption_attribute_vector
 from lgvq.data.dataset import ImageTextDataset
+from lgvq.data.packed import PackedRecords
 from lgvq.data.registry import get_source, list_datasets
 from lgvq.data.stats import dataset_statistics
 from lgvq.data.synth import SYNONYMS, generate
@@ -90,7 +91,7 @@ def test_format_round_trips(tmp_path):
     assert formats.read_refs(tmp_path / "refs.p") == refs
 
 
-def test_referring_expressions_of_every_split_come_from_one_parse_and_keep_only_what_a_record_needs(tmp_path):
+def test_referring_expressions_of_every_split_come_from_one_parse_and_keep_only_what_a_record_needs_packed(tmp_path):
     refs = [{"ref_id": 1, "ann_id": 2, "image_id": 7, "split": "test", "tokens": ["x"],
              "sentences": [{"sent": "the disc", "tokens": ["the", "disc"]}, {"sent": "red one"}]},
             {"ref_id": 3, "ann_id": 4, "image_id": 8, "split": "train", "sentences": [{"sent": "left square"}]}]
@@ -103,7 +104,7 @@ def test_referring_expressions_of_every_split_come_from_one_parse_and_keep_only_
     assert sorted(by_split) == ["test", "train"]
     assert [(r.ref_id, r.image_id, r.sentence, r.bbox_xywh) for r in by_split["test"]] == \
         [(1, 7, "the disc", (1.0, 2.0, 3.0, 4.0)), (1, 7, "red one", (1.0, 2.0, 3.0, 4.0))]
-    assert by_split["test"][0].bbox_xywh is by_split["test"][1].bbox_xywh  # one box per object, not per sentence
+    assert all(isinstance(v, PackedRecords) for v in by_split.values())  # one buffer a split, not objects
     assert by_split["train"][0].bbox_xywh == (0.0, 0.0, 5.5, 2.0)
     formats.write_coco_instances(tmp_path / "instances.json", images, anns[:1], [])
     with pytest.raises(ArtifactError, match=r"object 4 is not in .*instances.json"):

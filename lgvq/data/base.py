@@ -10,6 +10,7 @@ also importable from `lgvq.data.registry`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,5 +70,5 @@ class DatasetSource(ABC):
     def qa(self, split: str) -> list[QARecord]:
         raise ArtifactError(f"dataset '{self.name}' at {self.root} has no question-answer annotations")
 
-    def refs(self, split: str) -> list[RefRecord]:
+    def refs(self, split: str) -> Sequence[RefRecord]:
         raise ArtifactError(f"dataset '{self.name}' at {self.root} has no referring expressions")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from lgvq.data.base import RefRecord
+from lgvq.data.packed import PackedRecords
 from lgvq.io import ArtifactError, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 COCOQA_FILES = ("questions.txt", "answers.txt", "img_ids.txt", "types.txt")
@@ -109,11 +110,11 @@ def read_refs(path: Path) -> list[dict[str, Any]]:
     return refs
 
 
-def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, list[RefRecord]]:
+def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, PackedRecords[RefRecord]]:
     """Every split's referring expressions (one RefRecord per sentence, with its object's COCO box) from
-    the refer toolkit's pickle and instances.json, each parsed once per call. Only the records are kept:
-    the pickle's dicts (tokens, raw sentences, file names) and the annotations of objects no expression
-    refers to are dropped, so a job holds a few hundred bytes an expression, not the parsed files."""
+    the refer toolkit's pickle and instances.json, each parsed once per call. Only the records are kept,
+    packed per split (lgvq.data.packed: ~130 bytes an expression, one buffer): the pickle's dicts (tokens,
+    raw sentences, file names) and the annotations of objects no expression refers to are dropped."""
     try:
         refs = read_refs(refs_path)
     except UnicodeDecodeError as e:  # a Python 2 byte string that is not ASCII
@@ -121,14 +122,18 @@ def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, list[Re
     needed = {int(r["ann_id"]) for r in refs}
     boxes = {int(a["id"]): tuple(float(v) for v in a["bbox"])
              for a in read_json(instances_path).get("annotations", []) if int(a["id"]) in needed}
-    out: dict[str, list[RefRecord]] = {}
     for ref in refs:
-        ann = int(ref["ann_id"])
-        if ann not in boxes:
-            raise ArtifactError(f"ref {ref['ref_id']}: object {ann} is not in {instances_path}")
-        out.setdefault(str(ref.get("split")), []).extend(
-            RefRecord(int(ref["ref_id"]), int(ref["image_id"]), str(s["sent"]), boxes[ann]) for s in ref["sentences"])
-    return out
+        if int(ref["ann_id"]) not in boxes:
+            raise ArtifactError(f"ref {ref['ref_id']}: object {ref['ann_id']} is not in {instances_path}")
+
+    def split_records(split: str) -> Iterator[RefRecord]:  # one pass per split: no list of records is built
+        for ref in refs:
+            if str(ref.get("split")) == split:
+                box = boxes[int(ref["ann_id"])]
+                for s in ref["sentences"]:
+                    yield RefRecord(int(ref["ref_id"]), int(ref["image_id"]), str(s["sent"]), box)
+
+    return {split: PackedRecords(split_records(split)) for split in dict.fromkeys(str(r.get("split")) for r in refs)}
 
 
 # --- label maps ---------------------------------------------------------------------------------

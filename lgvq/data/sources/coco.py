@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from lgvq.data.base import QARecord, RefRecord
@@ -36,7 +36,7 @@ class COCOSource(RealSource):
             return super().qa(split)
         return COCOQASource(self.root).qa(split)
 
-    def refs(self, split: str) -> list[RefRecord]:
+    def refs(self, split: str) -> Sequence[RefRecord]:
         if not (self.root / "refcocog").is_dir():
             return super().refs(split)
         return RefCOCOgSource(self.root).refs(split)

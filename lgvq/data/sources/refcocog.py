@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,16 +25,16 @@ class RefCOCOgSource(RealSource):
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
         self.ref_dir = self.root / "refcocog"
-        self._refs: dict[str, list[RefRecord]] | None = None
+        self._refs: dict[str, Sequence[RefRecord]] | None = None
         self._coco: dict[int, ImageEntry] | None = None
 
-    def _load(self) -> dict[str, list[RefRecord]]:
+    def _load(self) -> dict[str, Sequence[RefRecord]]:
         """Every umd split's expressions, the two files parsed once per source."""
         if self._refs is None:
             self._refs = read_ref_records(self.ref_dir / "refs(umd).p", self.ref_dir / "instances.json")
         return self._refs
 
-    def refs(self, split: str) -> list[RefRecord]:
+    def refs(self, split: str) -> Sequence[RefRecord]:
         return self._load().get(self._key(split), [])
 
     def _entries(self, key: str) -> Iterator[ImageEntry]:

@@ -5,6 +5,7 @@ Registered as "shapes" and "shapes-text" in the data registry's built-in table (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from lgvq.data.base import DatasetSource, ImageRecord, QARecord, RefRecord
@@ -52,12 +53,12 @@ class ShapesSource(DatasetSource):
         self._check_split(split)
         return [QARecord(i, q, a, t) for q, a, i, t in read_cocoqa(self.root / "cocoqa" / split)]
 
-    def refs(self, split: str) -> list[RefRecord]:
+    def refs(self, split: str) -> Sequence[RefRecord]:
         self._check_split(split)
         return self._refs_by_split().get(split, [])
 
     @lru_cache(maxsize=None)
-    def _refs_by_split(self) -> dict[str, list[RefRecord]]:  # all splits in one parse of the two files
+    def _refs_by_split(self) -> dict[str, Sequence[RefRecord]]:  # all splits in one parse of the two files
         from lgvq.data.formats import read_ref_records
 
         return read_ref_records(self.root / "refcocog" / "refs(umd).p", self.root / "refcocog" / "instances.json")
