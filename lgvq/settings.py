@@ -126,6 +126,14 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class ReferencesSettings:
+    enabled: bool
+    skip: tuple[str, ...]
+    tokenizers: tuple[str, ...] | None  # None: every tokenizer of the table
+    budget_note: str | None
+
+
+@dataclass(frozen=True)
 class TokenizerSettings:
     """One `tokenizers.<key>` entry."""
 
@@ -214,6 +222,10 @@ def lg_settings(cfg: Mapping[str, Any]) -> LGSettings:
 
 def eval_settings(cfg: Mapping[str, Any]) -> EvalSettings:
     return from_section(EvalSettings, cfg["eval"], "eval")
+
+
+def references_settings(cfg: Mapping[str, Any]) -> ReferencesSettings:
+    return from_section(ReferencesSettings, cfg["references"], "references")
 
 
 def tokenizer_settings(cfg: Mapping[str, Any], tokenizer: str) -> TokenizerSettings:

@@ -60,7 +60,7 @@ def test_references_can_be_switched_off_whole_or_by_name():
     assert not any("one-code" in str(p) for p in plan.table_inputs(cfg, "reconstruction"))
     cfg["references"]["enabled"] = False
     assert not any("/reference/" in str(p) for t in plan.table_ids(cfg) for p in plan.table_inputs(cfg, t))
-    cfg["references"] = {"enabled": True, "skip": ["one-cod"], "tokenizers": None}
+    cfg["references"] = {"enabled": True, "skip": ["one-cod"], "tokenizers": None, "budget_note": None}
     with pytest.raises(Exception, match="references.skip.*one-cod"):
         enabled_references(cfg)
 

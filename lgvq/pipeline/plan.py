@@ -18,6 +18,7 @@ from lgvq.config import dose_variant
 from lgvq.downstream.registry import HEADS
 from lgvq.pipeline import paths
 from lgvq.pipeline.references import Reference, data_seed, data_seeds, enabled_references
+from lgvq.settings import references_settings
 from lgvq.stage2.registry import STAGE2_TASKS, tasks_by_table
 from lgvq.tables.paper import TABLES as PAPER_TABLES
 
@@ -214,7 +215,7 @@ def reference_jobs(cfg: dict[str, Any], table: str, model_runs: list[Run]) -> li
         if table not in ref.tables:
             continue
         if ref.per_tokenizer:
-            only = cfg["references"]["tokenizers"]
+            only = references_settings(cfg).tokenizers
             runs = sorted({(r.dataset, r.tokenizer, r.seed) for r in model_runs
                            if r.variant == "base" and (only is None or r.tokenizer in only)})
             out += [(ref, ReferenceJob(ref.name, ds, tok, seed)) for ds, tok, seed in runs]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lgvq.config import ConfigError
+from lgvq.settings import eval_settings, references_settings
 from lgvq.stage2.registry import STAGE2_TASKS
 from lgvq.tables.paper import TABLES as PAPER_TABLES
 
@@ -143,13 +144,13 @@ def get_reference(name: str) -> Reference:
 def enabled_references(cfg: dict[str, Any]) -> list[Reference]:
     """The references a config computes: all of them when `references.enabled`, each unless switched off
     in `references.skip`."""
-    rcfg = cfg["references"]
-    if not rcfg["enabled"]:
+    rs = references_settings(cfg)
+    if not rs.enabled:
         return []
-    unknown = [n for n in rcfg["skip"] if n not in BY_NAME]
+    unknown = [n for n in rs.skip if n not in BY_NAME]
     if unknown:
         raise ConfigError(f"references.skip: unknown reference(s) {unknown} (known: {', '.join(BY_NAME)})")
-    return [r for r in REFERENCES if r.name not in rcfg["skip"]]
+    return [r for r in REFERENCES if r.name not in rs.skip]
 
 
 def data_seeds(cfg: dict[str, Any], ref: Reference) -> list[int]:
@@ -160,4 +161,4 @@ def data_seeds(cfg: dict[str, Any], ref: Reference) -> list[int]:
 def data_seed(cfg: dict[str, Any]) -> int:
     """The seed of a data-only reference's record: the evaluation seed (it draws the masked positions, the
     same as the models'); the number does not depend on a training seed."""
-    return int(cfg["eval"]["mask_eval_seed"])
+    return eval_settings(cfg).mask_eval_seed

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from lgvq.config import load_config
 from lgvq.io import read_json
 from lgvq.pipeline import paths, plan
+from lgvq.settings import references_settings
 
 
 def _dataset_columns(cfg: dict[str, Any]) -> dict[str, str | None]:
@@ -42,7 +43,7 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
         kwargs: dict[str, Any] = {"dataset_columns": _dataset_columns(cfg), "experiment": cfg["name"],
                                   "provenance": weights_provenance(cfg), "execution": execution_notes(cfg, table)}
         if table not in writers:  # the dose-response table has no baseline rows to fall short of
-            kwargs["budget_note"] = cfg["references"]["budget_note"]
+            kwargs["budget_note"] = references_settings(cfg).budget_note
         written.extend(writers.get(table, write_table)(table, records, out_dir, **kwargs))
     return written
 
