@@ -179,12 +179,14 @@ def merge_rows(earlier: list[dict], rows: list[dict]) -> list[dict]:
     return [r for r in earlier if key(r) not in mine] + rows
 
 
-def verdicts(rows: list[dict], small: int, large: int, bound: float = 1.3) -> list[dict]:
+def verdicts(rows: list[dict], small: int, large: int, bound: float = 1.3,
+             records_probe: float | None = None) -> list[dict]:
     """Per stage: peak RSS at `small` and `large` N, and whether large <= bound x small once the per-record
     metadata is set aside: the RSS above bound x small, per extra record, must stay under the bytes per
-    record that loading all records costs (measured at `large` N by the data/prepare probe)."""
+    record that loading all records costs (measured at `large` N by the data/prepare probe, or
+    `records_probe` when the rows hold no data/prepare run)."""
     at = {(r["stage"], r["n_images"]): r for r in rows if r.get("rc") == 0}
-    probe = at.get(("data/prepare", large), {}).get("bytes_per_record")
+    probe = at.get(("data/prepare", large), {}).get("bytes_per_record", records_probe)
     out = []
     for stage, _ in stages():
         a, b = at.get((stage, small)), at.get((stage, large))
