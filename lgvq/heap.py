@@ -16,7 +16,7 @@ only where freed memory sits. On a libc without malloc_trim (macOS, musl) this d
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import threading
 import time
@@ -43,11 +43,11 @@ def trim_period(environ: dict[str, str] | os._Environ = os.environ) -> float:
     return period
 
 
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
-    try:
-        fn = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():  # glibc's malloc_trim, or None
+    try:  # the process's own symbols: libc is loaded already (no library search, no subprocess)
+        fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
         return None
     if fn is not None:
         fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
