@@ -12,6 +12,7 @@ from lgvq.downstream.grounding import CellGroundingModel, GroundingModel, box_lo
 from lgvq.downstream.task import HeadTask
 from lgvq.downstream.vocab import AnswerVocab, WordVocab, pad_batch
 from lgvq.downstream.vqa import VQAModel
+from lgvq.io import ArtifactError
 from lgvq.metrics.grounding import cxcywh_norm_to_xywh, xywh_to_cxcywh_norm
 
 GRID = (3, 3)
@@ -241,3 +242,36 @@ def test_pretrained_gpt2_from_a_local_directory_decodes_with_its_own_tokenizer(t
     assert [tok.decode(ids) for ids in m.greedy(c)] == caps
     with pytest.raises(ValueError, match="n_embd"):
         CaptionModel.from_pretrained(frontend(width=16), str(tmp_path / "gpt2"), max_words=6)
+
+
+# --- grounding: the frame a box is in ----------------------------------------------------------------
+
+def test_boxes_are_normalised_by_the_original_image_never_by_a_prepared_resized_copy(tmp_path):
+    from PIL import Image
+
+    from lgvq.data.base import ImageRecord, RefRecord
+    from lgvq.downstream.grounding import box_frames
+
+    original, resized = tmp_path / "original.png", tmp_path / "resized.png"
+    Image.new("RGB", (40, 20)).save(original)
+    Image.new("RGB", (8, 8)).save(resized)  # what `datasets.<n>.prepare_resized` leaves the records pointing at
+
+    class Base:
+        def splits(self):
+            return ["train"]
+
+        def records(self, split):
+            return [ImageRecord(1, original, ("a caption",))]
+
+    class Resized(Base):  # as lgvq.data.resized.ResizedSource: the base's records with the copies' paths
+        base = Base()
+
+        def records(self, split):
+            return [ImageRecord(1, resized, ("a caption",))]
+
+    from_instances = [RefRecord(0, 1, "the left one", (0.0, 0.0, 4.0, 4.0), (40, 20))]
+    assert box_frames(Resized(), from_instances) == {1: (40, 20)}
+    without_size = [RefRecord(0, 1, "the left one", (0.0, 0.0, 4.0, 4.0))]
+    assert box_frames(Resized(), without_size) == {1: (40, 20)}  # read from the original file
+    with pytest.raises(ArtifactError, match="in no split's records"):
+        box_frames(Resized(), [RefRecord(0, 7, "nowhere", (0.0, 0.0, 1.0, 1.0))])

@@ -40,6 +40,9 @@ class RefRecord:
     image_id: int
     sentence: str
     bbox_xywh: tuple[float, float, float, float]
+    # (width, height) of the image the box's pixels refer to (its instances.json entry); None when the
+    # source does not say, and the grounding job then reads the original image file
+    image_wh: tuple[int, int] | None = None
 
 
 class DatasetSource(ABC):

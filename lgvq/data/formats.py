@@ -111,7 +111,8 @@ def read_refs(path: Path) -> list[dict[str, Any]]:
 
 
 def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, PackedRecords[RefRecord]]:
-    """Every split's referring expressions (one RefRecord per sentence, with its object's COCO box) from
+    """Every split's referring expressions (one RefRecord per sentence, with its object's COCO box and the
+    size of the image that box is in, both from instances.json) from
     the refer toolkit's pickle and instances.json, each parsed once per call. Only the records are kept,
     packed per split (lgvq.data.packed: ~130 bytes an expression, one buffer): the pickle's dicts (tokens,
     raw sentences, file names) and the annotations of objects no expression refers to are dropped."""
@@ -120,8 +121,13 @@ def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, PackedR
     except UnicodeDecodeError as e:  # a Python 2 byte string that is not ASCII
         raise ArtifactError(f"cannot decode refs pickle {refs_path}: {e}") from e
     needed = {int(r["ann_id"]) for r in refs}
+    instances = read_json(instances_path)
     boxes = {int(a["id"]): tuple(float(v) for v in a["bbox"])
-             for a in read_json(instances_path).get("annotations", []) if int(a["id"]) in needed}
+             for a in instances.get("annotations", []) if int(a["id"]) in needed}
+    pictured = {int(r["image_id"]) for r in refs}
+    frames = {int(im["id"]): (int(im["width"]), int(im["height"])) for im in instances.get("images", [])
+              if int(im["id"]) in pictured and "width" in im and "height" in im}
+    del instances
     for ref in refs:
         if int(ref["ann_id"]) not in boxes:
             raise ArtifactError(f"ref {ref['ref_id']}: object {ref['ann_id']} is not in {instances_path}")
@@ -129,9 +135,9 @@ def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, PackedR
     def split_records(split: str) -> Iterator[RefRecord]:  # one pass per split: no list of records is built
         for ref in refs:
             if str(ref.get("split")) == split:
-                box = boxes[int(ref["ann_id"])]
+                box, iid = boxes[int(ref["ann_id"])], int(ref["image_id"])
                 for s in ref["sentences"]:
-                    yield RefRecord(int(ref["ref_id"]), int(ref["image_id"]), str(s["sent"]), box)
+                    yield RefRecord(int(ref["ref_id"]), iid, str(s["sent"]), box, frames.get(iid))
 
     return {split: PackedRecords(split_records(split)) for split in dict.fromkeys(str(r.get("split")) for r in refs)}
 

@@ -164,6 +164,31 @@ def image_sizes(records) -> dict[int, tuple[int, int]]:
     return sizes
 
 
+def box_frames(source, *ref_splits) -> dict[int, tuple[int, int]]:
+    """(width, height) of every image the expressions refer to: the frame their boxes' pixels are in.
+    From the refs (instances.json's image entries) where they carry it; otherwise read from the original
+    image files, never from a prepared resized copy (`datasets.<n>.prepare_resized`), whose size is not
+    the boxes' frame. No split's image records are kept."""
+    sizes: dict[int, tuple[int, int]] = {}
+    unknown: set[int] = set()
+    for refs in ref_splits:
+        for r in refs:
+            if r.image_wh is not None:
+                sizes[r.image_id] = tuple(r.image_wh)
+            else:
+                unknown.add(r.image_id)
+    unknown -= set(sizes)
+    if unknown:
+        original = getattr(source, "base", source)  # a ResizedSource's records point at the resized copies
+        for split in original.splits():
+            sizes.update(image_sizes(r for r in original.records(split) if r.image_id in unknown))
+    missing = unknown - set(sizes)
+    if missing:
+        raise ArtifactError(f"{len(missing)} images referred to by expressions are in no split's records "
+                            f"(first: {min(missing)})")
+    return sizes
+
+
 class GroundingTask(DownstreamTask):
     name = "grounding"
 
@@ -176,9 +201,9 @@ class GroundingTask(DownstreamTask):
         if ctx.data.resize_mode != "resize":
             raise ArtifactError(f"datasets.{ctx.dataset}.resize_mode: grounding needs 'resize' (a crop would move the boxes "
                                 "off the code grid)")
-        sizes = {k: v for split in ("train", "test", "val") if split in source.splits()
-                 for k, v in image_sizes(source.records(split)).items()}
         train, test = source.refs("train"), source.refs("test")
+        val_refs = source.refs("val") if "val" in source.splits() else []
+        sizes = box_frames(source, train, test, val_refs)
         if not train or not test:
             raise ArtifactError(f"dataset has {len(train)} train / {len(test)} test referring expressions; grounding needs both")
         words = WordVocab.build(r.sentence for r in train)
@@ -198,7 +223,7 @@ class GroundingTask(DownstreamTask):
             return batch_of([train[i] for i in idx], train_codes)
 
         def val_batches(n: int):
-            val = source.refs("val")[:n] if "val" in source.splits() else []
+            val = val_refs[:n]
             return [batch_of(val[i : i + 128], test_codes) for i in range(0, len(val), 128)]
 
         def loss_terms(m, b):

@@ -82,7 +82,7 @@ def mean_box(boxes_xywh: Sequence[Sequence[float]], sizes: Sequence[tuple[float,
 
 
 def mean_box_baseline(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
-    from lgvq.downstream.grounding import image_sizes
+    from lgvq.downstream.grounding import box_frames
     from lgvq.io import ArtifactError
     from lgvq.metrics.grounding import cxcywh_norm_to_xywh, grounding_accuracy, iou_xywh_many
 
@@ -91,7 +91,7 @@ def mean_box_baseline(cfg: dict[str, Any], ref: Reference, dataset: str, tokeniz
     if not train or not test:
         raise ArtifactError(f"dataset '{dataset}' has {len(train)} train / {len(test)} test referring expressions; "
                             "the grounding baseline needs both")
-    sizes = {**image_sizes(source.records("train")), **image_sizes(source.records("test"))}
+    sizes = box_frames(source, train, test)
     box = mean_box([r.bbox_xywh for r in train], [sizes[r.image_id] for r in train])
     pred = [cxcywh_norm_to_xywh(box, *sizes[r.image_id]) for r in test]
     gt = [r.bbox_xywh for r in test]
