@@ -4,7 +4,8 @@ extractor, one process each.
 The FID feature loop (clean-fid's reader: PIL decode, float resize, one extractor batch at a time) is
 the loop that made reconstruction, stage-2 and completion jobs grow with the dataset
 (benchmarks/results/scale_cpu.json): glibc keeps the freed batch buffers. Per setting of
-`LGVQ_MALLOC_TRIM_S`: peak RssAnon (sampled every 50 ms), wall time, and the FID (must be equal); and the
+`LGVQ_MALLOC_TRIM_S`: peak RssAnon (sampled every 50 ms), wall time, and the FID, which must be equal across
+settings (its value means nothing: random-init extractor, both sides from one distribution); and the
 same for default-size VQ-GAN training steps (the trimmer's cost where a job spends its time).
 
     python benchmarks/bench_heap.py --n 10000 --out benchmarks/results/heap_cpu.json
@@ -107,6 +108,9 @@ def main() -> None:
                     rows.append({"workload": workload, "LGVQ_MALLOC_TRIM_S": period,
                                  **json.loads(out.strip().splitlines()[-1])})
                     print(json.dumps(rows[-1]), flush=True)
+    fids = {r["fid"] for r in rows if r["workload"] == "fid"}
+    if len(fids) != 1:  # the trimmer moves freed memory, never a number
+        raise SystemExit(f"FID differs between trimmer settings: {sorted(fids)}")
     summary = []
     for workload in dict.fromkeys(r["workload"] for r in rows):
         med = {p: {k: statistics.median(r[k] for r in rows if r["workload"] == workload and r["LGVQ_MALLOC_TRIM_S"] == p)

@@ -186,7 +186,7 @@ def verdicts(rows: list[dict], small: int, large: int, bound: float = 1.3,
     record that loading all records costs (measured at `large` N by the data/prepare probe, or
     `records_probe` when the rows hold no data/prepare run)."""
     at = {(r["stage"], r["n_images"]): r for r in rows if r.get("rc") == 0}
-    probe = at.get(("data/prepare", large), {}).get("bytes_per_record", records_probe)
+    probe = at.get(("data/prepare", large), {}).get("bytes_per_record") or records_probe
     out = []
     for stage, _ in stages():
         a, b = at.get((stage, small)), at.get((stage, large))

@@ -4,13 +4,14 @@ Why: a long image loop (FID features, a stage-2 sampler, the extractor's trainin
 frees batch-sized buffers hundreds of thousands of times from several threads. glibc's malloc keeps
 freed chunks in its arenas; interleaved with the few long-lived allocations, the heap cannot shrink
 from the top and the job's resident memory grows with the number of batches, i.e. with the dataset,
-although what is live stays a few hundred MB. Measured (benchmarks/README.md, "heap"): FID of
-10,000 vs 10,000 shapes images peaks at ~1.6 GB RssAnon with plain malloc, ~0.55 GB with a
+although what is live stays a few hundred MB. Measured (benchmarks/results/heap_cpu.json): FID of
+10,000 vs 10,000 64-px images peaks at 1441 MB RssAnon with plain malloc, 682 MB with a
 `malloc_trim(0)` every 2 s, same FID.
 
 `malloc_trim(0)` returns every free page of every arena (madvise), not only the top. A daemon thread
-calls it every `LGVQ_MALLOC_TRIM_S` seconds (default 2; 0 turns it off). Numbers never change:
-only where freed memory sits. On a libc without malloc_trim (macOS, musl) this does nothing.
+calls it every `LGVQ_MALLOC_TRIM_S` seconds (default 2; 0 turns it off), in the job's main process
+(DataLoader workers are short-lived and not trimmed). Numbers never change: only where freed memory
+sits. On a libc without malloc_trim (macOS, musl) this does nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from lgvq.errors import ConfigError
 
 TRIM_ENV = "LGVQ_MALLOC_TRIM_S"
 DEFAULT_PERIOD_S = 2.0
+MIN_PERIOD_S = 0.05  # a trim takes the allocator's locks: more often than this would stall the job
 
-_started: threading.Thread | None = None
+
+_started: tuple[int, threading.Thread] | None = None  # (pid, thread): a forked child has no thread
 
 
 def trim_period(environ: dict[str, str] | os._Environ = os.environ) -> float:
@@ -38,8 +41,9 @@ def trim_period(environ: dict[str, str] | os._Environ = os.environ) -> float:
         period = float(raw)
     except ValueError:
         period = -1.0
-    if not period >= 0:  # also refuses nan
-        raise ConfigError(f"{TRIM_ENV}={raw!r}: expected seconds between heap trims, >= 0 (0 turns it off)")
+    if not (period == 0 or MIN_PERIOD_S <= period < float("inf")):  # also refuses nan
+        raise ConfigError(f"{TRIM_ENV}={raw!r}: expected seconds between heap trims, 0 (off) or a finite "
+                          f"number >= {MIN_PERIOD_S}")
     return period
 
 
@@ -67,17 +71,19 @@ def start_heap_trimmer(period_s: float | None = None) -> threading.Thread | None
     """Start (once per process) the daemon thread that trims the heap every `period_s` seconds
     (default: `trim_period()`). Returns the thread, or None when off or unsupported."""
     global _started
-    if _started is not None:
-        return _started
+    if _started is not None and _started[0] == os.getpid():
+        return _started[1]
     period = trim_period() if period_s is None else period_s
     fn = _malloc_trim()
     if period <= 0 or fn is None:
         return None
+    period = max(period, MIN_PERIOD_S)
     def loop() -> None:
         while True:
             time.sleep(period)
             fn(0)
 
-    _started = threading.Thread(target=loop, name="lgvq-heap-trim", daemon=True)
-    _started.start()
-    return _started
+    thread = threading.Thread(target=loop, name="lgvq-heap-trim", daemon=True)
+    thread.start()
+    _started = (os.getpid(), thread)
+    return thread

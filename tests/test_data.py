@@ -107,6 +107,8 @@ def test_referring_expressions_of_every_split_come_from_one_parse_and_keep_only_
     assert all(isinstance(v, PackedRecords) for v in by_split.values())  # one buffer a split, not objects
     assert by_split["train"][0].bbox_xywh == (0.0, 0.0, 5.5, 2.0)
     assert by_split["test"][0].image_wh == (8, 8)  # the frame of the box: the image's instances.json entry
+    formats.write_coco_instances(tmp_path / "instances.json", [{"id": 7, "file_name": "a.png"}], anns, [])
+    assert formats.read_ref_records(tmp_path / "refs.p", tmp_path / "instances.json")["test"][0].image_wh is None
     formats.write_coco_instances(tmp_path / "instances.json", images, anns[:1], [])
     with pytest.raises(ArtifactError, match=r"object 4 is not in .*instances.json"):
         formats.read_ref_records(tmp_path / "refs.p", tmp_path / "instances.json")

@@ -250,6 +250,7 @@ def test_boxes_are_normalised_by_the_original_image_never_by_a_prepared_resized_
     from PIL import Image
 
     from lgvq.data.base import ImageRecord, RefRecord
+    from lgvq.data.resized import ResizedSource
     from lgvq.downstream.grounding import box_frames
 
     original, resized = tmp_path / "original.png", tmp_path / "resized.png"
@@ -263,8 +264,9 @@ def test_boxes_are_normalised_by_the_original_image_never_by_a_prepared_resized_
         def records(self, split):
             return [ImageRecord(1, original, ("a caption",))]
 
-    class Resized(Base):  # as lgvq.data.resized.ResizedSource: the base's records with the copies' paths
-        base = Base()
+    class Resized(ResizedSource):  # the base's records with the prepared copies' paths
+        def __init__(self):
+            self.base = Base()
 
         def records(self, split):
             return [ImageRecord(1, resized, ("a caption",))]

@@ -24,7 +24,7 @@ def test_period_comes_from_the_environment_with_a_default_and_zero_for_off():
     assert trim_period({TRIM_ENV: "0"}) == 0
 
 
-@pytest.mark.parametrize("bad", ["-1", "two", "nan"])
+@pytest.mark.parametrize("bad", ["-1", "two", "nan", "inf", "0.001"])
 def test_a_bad_period_is_an_error_that_names_the_variable(bad):
     with pytest.raises(ConfigError, match=TRIM_ENV):
         trim_period({TRIM_ENV: bad})
@@ -70,3 +70,14 @@ def test_one_trimmer_thread_per_process_unless_turned_off(monkeypatch):
     t = heap.start_heap_trimmer(60)
     assert t is not None and t.daemon and t in threading.enumerate()
     assert heap.start_heap_trimmer(60) is t  # once per process
+    monkeypatch.setattr(heap, "_started", (-1, t))  # as a forked child sees it: the thread is its parent's
+    assert heap.start_heap_trimmer(60) is not t
+
+
+def test_every_cli_command_starts_the_trimmer_before_it_runs(monkeypatch, tmp_path):
+    from lgvq import cli, heap
+
+    calls = []
+    monkeypatch.setattr(heap, "start_heap_trimmer", lambda: calls.append("started"))
+    assert cli.main(["plan", "estimate", "--config", str(tmp_path / "missing.yaml")]) == 2  # fails after the start
+    assert calls == ["started"]

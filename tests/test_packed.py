@@ -29,11 +29,22 @@ def test_every_record_reads_back_equal_by_index_slice_and_iteration():
     assert packed[-1] == recs[-1]
 
 
-def test_an_index_past_either_end_is_an_index_error():
+def test_an_index_past_either_end_is_an_index_error_and_a_float_is_no_index():
     packed = PackedRecords(_records(3))
     for bad in (3, -4):
         with pytest.raises(IndexError):
             packed[bad]
+    with pytest.raises(TypeError):
+        packed[1.0]
+
+
+def test_it_is_a_sequence_like_the_list_it_replaces():
+    from collections.abc import Sequence
+
+    recs = _records(4)
+    packed = PackedRecords(recs)
+    assert isinstance(packed, Sequence)
+    assert recs[2] in packed and packed.index(recs[2]) == 2 and list(reversed(packed)) == recs[::-1]
 
 
 def test_the_store_is_two_arrays_whatever_the_number_of_records():

@@ -114,7 +114,7 @@ def read_ref_records(refs_path: Path, instances_path: Path) -> dict[str, PackedR
     """Every split's referring expressions (one RefRecord per sentence, with its object's COCO box and the
     size of the image that box is in, both from instances.json) from
     the refer toolkit's pickle and instances.json, each parsed once per call. Only the records are kept,
-    packed per split (lgvq.data.packed: ~130 bytes an expression, one buffer): the pickle's dicts (tokens,
+    packed per split (lgvq.data.packed: ~160 bytes an expression, one buffer): the pickle's dicts (tokens,
     raw sentences, file names) and the annotations of objects no expression refers to are dropped."""
     try:
         refs = read_refs(refs_path)

@@ -6,21 +6,24 @@ it sits on (pytorch/pytorch#13246). At MS-COCO's size (~83k train records of a p
 captions, ~1.3 KB each as objects) that is ~100 MB more per worker, per rank, per epoch's fresh
 workers. `PackedRecords` pickles each record once into a single numpy byte array with an offset
 table: two objects whatever the split's size, never written after construction, so forked workers
-share its pages; a record is unpickled on access (~10 us, beside a ~ms image decode).
-Measured in benchmarks/bench_records.py.
+share its pages; a record is unpickled on access (~20 us, beside a ~ms image decode).
+Measured in benchmarks/bench_records.py (what a worker copies; a source that caches its list of records
+still holds that list in the job's own process).
 """
 
 from __future__ import annotations
 
+import operator
 import pickle
-from typing import Generic, Iterable, Iterator, TypeVar, overload
+from collections.abc import Sequence
+from typing import Iterable, Iterator, TypeVar, overload
 
 import numpy as np
 
 T = TypeVar("T")
 
 
-class PackedRecords(Generic[T]):
+class PackedRecords(Sequence[T]):
     """Read-only sequence of picklable records (e.g. `ImageRecord`) stored as pickled bytes."""
 
     def __init__(self, items: Iterable[T]) -> None:
@@ -29,7 +32,8 @@ class PackedRecords(Generic[T]):
         for item in items:
             buf += pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
             ends.append(len(buf))
-        self._bytes = np.frombuffer(bytes(buf), dtype=np.uint8)
+        self._bytes = np.frombuffer(buf, dtype=np.uint8)  # a view: no second copy of the buffer
+        self._bytes.flags.writeable = False
         self._ends = np.asarray(ends, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -48,7 +52,7 @@ class PackedRecords(Generic[T]):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self._one(i) for i in range(*index.indices(len(self)))]
-        i = int(index)
+        i = operator.index(index)  # an int, not a float
         if not -len(self) <= i < len(self):
             raise IndexError(f"record {index} of {len(self)}")
         return self._one(i % len(self))

@@ -179,7 +179,9 @@ def box_frames(source, *ref_splits) -> dict[int, tuple[int, int]]:
                 unknown.add(r.image_id)
     unknown -= set(sizes)
     if unknown:
-        original = getattr(source, "base", source)  # a ResizedSource's records point at the resized copies
+        from lgvq.data.resized import ResizedSource
+
+        original = source.base if isinstance(source, ResizedSource) else source  # not the resized copies
         for split in original.splits():
             sizes.update(image_sizes(r for r in original.records(split) if r.image_id in unknown))
     missing = unknown - set(sizes)
@@ -202,10 +204,10 @@ class GroundingTask(DownstreamTask):
             raise ArtifactError(f"datasets.{ctx.dataset}.resize_mode: grounding needs 'resize' (a crop would move the boxes "
                                 "off the code grid)")
         train, test = source.refs("train"), source.refs("test")
-        val_refs = source.refs("val") if "val" in source.splits() else []
-        sizes = box_frames(source, train, test, val_refs)
         if not train or not test:
             raise ArtifactError(f"dataset has {len(train)} train / {len(test)} test referring expressions; grounding needs both")
+        val_refs = source.refs("val") if "val" in source.splits() else []
+        sizes = box_frames(source, train, test, val_refs)
         words = WordVocab.build(r.sentence for r in train)
         model = GROUNDING_HEADS[d.grounding_head](frontend, len(words), layers=d.layers, heads=d.heads, max_words=d.max_words,
                                dropout=d.dropout)
