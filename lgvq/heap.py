@@ -28,7 +28,6 @@ TRIM_ENV = "LGVQ_MALLOC_TRIM_S"
 DEFAULT_PERIOD_S = 2.0
 MIN_PERIOD_S = 0.05  # a trim takes the allocator's locks: more often than this would stall the job
 
-
 _started: tuple[int, threading.Thread] | None = None  # (pid, thread): a forked child has no thread
 
 
@@ -78,6 +77,7 @@ def start_heap_trimmer(period_s: float | None = None) -> threading.Thread | None
     if period <= 0 or fn is None:
         return None
     period = max(period, MIN_PERIOD_S)
+
     def loop() -> None:
         while True:
             time.sleep(period)
