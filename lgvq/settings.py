@@ -122,6 +122,7 @@ class EvalSettings:
     fid_extractor: str           # shapes-cnn | inception | none
     inception_weights: str | None
     shapes_cnn_epochs: int
+    shapes_cnn_images: int       # 0: the train split; N: N images the embedded generator draws for it
     mask_eval_seed: int
 
 

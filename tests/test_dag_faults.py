@@ -170,6 +170,7 @@ CHANGES = {
     "train.cpu_bf16": "on",
     "eval.fid_extractor": "none",
     "eval.shapes_cnn_epochs": 2,
+    "eval.shapes_cnn_images": 40,
     "eval.mask_eval_seed": 1,
     "stage2.steps": 3,
     "stage2.fast_path": False,

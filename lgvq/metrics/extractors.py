@@ -246,7 +246,7 @@ def train_shapes_cnn(images: Tensor | ImageBatches, targets: Tensor, *, epochs: 
             opt.zero_grad()
             loss.backward()
             opt.step()
-            last_loss = float(loss)
+            last_loss = float(loss.detach())
 
     model.eval()
     with torch.no_grad():

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lgvq.errors import ConfigError
 from lgvq.io import ArtifactError, atomic_path
 from lgvq.manifest import RunRecord
 from lgvq.metrics.image import to_uint8
@@ -24,17 +25,57 @@ from lgvq.pipeline.tokenizer import load_tokenizer
 from lgvq.settings import data_settings, dataset_settings, eval_settings, text_encoder_settings, tokenizer_settings
 
 
+# The seed of the extractor's own synthetic images (eval.shapes_cnn_images) is the dataset's synth seed plus this:
+# never the dataset's own images, and the same images for every run of a config.
+EXTRACTOR_SEED_OFFSET = 7919
+
+
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
-    """Train the offline FID extractor on the train split's ground-truth attributes."""
+    """Train the offline FID extractor (shapes-cnn) on ground-truth attributes: the train split's images, or
+    with `eval.shapes_cnn_images: N` on N images the embedded data's generator draws for it alone."""
+    out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
+    ev = eval_settings(cfg)
+    record = RunRecord("metrics/train-extractor", jobs.feature_extractor(cfg, dataset), seed=ev.mask_eval_seed)
+    if not ev.shapes_cnn_images:
+        data, records = eval_images(cfg, dataset, split="train")
+        report = _fit_extractor(cfg, dataset, data, records, out)
+        record.write(out, heldout=report)
+        return out / "model.pt"
+    import tempfile
+
+    from lgvq.data.dataset import ImageTextDataset
+    from lgvq.data.sources.shapes import ShapesSource
+    from lgvq.data.synth import generate
+
+    ds = dataset_settings(cfg, dataset)
+    if ds.root is not None or ds.source not in ("shapes", "shapes-text"):
+        raise ConfigError(f"eval.shapes_cnn_images: {ev.shapes_cnn_images} draws images from the embedded data's "
+                          f"generator, but dataset '{dataset}' is '{ds.source}'"
+                          + (f" read from {ds.root}" if ds.root is not None else "") + "; set it to 0")
+    synth = ds.synth
+    seed = synth["seed"] + EXTRACTOR_SEED_OFFSET
+    out.mkdir(parents=True, exist_ok=True)
+    # Written beside the model and removed once it is trained (a killed job leaves a dot-folder that the
+    # rerun does not read: it draws its own); the loader streams them, so memory is one batch.
+    with tempfile.TemporaryDirectory(dir=out, prefix=".synthetic-") as tmp:
+        root = generate(Path(tmp) / "generated", n=ev.shapes_cnn_images, size=synth["size"], seed=seed,
+                        text_variant=synth["text_variant"] or ds.source == "shapes-text")
+        source = ShapesSource(root)
+        records = [r for split in source.splits() for r in source.records(split)]
+        data = ImageTextDataset(records, image_size=ds.image_size, train=False, resize_mode=ds.resize_mode, seed=0)
+        report = _fit_extractor(cfg, dataset, data, records, out)
+    record.write(out, heldout=report, synthetic_images={"n": ev.shapes_cnn_images, "size": synth["size"],
+                                                        "seed": seed})
+    return out / "model.pt"
+
+
+def _fit_extractor(cfg: dict[str, Any], dataset: str, data, records, out: Path) -> dict:
+    """Fit shapes-cnn on `data`'s images and their records' attributes (10 % held out) and save it."""
     from lgvq.data.attributes import ATTRIBUTE_NAMES, attribute_vector
     from lgvq.data.loader import image_batches, loader_settings
     from lgvq.metrics.extractors import ImageBatches, train_shapes_cnn
 
-    out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
     ev = eval_settings(cfg)
-    seed = ev.mask_eval_seed
-    record = RunRecord("metrics/train-extractor", jobs.feature_extractor(cfg, dataset), seed=seed)
-    data, records = eval_images(cfg, dataset, split="train")
     missing = [r.image_id for r in records if not r.attributes]
     if missing:
         raise ArtifactError(f"dataset '{dataset}' has no ground-truth attributes (e.g. image {missing[0]}): the "
@@ -45,10 +86,9 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     x = ImageBatches(len(data), dataset_settings(cfg, dataset).image_size,
                      lambda lists: image_batches(data, lists, **settings, finish=lambda b: b["image"]))
     y = torch.as_tensor(np.stack([attribute_vector(r.attributes["objects"]) for r in records]))
-    model, report = train_shapes_cnn(x, y, epochs=ev.shapes_cnn_epochs, seed=seed)
+    model, report = train_shapes_cnn(x, y, epochs=ev.shapes_cnn_epochs, seed=ev.mask_eval_seed)
     model.save(out / "model.pt", attribute_names=list(ATTRIBUTE_NAMES), report=report)
-    record.write(out, heldout=report)
-    return out / "model.pt"
+    return report
 
 
 @torch.no_grad()

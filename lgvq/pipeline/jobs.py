@@ -56,9 +56,11 @@ def _images(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def feature_extractor(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """`train_feature_extractor` (shapes-cnn): trained on the train split's images."""
+    """`train_feature_extractor` (shapes-cnn): trained on the train split's images, or on
+    `eval.shapes_cnn_images` images of its own (0 keeps the hash of before the key existed)."""
     ev = cfg["eval"]
-    return {"images": _images(cfg, dataset), "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
+    own = {"synthetic_images": ev["shapes_cnn_images"]} if ev.get("shapes_cnn_images") else {}
+    return {"images": _images(cfg, dataset), "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"], **own}
 
 
 def _fid(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
