@@ -125,6 +125,15 @@ class ShapesCNNExtractor(nn.Module):
     def fingerprint(self) -> str:
         return f"{self.name}-{state_fingerprint(self.model)}"
 
+    def training_summary(self) -> str:
+        """What it learnt from, for the FID notes: its FIDs are on its own scale (e.g. the train split's
+        800 images or eval.shapes_cnn_images' 20000 give different values for the same images)."""
+        r = self.report
+        if not {"train_images", "epochs", "attribute_accuracy"} <= set(r):
+            return ""  # a sidecar written before these were recorded
+        return (f"trained on {r['train_images']} images x {r['epochs']} epochs, held-out attribute accuracy "
+                f"{100 * r['attribute_accuracy']:.1f} %")
+
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         self.model.eval()  # BatchNorm must use its running statistics, whatever the caller did

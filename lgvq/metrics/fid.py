@@ -46,11 +46,13 @@ class FIDResult:
     n_b: int         # images on the reference side
     library: str     # library, version and resize mode
     reference: str = ""  # the reference folder
+    extractor_training: str = ""  # what a trained extractor learnt from (shapes-cnn): FIDs of two are not comparable
 
     @property
     def description(self) -> str:
         ref = f" ({self.reference})" if self.reference else ""
-        return (f"{self.library}, extractor {self.extractor}, {self.n_a} images vs "
+        trained = f" ({self.extractor_training})" if self.extractor_training else ""
+        return (f"{self.library}, extractor {self.extractor}{trained}, {self.n_a} images vs "
                 f"{self.n_b} reference images{ref}")
 
     def to_dict(self) -> dict:
@@ -154,7 +156,8 @@ def compute_fid(images_a_dir: str | os.PathLike, images_b_dir: str | os.PathLike
     mu_a, s_a, n_a = folder_statistics(images_a_dir, extractor, batch_size=batch_size, device=device)
     mu_b, s_b, n_b = reference_statistics(images_b_dir, extractor, cache_dir, batch_size=batch_size, device=device)
     value = float(fid.frechet_distance(mu_a, s_a, mu_b, s_b))
-    return FIDResult(value, extractor.name, n_a, n_b, library_string(), Path(images_b_dir).name)
+    training = getattr(extractor, "training_summary", lambda: "")()
+    return FIDResult(value, extractor.name, n_a, n_b, library_string(), Path(images_b_dir).name, training)
 
 
 # --- KID ----------------------------------------------------------------------------------------
