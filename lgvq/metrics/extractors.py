@@ -244,7 +244,9 @@ def train_shapes_cnn(images: Tensor | ImageBatches, targets: Tensor, *, epochs: 
         model = ShapesCNN(y.shape[1], width=width, feat_dim=feat_dim, input_size=source.size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     last_loss = float("nan")
-    for _ in range(epochs):
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(epochs), desc=f"shapes-cnn ({n - n_val} images)", unit="epoch"):
         model.train()
         order = tr[torch.randperm(len(tr), generator=g)].tolist()
         # BatchNorm cannot normalise a single image: a last batch of one is left out
