@@ -12,6 +12,10 @@ retraining anything:
 
     python benchmarks/probe_t2i.py --config config/medium.yaml --results-root <clone> --out benchmarks/results/t2i_probe_cpu.json
 
+`--decoded-only` measures only what the tokenizer allows (its decoded test codes, and the real test images, read
+by the classifier): no stage-2 run is needed, only the tokenizer run and its encoded test codes. `--extractor`
+reads them with another shapes-cnn (a model.pt, e.g. a profile's trained on `eval.shapes_cnn_images`).
+
 `--results-root` is the folder the run's relative `results_dir` lives under (a clone that ran the profile).
 Rows are appended to --out (one per config, run and sampling setting).
 """
@@ -37,6 +41,38 @@ from lgvq.io import atomic_write_json  # noqa: E402
 from lgvq.manifest import git_revision  # noqa: E402
 
 SAMPLING = ((1.0, None), (0.7, None), (1.0, 20))
+
+
+def probe_decoded(cfg: dict, dataset: str, tokenizer: str, variant: str, seed: int,
+                  extractor_path: Path | None = None) -> dict:
+    """The tokenizer's decoded test codes and the real test images, read by the classifier."""
+    from lgvq.data.attributes import CAPTION_SCORED, caption_attribute_vector
+    from lgvq.metrics.attributes import CaptionFollowing, mismatched
+    from lgvq.metrics.extractors import ShapesCNNExtractor
+    from lgvq.metrics.image import psnr_per_image, to_uint8
+    from lgvq.pipeline import paths
+    from lgvq.pipeline.artifacts import CodeTable, eval_images, fid_extractor
+    from lgvq.pipeline.tokenizer import load_tokenizer
+
+    R = cfg["results_dir"]
+    extractor = ShapesCNNExtractor.load(extractor_path) if extractor_path else fid_extractor(cfg, dataset)
+    data, test = eval_images(cfg, dataset, limit=cfg["datasets"][dataset]["eval_images"])
+    codes = CodeTable(paths.tokenizer_dir(R, dataset, tokenizer, variant, seed), ("test",))
+    tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed).eval()
+    wanted = torch.as_tensor(np.stack([caption_attribute_vector(r.captions[0]) for r in test]))
+    other, mask = torch.stack(mismatched(wanted)), torch.as_tensor(CAPTION_SCORED)
+    out: dict = {"run": [dataset, tokenizer, variant, seed], "grid": list(codes.grid),
+                 "tokenizer_params": cfg["tokenizers"][tokenizer]["params"], "tokenizer_steps": cfg["train"]["steps"],
+                 "extractor": str(extractor_path or "the config's"), "extractor_training": extractor.training_summary()}
+    with torch.no_grad():
+        real = torch.stack([data[i]["image"] for i in range(len(data))])
+        decoded = tok.decode_codes(codes.batch([codes(r.image_id) for r in test], "cpu")).clamp(-1, 1)
+        for name, images in (("real_images", real), ("decoded_codes", decoded)):
+            f = CaptionFollowing()
+            f.add(extractor, images, wanted, other, mask)
+            out[name] = f.metrics()
+        out["decoded_psnr_db"] = float(psnr_per_image(to_uint8(decoded), to_uint8(real)).mean())
+    return out
 
 
 def probe(cfg: dict, task: str, dataset: str, tokenizer: str, variant: str, seed: int,
@@ -117,13 +153,17 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0],
                     help="classifier-free guidance scales to sample at (> 1 needs a run trained with stage2.cond_dropout)")
     ap.add_argument("--label", default="", help="what this run is (e.g. 'medium at 1000 tokenizer steps')")
+    ap.add_argument("--decoded-only", action="store_true", help="only the tokenizer's decoded test codes (no stage-2 run)")
+    ap.add_argument("--extractor", type=Path, default=None, help="a shapes-cnn model.pt to read the images with")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(Path(a.config).resolve())
     os.chdir(a.results_root)
-    row = {"config": a.config, "label": a.label, **probe(cfg, a.task, a.dataset, a.tokenizer, a.variant, a.seed,
-                                                                 tuple(a.guidance))}
+    extractor = a.extractor.resolve() if a.extractor else None
+    measured = (probe_decoded(cfg, a.dataset, a.tokenizer, a.variant, a.seed, extractor) if a.decoded_only
+                else probe(cfg, a.task, a.dataset, a.tokenizer, a.variant, a.seed, tuple(a.guidance)))
+    row = {"config": a.config, "label": a.label, **measured}
     print(json.dumps(row, indent=1))
     earlier = json.loads(a.out.read_text())["rows"] if a.out.is_file() else []
     atomic_write_json(a.out, {"benchmark": "probe_t2i", "git": git_revision(ROOT), "rows": [*earlier, row]})

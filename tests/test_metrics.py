@@ -124,7 +124,7 @@ def test_an_fid_note_names_what_its_shapes_cnn_learnt_from(tmp_path):
     torch.manual_seed(0)
     report = {"train_images": 18000, "epochs": 6, "attribute_accuracy": 0.9964}
     trained = ShapesCNNExtractor(ShapesCNN(4, width=8, feat_dim=16, input_size=16), report)
-    assert "(trained on 18000 images x 6 epochs, held-out attribute accuracy 99.6 %)" in \
+    assert "(trained on 18000 images x 6 epochs, held-out attribute accuracy 99.64 %)" in \
         compute_fid(a, b, extractor=trained).description
     bare = ShapesCNNExtractor(ShapesCNN(4, width=8, feat_dim=16, input_size=16))  # no report: nothing claimed
     assert "extractor shapes-cnn, 8 images" in compute_fid(a, b, extractor=bare).description

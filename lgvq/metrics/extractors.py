@@ -132,7 +132,7 @@ class ShapesCNNExtractor(nn.Module):
         if not {"train_images", "epochs", "attribute_accuracy"} <= set(r):
             return ""  # a sidecar written before these were recorded
         return (f"trained on {r['train_images']} images x {r['epochs']} epochs, held-out attribute accuracy "
-                f"{100 * r['attribute_accuracy']:.1f} %")
+                f"{100 * r['attribute_accuracy']:.2f} %")
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
