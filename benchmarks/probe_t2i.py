@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--extractor", type=Path, default=None, help="a shapes-cnn model.pt to read the images with")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
+    a.out = a.out.resolve()  # before the chdir into --results-root
     torch.set_num_threads(1)
     cfg = load_config(Path(a.config).resolve())
     os.chdir(a.results_root)
