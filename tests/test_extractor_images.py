@@ -42,6 +42,9 @@ def test_the_extractor_trains_on_its_own_drawn_images_and_removes_them(tmp_path)
     own = _config(tmp_path, shapes_cnn_images=60)
     sel = ["--config", str(own), "--dataset", "shapes"]
     assert main(["data", "prepare", *sel]) == 0
+    killed = tmp_path / "res/shapes/shapes_cnn/.synthetic-killed/generated"  # what a killed job leaves behind
+    killed.mkdir(parents=True)
+    (killed / "partial.png").write_bytes(b"")
     assert main(["metrics", "train-extractor", *sel]) == 0
     m = _extractor_manifest(tmp_path)
     # 60 images, 10 % held out: the dataset's train split has 16 (20 x 0.8), so these are not its images

@@ -26,7 +26,7 @@ from lgvq.settings import data_settings, dataset_settings, eval_settings, text_e
 
 
 # The seed of the extractor's own synthetic images (eval.shapes_cnn_images) is the dataset's synth seed plus this:
-# never the dataset's own images, and the same images for every run of a config.
+# another draw than the dataset's own, and the same images for every run of a config.
 EXTRACTOR_SEED_OFFSET = 7919
 
 
@@ -41,6 +41,7 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
         report = _fit_extractor(cfg, dataset, data, records, out)
         record.write(out, heldout=report)
         return out / "model.pt"
+    import shutil
     import tempfile
 
     from lgvq.data.dataset import ImageTextDataset
@@ -55,8 +56,10 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     synth = ds.synth
     seed = synth["seed"] + EXTRACTOR_SEED_OFFSET
     out.mkdir(parents=True, exist_ok=True)
-    # Written beside the model and removed once it is trained (a killed job leaves a dot-folder that the
-    # rerun does not read: it draws its own); the loader streams them, so memory is one batch.
+    # Written beside the model and removed once it is trained; a killed job's folder is removed by the rerun,
+    # which draws its own. The loader streams the images, so memory is one batch.
+    for stale in out.glob(".synthetic-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".synthetic-") as tmp:
         root = generate(Path(tmp) / "generated", n=ev.shapes_cnn_images, size=synth["size"], seed=seed,
                         text_variant=synth["text_variant"] or ds.source == "shapes-text")
