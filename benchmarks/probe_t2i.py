@@ -157,11 +157,11 @@ def main() -> None:
     ap.add_argument("--extractor", type=Path, default=None, help="a shapes-cnn model.pt to read the images with")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    a.out = a.out.resolve()  # before the chdir into --results-root
+    a.out = a.out.resolve()  # both before the chdir into --results-root
+    extractor = a.extractor.resolve() if a.extractor else None
     torch.set_num_threads(1)
     cfg = load_config(Path(a.config).resolve())
     os.chdir(a.results_root)
-    extractor = a.extractor.resolve() if a.extractor else None
     measured = (probe_decoded(cfg, a.dataset, a.tokenizer, a.variant, a.seed, extractor) if a.decoded_only
                 else probe(cfg, a.task, a.dataset, a.tokenizer, a.variant, a.seed, tuple(a.guidance)))
     row = {"config": a.config, "label": a.label, **measured}

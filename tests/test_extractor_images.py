@@ -49,7 +49,7 @@ def test_the_extractor_trains_on_its_own_drawn_images_and_removes_them(tmp_path)
     m = _extractor_manifest(tmp_path)
     # 60 images, 10 % held out: the dataset's train split has 16 (20 x 0.8), so these are not its images
     assert m["heldout"]["heldout_images"] + m["heldout"]["train_images"] == 60
-    assert m["synthetic_images"] == {"n": 60, "size": 16, "seed": 3 + 7919}
+    assert m["synthetic_images"] == {"n": 60, "size": 16, "seed": 3 + 7919, "text_variant": False}
     left = [p.name for p in (tmp_path / "res/shapes/shapes_cnn").iterdir()]
     assert not [n for n in left if n.startswith(".synthetic-")], left  # the drawn images are gone
     assert main(["metrics", "train-extractor", "--config", str(_config(tmp_path)), "--dataset", "shapes"]) == 0
@@ -58,17 +58,34 @@ def test_the_extractor_trains_on_its_own_drawn_images_and_removes_them(tmp_path)
     assert "synthetic_images" not in m
 
 
-def test_zero_keeps_the_extractor_hash_of_before_and_n_changes_it(tmp_path):
-    before = load_config(_config(tmp_path))
-    assert "synthetic_images" not in jobs.feature_extractor(before, "shapes")
-    own = load_config(_config(tmp_path, shapes_cnn_images=60))
-    assert jobs.job_hash(jobs.feature_extractor(own, "shapes")) != jobs.job_hash(jobs.feature_extractor(before, "shapes"))
+def test_zero_keeps_the_extractor_hash_of_before_and_drawn_images_hash_what_draws_them(tmp_path):
+    def hashed(**changes) -> str:
+        cfg = load_config(_config(tmp_path, **changes.pop("eval", {})))
+        for key, value in changes.items():
+            cfg["datasets"]["shapes"]["synth"][key] = value
+        return jobs.job_hash(jobs.feature_extractor(cfg, "shapes"))
+
+    cfg = load_config(_config(tmp_path))  # the slice as it was before the key existed
+    ev = cfg["eval"]
+    before = {"images": {"data": jobs.data(cfg, "shapes"), "image_size": 16, "resize_mode": "resize"},
+              "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
+    assert hashed() == jobs.job_hash(before)
+    own = {"eval": {"shapes_cnn_images": 60}}
+    assert hashed(**own) != hashed()
+    assert hashed(**own, n=40) == hashed(**own)        # the dataset's size does not change the drawn images
+    assert hashed(**own, seed=4) != hashed(**own)      # its seed does (the draw is seed + 7919)
+    assert hashed(eval={"shapes_cnn_images": 80}) != hashed(**own)
 
 
-def test_a_real_dataset_refuses_drawn_extractor_images_naming_the_key(tmp_path):
+@pytest.mark.parametrize("n, root, why", [(60, True, "draws images from the embedded data's generator"),
+                                          (5, False, "too few to draw")])
+def test_preflight_and_the_job_refuse_drawn_images_they_cannot_draw_naming_the_key(tmp_path, n, root, why):
     from lgvq.pipeline.evaluate import train_feature_extractor
+    from lgvq.pipeline.preflight import problems
 
-    cfg = load_config(_config(tmp_path, shapes_cnn_images=60))
-    cfg["datasets"]["shapes"]["root"] = str(tmp_path)  # a dataset read from disk: no generator to draw from
-    with pytest.raises(ConfigError, match="eval.shapes_cnn_images"):
+    cfg = load_config(_config(tmp_path, shapes_cnn_images=n))
+    if root:
+        cfg["datasets"]["shapes"]["root"] = str(tmp_path)  # a dataset read from disk: no generator to draw from
+    assert [p for p in problems(cfg) if p.startswith(f"eval.shapes_cnn_images: {n} ") and why in p]
+    with pytest.raises(ConfigError, match=f"eval.shapes_cnn_images: {n} .*{why}"):
         train_feature_extractor(cfg, "shapes")

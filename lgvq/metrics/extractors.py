@@ -129,10 +129,10 @@ class ShapesCNNExtractor(nn.Module):
         """What it learnt from, for the FID notes: its FIDs are on its own scale (e.g. the train split's
         800 images or eval.shapes_cnn_images' 20000 give different values for the same images)."""
         r = self.report
-        if not {"train_images", "epochs", "attribute_accuracy"} <= set(r):
+        if not {"train_images", "heldout_images", "epochs", "attribute_accuracy"} <= set(r):
             return ""  # a sidecar written before these were recorded
         return (f"trained on {r['train_images']} images x {r['epochs']} epochs, held-out attribute accuracy "
-                f"{100 * r['attribute_accuracy']:.2f} %")
+                f"{100 * r['attribute_accuracy']:.2f} % on {r['heldout_images']} more")
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:

@@ -25,50 +25,45 @@ from lgvq.pipeline.tokenizer import load_tokenizer
 from lgvq.settings import data_settings, dataset_settings, eval_settings, text_encoder_settings, tokenizer_settings
 
 
-# The seed of the extractor's own synthetic images (eval.shapes_cnn_images) is the dataset's synth seed plus this:
-# another draw than the dataset's own, and the same images for every run of a config.
-EXTRACTOR_SEED_OFFSET = 7919
-
-
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     """Train the offline FID extractor (shapes-cnn) on ground-truth attributes: the train split's images, or
     with `eval.shapes_cnn_images: N` on N images the embedded data's generator draws for it alone."""
+    import shutil
+    import tempfile
+
     out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
     ev = eval_settings(cfg)
     record = RunRecord("metrics/train-extractor", jobs.feature_extractor(cfg, dataset), seed=ev.mask_eval_seed)
+    from lgvq.pipeline.preflight import drawn_extractor_images_problem
+
+    problem = drawn_extractor_images_problem(cfg, dataset)
+    if problem:
+        raise ConfigError(problem)
+    # A killed job's drawn images (below) are removed by the next run, whatever it trains on.
+    for stale in out.glob(".synthetic-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     if not ev.shapes_cnn_images:
         data, records = eval_images(cfg, dataset, split="train")
         report = _fit_extractor(cfg, dataset, data, records, out)
         record.write(out, heldout=report)
         return out / "model.pt"
-    import shutil
-    import tempfile
-
     from lgvq.data.dataset import ImageTextDataset
     from lgvq.data.sources.shapes import ShapesSource
     from lgvq.data.synth import generate
 
     ds = dataset_settings(cfg, dataset)
-    if ds.root is not None or ds.source not in ("shapes", "shapes-text"):
-        raise ConfigError(f"eval.shapes_cnn_images: {ev.shapes_cnn_images} draws images from the embedded data's "
-                          f"generator, but dataset '{dataset}' is '{ds.source}'"
-                          + (f" read from {ds.root}" if ds.root is not None else "") + "; set it to 0")
-    synth = ds.synth
-    seed = synth["seed"] + EXTRACTOR_SEED_OFFSET
+    drawn = jobs.drawn_extractor_images(cfg, dataset)
     out.mkdir(parents=True, exist_ok=True)
-    # Written beside the model and removed once it is trained; a killed job's folder is removed by the rerun,
-    # which draws its own. The loader streams the images, so memory is one batch.
-    for stale in out.glob(".synthetic-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    # Drawn beside the model and removed once it is trained. The loader streams the images a batch at a time;
+    # the N records (a few hundred bytes each) are held, as a split's are.
     with tempfile.TemporaryDirectory(dir=out, prefix=".synthetic-") as tmp:
-        root = generate(Path(tmp) / "generated", n=ev.shapes_cnn_images, size=synth["size"], seed=seed,
-                        text_variant=synth["text_variant"] or ds.source == "shapes-text")
+        root = generate(Path(tmp) / "generated", n=drawn["n"], size=drawn["size"], seed=drawn["seed"],
+                        text_variant=drawn["text_variant"])
         source = ShapesSource(root)
         records = [r for split in source.splits() for r in source.records(split)]
         data = ImageTextDataset(records, image_size=ds.image_size, train=False, resize_mode=ds.resize_mode, seed=0)
         report = _fit_extractor(cfg, dataset, data, records, out)
-    record.write(out, heldout=report, synthetic_images={"n": ev.shapes_cnn_images, "size": synth["size"],
-                                                        "seed": seed})
+    record.write(out, heldout=report, synthetic_images=drawn)
     return out / "model.pt"
 
 

@@ -55,12 +55,30 @@ def _images(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     return {"data": data(cfg, dataset), "image_size": ds["image_size"], "resize_mode": ds["resize_mode"]}
 
 
+# The seed of the extractor's own images (eval.shapes_cnn_images) is the dataset's synth seed plus this: another
+# draw than the dataset's own, and the same images for every run of a config.
+EXTRACTOR_SEED_OFFSET = 7919
+
+
+def drawn_extractor_images(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """What the extractor's own images are drawn with (eval.shapes_cnn_images > 0): all that decides them."""
+    ds = cfg["datasets"][dataset]
+    synth = ds["synth"]
+    return {"n": cfg["eval"]["shapes_cnn_images"], "size": synth["size"], "seed": synth["seed"] + EXTRACTOR_SEED_OFFSET,
+            "text_variant": bool(synth["text_variant"] or ds["source"] == "shapes-text")}
+
+
 def feature_extractor(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`train_feature_extractor` (shapes-cnn): trained on the train split's images, or on
-    `eval.shapes_cnn_images` images of its own (0 keeps the hash of before the key existed)."""
+    `eval.shapes_cnn_images` images drawn for it (0 keeps the hash of before the key existed). Drawn images
+    depend on what draws them and the training resolution, not on the dataset's own size or seed."""
     ev = cfg["eval"]
-    own = {"synthetic_images": ev["shapes_cnn_images"]} if ev.get("shapes_cnn_images") else {}
-    return {"images": _images(cfg, dataset), "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"], **own}
+    if not ev.get("shapes_cnn_images"):
+        return {"images": _images(cfg, dataset), "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
+    ds = cfg["datasets"][dataset]
+    images = {"drawn": drawn_extractor_images(cfg, dataset), "image_size": ds["image_size"],
+              "resize_mode": ds["resize_mode"]}
+    return {"images": images, "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
 
 
 def _fid(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:

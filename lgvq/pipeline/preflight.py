@@ -57,6 +57,20 @@ def _file(key: str, value: str | None, what: str) -> list[str]:
     return []
 
 
+def drawn_extractor_images_problem(cfg: dict[str, Any], dataset: str) -> str | None:
+    """Why `eval.shapes_cnn_images` cannot apply to `dataset` (preflight and the extractor job ask), or None."""
+    n, entry = cfg["eval"].get("shapes_cnn_images") or 0, cfg["datasets"][dataset]
+    if not n or cfg["eval"]["fid_extractor"] != "shapes-cnn":
+        return None
+    if entry.get("root") is not None or entry["source"] not in GENERATED_SOURCES:
+        where = f" read from {entry['root']}" if entry.get("root") is not None else ""
+        return (f"eval.shapes_cnn_images: {n} draws images from the embedded data's generator, but dataset "
+                f"'{dataset}' is '{entry['source']}'{where}; set it to 0")
+    if n < 10:
+        return f"eval.shapes_cnn_images: {n} is too few to draw (0 = the train split, or at least 10)"
+    return None
+
+
 def problems(cfg: dict[str, Any]) -> list[str]:
     """Every reason, across the config, that a job of the DAG would fail on what the config names."""
     from lgvq.tokenizers.registry import tokenizer_needs
@@ -74,6 +88,7 @@ def problems(cfg: dict[str, Any]) -> list[str]:
         out.append("eval.inception_weights: required for eval.fid_extractor: inception (clean-fid's "
                    "inception-2015-12-05.pt), or set eval.fid_extractor: none")
     out += _file("eval.inception_weights", ev["inception_weights"], "Inception weights")
+    out += [p for p in (drawn_extractor_images_problem(cfg, d) for d in cfg["datasets"]) if p]
     out += _label_map_problems(cfg)
     if cfg["downstream"]["enabled"] and "captioning" in cfg["downstream"]["tasks"]:
         out += _file("downstream.gpt2_path", cfg["downstream"]["gpt2_path"], "GPT-2 directory")
