@@ -31,11 +31,11 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
     import shutil
     import tempfile
 
+    from lgvq.pipeline.preflight import drawn_extractor_images_problem
+
     out = paths.shapes_cnn_dir(cfg["results_dir"], dataset)
     ev = eval_settings(cfg)
     record = RunRecord("metrics/train-extractor", jobs.feature_extractor(cfg, dataset), seed=ev.mask_eval_seed)
-    from lgvq.pipeline.preflight import drawn_extractor_images_problem
-
     problem = drawn_extractor_images_problem(cfg, dataset)
     if problem:
         raise ConfigError(problem)

@@ -71,7 +71,7 @@ def drawn_extractor_images(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
 def feature_extractor(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`train_feature_extractor` (shapes-cnn): trained on the train split's images, or on
     `eval.shapes_cnn_images` images drawn for it (0 keeps the hash of before the key existed). Drawn images
-    depend on what draws them and the training resolution, not on the dataset's own size or seed."""
+    depend on what draws them (`drawn_extractor_images`) and the training resolution, not on the dataset's size."""
     ev = cfg["eval"]
     if not ev.get("shapes_cnn_images"):
         return {"images": _images(cfg, dataset), "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
