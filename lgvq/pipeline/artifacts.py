@@ -47,13 +47,18 @@ def text_cache(cfg: dict[str, Any], dataset: str):
 
 
 def eval_images(cfg: dict[str, Any], dataset: str, split: str = "test", limit: int | None = None):
-    from lgvq.data.dataset import ImageTextDataset
-
-    ds = dataset_settings(cfg, dataset)
     records = dataset_source(cfg, dataset).records(split)
     if limit is not None:
         records = records[:limit]
-    return ImageTextDataset(records, image_size=ds.image_size, train=False, resize_mode=ds.resize_mode, seed=0), records
+    return records_images(cfg, dataset, records), records
+
+
+def records_images(cfg: dict[str, Any], dataset: str, records: list) -> Any:
+    """`records`' images as the evaluations read them: the dataset's size and resize mode, no augmentation."""
+    from lgvq.data.dataset import ImageTextDataset
+
+    ds = dataset_settings(cfg, dataset)
+    return ImageTextDataset(records, image_size=ds.image_size, train=False, resize_mode=ds.resize_mode, seed=0)
 
 
 def write_pngs(images: np.ndarray, names: list[str], folder: Path) -> None:

@@ -18,8 +18,8 @@ from lgvq.manifest import RunRecord
 from lgvq.metrics.image import to_uint8
 from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
-from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, png_folder, reference_folder, score_fid,
-                                     text_cache, write_pngs)
+from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, png_folder, records_images,
+                                     reference_folder, score_fid, text_cache, write_pngs)
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.tokenizer import load_tokenizer
 from lgvq.settings import data_settings, dataset_settings, eval_settings, text_encoder_settings, tokenizer_settings
@@ -47,11 +47,9 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
         report = _fit_extractor(cfg, dataset, data, records, out)
         record.write(out, heldout=report)
         return out / "model.pt"
-    from lgvq.data.dataset import ImageTextDataset
     from lgvq.data.sources.shapes import ShapesSource
     from lgvq.data.synth import generate
 
-    ds = dataset_settings(cfg, dataset)
     drawn = jobs.drawn_extractor_images(cfg, dataset)
     out.mkdir(parents=True, exist_ok=True)
     # Drawn beside the model and removed once it is trained. The loader streams the images a batch at a time;
@@ -61,8 +59,7 @@ def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
                         text_variant=drawn["text_variant"])
         source = ShapesSource(root)
         records = [r for split in source.splits() for r in source.records(split)]
-        data = ImageTextDataset(records, image_size=ds.image_size, train=False, resize_mode=ds.resize_mode, seed=0)
-        report = _fit_extractor(cfg, dataset, data, records, out)
+        report = _fit_extractor(cfg, dataset, records_images(cfg, dataset, records), records, out)
     record.write(out, heldout=report, synthetic_images=drawn)
     return out / "model.pt"
 

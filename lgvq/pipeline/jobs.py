@@ -72,12 +72,12 @@ def feature_extractor(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`train_feature_extractor` (shapes-cnn): trained on the train split's images, or on
     `eval.shapes_cnn_images` images drawn for it (0 keeps the hash of before the key existed). Drawn images
     depend on what draws them (`drawn_extractor_images`) and the training resolution, not on the dataset's size."""
-    ev = cfg["eval"]
-    if not ev.get("shapes_cnn_images"):
-        return {"images": _images(cfg, dataset), "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
-    ds = cfg["datasets"][dataset]
-    images = {"drawn": drawn_extractor_images(cfg, dataset), "image_size": ds["image_size"],
-              "resize_mode": ds["resize_mode"]}
+    ev, ds = cfg["eval"], cfg["datasets"][dataset]
+    if ev.get("shapes_cnn_images"):
+        images = {"drawn": drawn_extractor_images(cfg, dataset), "image_size": ds["image_size"],
+                  "resize_mode": ds["resize_mode"]}
+    else:
+        images = _images(cfg, dataset)
     return {"images": images, "epochs": ev["shapes_cnn_epochs"], "seed": ev["mask_eval_seed"]}
 
 
