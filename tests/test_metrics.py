@@ -118,16 +118,20 @@ def test_shapes_cnn_streamed_a_batch_at_a_time_trains_the_same_weights_as_in_mem
     assert streamed_report == report
 
 
-def test_an_fid_note_names_what_its_shapes_cnn_learnt_from(tmp_path):
+def test_fid_and_kid_notes_name_what_their_shapes_cnn_learnt_from(tmp_path):
     """Two shapes-cnn extractors put the same images at different FIDs: the note says which one it was."""
+    from lgvq.metrics.fid import compute_kid
+
     a, b = folder(tmp_path / "a", blobs(8, 0)), folder(tmp_path / "b", blobs(8, 1))
     y = (torch.rand(40, 2, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     trained, report = train_shapes_cnn(torch.zeros(40, 3, 16, 16), y, epochs=2, seed=0, width=8, feat_dim=16)
-    note = compute_fid(a, b, extractor=trained).description
-    assert (f"(trained on 36 images x 2 epochs, held-out attribute accuracy "
-            f"{100 * report['attribute_accuracy']:.2f} % on 4 more)") in note
+    learnt = (f"(trained on 36 images x 2 epochs, held-out attribute accuracy "
+              f"{100 * report['attribute_accuracy']:.2f} % on 4 more)")
+    assert learnt in compute_fid(a, b, extractor=trained).description
+    assert learnt in compute_kid(a, b, extractor=trained, subsets=2).description
     bare = ShapesCNNExtractor(ShapesCNN(2, width=8, feat_dim=16, input_size=16))  # no report: nothing claimed
     assert "extractor shapes-cnn, 8 images" in compute_fid(a, b, extractor=bare).description
+    assert "extractor shapes-cnn, 2 subsets" in compute_kid(a, b, extractor=bare, subsets=2).description
 
 
 def test_kid_is_near_zero_on_itself_and_larger_for_another_set(extractor):

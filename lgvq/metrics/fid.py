@@ -156,8 +156,13 @@ def compute_fid(images_a_dir: str | os.PathLike, images_b_dir: str | os.PathLike
     mu_a, s_a, n_a = folder_statistics(images_a_dir, extractor, batch_size=batch_size, device=device)
     mu_b, s_b, n_b = reference_statistics(images_b_dir, extractor, cache_dir, batch_size=batch_size, device=device)
     value = float(fid.frechet_distance(mu_a, s_a, mu_b, s_b))
-    training = getattr(extractor, "training_summary", lambda: "")()
-    return FIDResult(value, extractor.name, n_a, n_b, library_string(), Path(images_b_dir).name, training)
+    return FIDResult(value, extractor.name, n_a, n_b, library_string(), Path(images_b_dir).name,
+                     extractor_training(extractor))
+
+
+def extractor_training(extractor: FeatureExtractor) -> str:
+    """What a trained extractor learnt from (its `training_summary`), "" for a fixed one (Inception)."""
+    return getattr(extractor, "training_summary", lambda: "")()
 
 
 # --- KID ----------------------------------------------------------------------------------------
@@ -172,10 +177,12 @@ class KIDResult:
     subset_size: int
     subsets: int
     library: str
+    extractor_training: str = ""  # as FIDResult's: KIDs of two shapes-cnn extractors are not comparable
 
     @property
     def description(self) -> str:
-        return (f"{self.library}, extractor {self.extractor}, {self.subsets} subsets of {self.subset_size}; "
+        trained = f" ({self.extractor_training})" if self.extractor_training else ""
+        return (f"{self.library}, extractor {self.extractor}{trained}, {self.subsets} subsets of {self.subset_size}; "
                 f"{self.n_a} images vs {self.n_b} reference images")
 
     def __iter__(self) -> Iterator[float]:
@@ -232,4 +239,5 @@ def compute_kid(images_a: str | os.PathLike | torch.Tensor, images_b: str | os.P
             torch.manual_seed(seed)
             mean, std = kid.compute()
     return KIDResult(float(mean), float(std), extractor.name, len(a), len(b), size, subsets,
-                     f"torchmetrics {version('torchmetrics')} KernelInceptionDistance, clean resize")
+                     f"torchmetrics {version('torchmetrics')} KernelInceptionDistance, clean resize",
+                     extractor_training(extractor))
