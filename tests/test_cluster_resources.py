@@ -267,3 +267,17 @@ def test_two_ranks_on_two_gpus_all_reduce_with_nccl_each_on_its_own_gpu(tmp_path
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(line for line in out.stdout.splitlines() if line.startswith("nccl")) == ["nccl 0 2", "nccl 1 2"]
+
+
+def test_the_extractor_job_is_sized_by_what_it_trains_on_not_by_the_dataset():
+    """`eval.shapes_cnn_images` x `shapes_cnn_epochs` images pass through the extractor: 20000 drawn images for 6
+    epochs is a longer job than the 1000-image dataset's 1 epoch, whatever the dataset's size."""
+    cfg = load_config(ROOT / "config" / "smoke.yaml")
+    cfg["datasets"]["shapes"]["synth"]["n"] = 1000
+    cfg["datasets"]["shapes"]["image_size"] = 256  # at 32 px every job here would be the 30-minute minimum
+    cfg["eval"].update(shapes_cnn_images=0, shapes_cnn_epochs=1)
+    own = rule_resources(cfg, "train_feature_extractor", "shapes")["runtime"]
+    cfg["eval"].update(shapes_cnn_images=2_000_000, shapes_cnn_epochs=6)
+    drawn = rule_resources(cfg, "train_feature_extractor", "shapes")["runtime"]
+    cfg["eval"]["shapes_cnn_epochs"] = 12
+    assert drawn > own and rule_resources(cfg, "train_feature_extractor", "shapes")["runtime"] > drawn

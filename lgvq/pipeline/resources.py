@@ -51,7 +51,7 @@ class Model:
     per_item_mb: float = 0.0   # per item of a batch, at 256 px
     startup_min: float = 2.0
     sec_per_item: float = 0.0
-    items: str = "none"        # what the rule iterates: train | stage2 | downstream | labelmap | images | eval | captions
+    items: str = "none"        # what it iterates: train | stage2 | downstream | labelmap | images | eval | captions | extractor
     gpu: str = "none"          # none | one | train | stage2 | downstream (the stage whose `gpus` it takes)
     loads_images: bool = False
 
@@ -60,7 +60,7 @@ RULES: dict[str, Model] = {
     "prepare_data": Model(2000, startup_min=1, sec_per_item=0.005, items="images"),
     "dataset_stats": Model(1000, startup_min=1, sec_per_item=0.002, items="images"),
     "text_cache": Model(3000, per_item_mb=20, sec_per_item=0.002, items="captions", gpu="one"),
-    "train_feature_extractor": Model(2000, per_item_mb=50, sec_per_item=0.002, items="images", gpu="one",
+    "train_feature_extractor": Model(2000, per_item_mb=50, sec_per_item=0.002, items="extractor", gpu="one",
                                      loads_images=True),
     "train_tokenizer": Model(2000, per_item_mb=600, sec_per_item=0.04, items="train", gpu="train", loads_images=True),
     "encode_codes": Model(2000, per_item_mb=100, sec_per_item=0.005, items="images", gpu="one", loads_images=True),
@@ -100,6 +100,8 @@ def _count(cfg: dict[str, Any], m: Model, dataset: str | None) -> int:
     if dataset is None or m.items == "none":
         return 0
     n = dataset_images(cfg, dataset)
+    if m.items == "extractor":  # drawn images when asked for, else the dataset's (the train split, at most)
+        return (int(cfg["eval"]["shapes_cnn_images"]) or n) * int(cfg["eval"]["shapes_cnn_epochs"])
     return {"images": n, "eval": min(n, int(cfg["datasets"][dataset]["eval_images"])),
             "captions": n * CAPTIONS_PER_IMAGE}[m.items]
 
