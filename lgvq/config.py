@@ -326,7 +326,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         "lg_weights": weights,
         # The LG module's and text encoder's settings only where they are used (a base VQ-VAE is the
         # same model whatever lg.layers says).
-        "lg": cfg["lg"] if any(w > 0 for w in weights.values()) else None,
+        # mtp_input only when not the paper's, so adding the key left every +LG job's hash as it was.
+        "lg": ({k: v for k, v in cfg["lg"].items() if not (k == "mtp_input" and v == "paper")}
+               if any(w > 0 for w in weights.values()) else None),
         "method_revision": METHOD_REVISION,
         "text_encoder": cfg["text_encoder"] if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None,
         # The fast path (bf16 autocast on CUDA) and torch.compile stay in: they change the numbers, and

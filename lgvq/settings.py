@@ -115,6 +115,7 @@ class LGSettings:
     layers: int
     heads: int
     dropout: float
+    mtp_input: str = "paper"  # paper | leak_free: what the masked-text decoder reads in training
 
 
 @dataclass(frozen=True)

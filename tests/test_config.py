@@ -203,3 +203,17 @@ def test_a_base_tokenizers_hash_ignores_the_lg_module_and_the_text_encoder_it_do
     vqct = {**MINIMAL, "tokenizers": {"vqct": {"class": "vqct"}}}  # its codebook comes from word embeddings
     assert tokenizer_job_slice(validate_config(vqct), "shapes", "vqct", "base", 0) != tokenizer_job_slice(
         validate_config({**vqct, "text_encoder": {"max_length": 16}}), "shapes", "vqct", "base", 0)
+
+
+def test_the_decoders_training_input_enters_only_lg_hashes_and_only_when_not_the_papers():
+    from lgvq.config import tokenizer_job_slice
+
+    def lg_slice(lg, variant="lg"):
+        return tokenizer_job_slice(validate_config({**MINIMAL, "lg": lg}), "shapes", "vqgan", variant, 0)
+
+    before = lg_slice({})["lg"]  # what a config written before the key hashes
+    assert "mtp_input" not in before and lg_slice({"mtp_input": "paper"})["lg"] == before
+    assert lg_slice({"mtp_input": "leak_free"})["lg"] == {**before, "mtp_input": "leak_free"}
+    assert lg_slice({"mtp_input": "leak_free"}, "base") == lg_slice({}, "base")
+    with pytest.raises(ConfigError, match=r"lg\.mtp_input"):
+        validate_config({**MINIMAL, "lg": {"mtp_input": "leakfree"}})

@@ -161,6 +161,7 @@ CHANGES = {
     "text_encoder.max_length": 16,
     "tokenizers.vqvae.params.n_embed": 32,
     "lg.layers": 1,
+    "lg.mtp_input": "leak_free",
     "train.steps": 41,
     "data.loader_workers": 1,
     "train.ckpt_every": 7,

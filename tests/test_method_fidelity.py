@@ -237,6 +237,66 @@ def test_the_leak_free_protocol_re_encodes_the_caption_with_the_word_masked():
     assert masked_word_recall(ReadsTheNextPosition(), z, text, k=1, seed=0, encoder=enc, batch=1)[:2] == (0.0, 2)
 
 
+def leak_test_module(**weights) -> LanguageGuidance:
+    torch.manual_seed(0)
+    return LanguageGuidance(code_dim=4, text_width=10, grid_tokens=1, token_embeddings=torch.randn(10, 10), max_len=5,
+                            **{"gsa": 1.0, "mtp": 1.0, "ras": 1.0, **weights})
+
+
+def test_leak_free_training_feeds_the_decoder_the_caption_re_encoded_with_its_masked_words_masked():
+    """lg.mtp_input: leak_free. The decoder's input comes from the encoder run on the masked ids (so the
+    word cannot be read off a neighbour's feature); targets, L_gsa and L_ras keep the whole caption."""
+    from lgvq.lg.losses import sample_mask_and_bound
+    from lgvq.lg.module import reencode_masked
+
+    ids = torch.tensor([[0, 3, 4, 5, 1], [0, 6, 7, 8, 1]])
+    valid = torch.ones_like(ids, dtype=torch.bool)
+    special = torch.zeros_like(valid)
+    special[:, [0, 4]] = True
+    enc = NextTokenLeak()
+    text = TextFeatures(ids, enc.encode_ids(ids, valid), valid, special, torch.randn(2, 10))
+    z = torch.randn(2, 4, 1, 1)
+    lg = leak_test_module().eval()  # no dropout: the two inputs are the only difference
+    seen_masks = []
+
+    def reencode(t, masked):
+        seen_masks.append(masked)
+        return reencode_masked(t, masked, enc)
+
+    paper = lg(z, text, torch.Generator().manual_seed(3))
+    leak_free = lg(z, text, torch.Generator().manual_seed(3), reencode=reencode)
+    masked = seen_masks[0]
+    # the mask the loss scores is the one the encoder saw, drawn exactly as the paper input's is
+    assert torch.equal(masked, sample_mask_and_bound(valid, special, torch.Generator().manual_seed(3))[0])
+    assert masked.any()
+    assert torch.equal(enc.seen[-1], torch.where(masked, torch.full_like(ids, enc.mask_id), ids))
+    assert leak_free["mtp"] != paper["mtp"]
+    assert leak_free["gsa"] == paper["gsa"] and leak_free["ras"] == paper["ras"]
+
+
+def test_the_tokenizer_job_builds_a_re_encoder_only_for_leak_free_mtp():
+    from pathlib import Path
+
+    from lgvq.config import load_config
+    from lgvq.pipeline.tokenizer import leak_free_reencoder
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "smoke.yaml")
+    assert leak_free_reencoder(cfg, leak_test_module(), "cpu") is None  # the paper's input
+    cfg["lg"]["mtp_input"] = "leak_free"
+    assert leak_free_reencoder(cfg, None, "cpu") is None and leak_free_reencoder(cfg, leak_test_module(mtp=0.0), "cpu") is None
+    reencode = leak_free_reencoder(cfg, leak_test_module(), "cpu")  # the configured (offline MiniLM) encoder
+    from lgvq.text.registry import get_text_encoder
+
+    enc = get_text_encoder("minilm", max_length=30)
+    text = enc.encode(["a red circle and a blue square"])
+    masked = torch.zeros_like(text.valid)
+    masked[0, 2] = True
+    out = reencode(text, masked)
+    expected = enc.encode_ids(torch.where(masked, torch.full_like(text.token_ids, enc.mask_id), text.token_ids), text.valid)
+    assert torch.allclose(out.tokens, expected) and not torch.allclose(out.tokens, text.tokens)
+    assert torch.equal(out.global_, text.global_) and torch.equal(out.token_ids, text.token_ids)
+
+
 # --- the paper profile follows the authors' code ------------------------------------------------------
 
 def test_the_paper_profile_sets_each_switch_as_the_authors_code_does():
@@ -249,5 +309,5 @@ def test_the_paper_profile_sets_each_switch_as_the_authors_code_does():
     assert tok["vqgan"]["beta_on"] == "codebook" and tok["cvq"]["beta_on"] == "commit"
     assert (tok["cvq"]["cvq_distance"], tok["cvq"]["cvq_anchor"], tok["cvq"]["cvq_contrastive"]) == ("l2", "probrandom", True)
     assert all(p["disc_start"] == 10000 for name, p in tok.items() if name != "vqvae")
-    assert cfg["lg"] == {"layers": 2, "heads": 1, "dropout": 0.1}
+    assert cfg["lg"] == {"layers": 2, "heads": 1, "dropout": 0.1, "mtp_input": "paper"}
     assert cfg["stage2"]["dropout"] == 0.0

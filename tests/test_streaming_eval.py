@@ -154,6 +154,16 @@ def test_streamed_text_alignment_equals_the_one_shot_evaluation(embedded):
     assert 0 < got["Recall@1[Mask-1]"] < 1 and got["Recall@1[Mask-3]"] != got["Recall@1[Mask-3, leak-free]"]
 
 
+def test_recall_notes_say_when_the_decoder_trained_on_leak_free_inputs(embedded):
+    model, lg, cache, enc, splits = embedded
+    kw = dict(train=splits["train"], test=splits["test"], seed=3, device=torch.device("cpu"), encoder=enc)
+    _, paper = lg_eval.evaluate_alignment(model, HalfOracle(lg), cache, **kw)
+    _, leak_free = lg_eval.evaluate_alignment(model, HalfOracle(lg), cache, mtp_input="leak_free", **kw)
+    recalls = [key for key in paper if key.startswith("Recall@1")]
+    assert len(recalls) == 4 and not any("lg.mtp_input" in paper[key] for key in recalls)
+    assert all(leak_free[key].endswith("; the decoder trained on leak_free inputs (lg.mtp_input)") for key in recalls)
+
+
 def test_ridge_statistics_summed_over_batches_give_the_one_shot_fit():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(50, 6, generator=g), torch.randn(50, 4, generator=g)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lgvq.text.base import TextFeatures
+from lgvq.lg.module import reencode_masked
 
 RIDGE = 1e-2
 
@@ -62,15 +62,6 @@ def masked_positions(text, k: int, seed: int | None = None,
             continue
         masked[b, pos[torch.randperm(len(pos), generator=g)[:k]]] = True
     return masked, skipped
-
-
-def reencode_masked(text, masked: torch.Tensor, encoder):
-    """The leak-free input: the caption with its masked words replaced by the encoder's mask
-    token BEFORE encoding, so no later position has seen the word (CLIP's text tower is causal,
-    MiniLM's bidirectional: with the paper's protocol both leak it). Targets stay the original ids."""
-    ids = torch.where(masked, torch.full_like(text.token_ids, encoder.mask_id), text.token_ids)
-    tokens = encoder.encode_ids(ids, text.valid)
-    return TextFeatures(text.token_ids, tokens.to(text.tokens.dtype), text.valid, text.special, text.global_)
 
 
 class MaskedRecall:
@@ -176,9 +167,10 @@ def retrieval(cls: torch.Tensor, text_global: torch.Tensor, block: int = 1024) -
 
 
 @torch.no_grad()
-def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device, encoder=None,
-                       batch: int = 64) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device, encoder=None, batch: int = 64,
+                       mtp_input: str = "paper") -> tuple[dict[str, float], dict[str, Any]]:
     """`encoder`: the frozen text encoder, for the leak-free masked-word protocol (skipped without).
+    `mtp_input`: what the decoder read in training (`lg.mtp_input`), named in the recall notes.
 
     Streams both splits `batch` images at a time: the ridge map from XᵀX / XᵀY summed over the
     train split, then every test metric per batch. Held across batches: only the test split's
@@ -211,17 +203,18 @@ def evaluate_alignment(model, lg, cache, *, train, test, seed: int, device, enco
     metrics: dict[str, float] = {"word_code_MSE": sq_err / pairs if pairs else float("nan")}
     notes: dict[str, Any] = {"word_code_MSE": f"ridge-aligned protocol (lgvq.lg.evaluate), {len(test_recs)} test captions, "
                                               f"text encoder {cache.encoder_name}"}
+    trained_on = "" if mtp_input == "paper" else f"; the decoder trained on {mtp_input} inputs (lg.mtp_input)"
     for (k, leak_free), acc in recalls.items():
         rec, n, skipped = acc.result()
         if not leak_free:
             metrics[f"Recall@1[Mask-{k}]"] = rec
             notes[f"Recall@1[Mask-{k}]"] = (f"first caption of {n} test images, {k} word token(s) masked, scored "
-                                            f"per word; {skipped} captions too short")
+                                            f"per word; {skipped} captions too short{trained_on}")
         else:
             metrics[f"Recall@1[Mask-{k}, leak-free]"] = rec
             notes[f"Recall@1[Mask-{k}, leak-free]"] = (
                 f"the same {n} captions and positions, re-encoded by {encoder.name} with the masked "
-                f"word(s) replaced by token id {encoder.mask_id} before encoding")
+                f"word(s) replaced by token id {encoder.mask_id} before encoding{trained_on}")
     if gsa:
         metrics.update(retrieval(torch.cat(cls), torch.cat(glob)))
         notes["I2T-R@1"] = f"{len(test_recs)} test images vs their first captions"

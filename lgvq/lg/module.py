@@ -7,9 +7,16 @@ masked positions replaced by a learned per-position [mask] vector, post-LN self-
 is multiplied by the frozen token embedding matrix. Both as in the authors' code (lgvq.lg.nets).
 L_ras projects z_q to the text width with Linear-GELU-LayerNorm. A zero weight removes its
 term and its compute; only tokenizer and LG parameters train.
+
+The decoder's training input is the paper's by default: the cached features of the whole caption
+with the masked slots overwritten. Given a `reencode` (`lg.mtp_input: leak_free`), it is the caption
+re-encoded with the masked words replaced by the encoder's mask token (`reencode_masked`), the input
+the leak-free Recall@1 protocol scores (lgvq.lg.evaluate).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +24,21 @@ from torch import Tensor, nn
 from lgvq.lg.losses import gsa_loss, mtp_loss, ras_loss, sample_mask_and_bound
 from lgvq.lg.nets import MaskedTextDecoder, VisualTokenTransformer
 from lgvq.text.base import TextFeatures
+
+
+def reencode_masked(text: TextFeatures, masked: Tensor, encoder) -> TextFeatures:
+    """The leak-free input: the caption with its masked words replaced by the encoder's mask
+    token BEFORE encoding, so no later position has seen the word (CLIP's text tower is causal,
+    MiniLM's bidirectional: with the paper's protocol both leak it). Targets stay the original ids;
+    the global feature stays the whole caption's (L_gsa and L_ras read the unmasked caption)."""
+    ids = torch.where(masked, torch.full_like(text.token_ids, encoder.mask_id), text.token_ids)
+    with torch.no_grad(), torch.autocast(text.tokens.device.type, enabled=False):  # the frozen encoder, in fp32
+        tokens = encoder.encode_ids(ids, text.valid)
+    return TextFeatures(text.token_ids, tokens.to(text.tokens.device, text.tokens.dtype), text.valid, text.special,
+                        text.global_)
+
+
+Reencode = Callable[[TextFeatures, Tensor], TextFeatures]  # (caption, masked positions) -> the decoder's input
 
 
 class LanguageGuidance(nn.Module):
@@ -69,7 +91,10 @@ class LanguageGuidance(nn.Module):
             return torch.zeros(0, dtype=torch.long)
         return torch.cat([self.logits(rows[i : i + chunk]).argmax(-1) for i in range(0, len(rows), chunk)])
 
-    def forward(self, z_q: Tensor, text: TextFeatures, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def forward(self, z_q: Tensor, text: TextFeatures, generator: torch.Generator | None = None,
+                reencode: Reencode | None = None) -> dict[str, Tensor]:
+        """The weighted LG terms. `reencode`: the masked-text decoder's input is built from the masked
+        caption by it (leak-free) instead of from `text`'s cached features (the paper's)."""
         terms: dict[str, Tensor] = {}
         if not any(w > 0 for w in self.weights.values()):
             return terms
@@ -78,7 +103,7 @@ class LanguageGuidance(nn.Module):
             terms["gsa"] = self.weights["gsa"] * gsa_loss(z_vt[:, 0], text.global_)
         if self.weights["mtp"] > 0:
             masked, bound = sample_mask_and_bound(text.valid, text.special, generator)
-            h = self._decode(text, masked, z_vt)
+            h = self._decode(text if reencode is None else reencode(text, masked), masked, z_vt)
             # Only masked, real positions enter the loss: project just those onto the vocabulary
             # (the (B, L, V) logits would dominate the step's cost for a 30k vocabulary). A boolean
             # selection would read its size back from the device; `bound` (known on the host) fixes it,

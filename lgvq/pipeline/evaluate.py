@@ -22,7 +22,8 @@ from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, png
                                      reference_folder, score_fid, text_cache, write_pngs)
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.tokenizer import load_tokenizer
-from lgvq.settings import data_settings, dataset_settings, eval_settings, text_encoder_settings, tokenizer_settings
+from lgvq.settings import (data_settings, dataset_settings, eval_settings, lg_settings, text_encoder_settings,
+                           tokenizer_settings)
 
 
 def train_feature_extractor(cfg: dict[str, Any], dataset: str) -> Path:
@@ -191,7 +192,7 @@ def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
         encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(dev))
     metrics, notes = lg_eval.evaluate_alignment(
         model, lg, cache, train=eval_images(cfg, dataset, split="train"), test=eval_images(cfg, dataset, split="test"),
-        seed=eval_settings(cfg).mask_eval_seed, device=dev, encoder=encoder)
+        seed=eval_settings(cfg).mask_eval_seed, device=dev, encoder=encoder, mtp_input=lg_settings(cfg).mtp_input)
     MetricRecord("text_alignment", dataset, tokenizer, variant, seed, metrics, notes,
                  labels={"text_encoder": text.name, "lg_module": lg is not None}).write(out)
     record.write(out)

@@ -90,6 +90,19 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
     return model, lg, weights
 
 
+def leak_free_reencoder(cfg: dict[str, Any], lg, device):
+    """`lg.mtp_input: leak_free`: L_mtp's decoder reads the caption re-encoded by the frozen text encoder
+    with its masked words replaced by the mask token (lgvq.lg.module.reencode_masked); None otherwise."""
+    if lg is None or lg.weights["mtp"] == 0 or lg_settings(cfg).mtp_input != "leak_free":
+        return None
+    from lgvq.lg.module import reencode_masked
+    from lgvq.text.registry import get_text_encoder
+
+    text = text_encoder_settings(cfg)
+    encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(device))
+    return lambda captions, masked: reencode_masked(captions, masked, encoder)
+
+
 class TextBatcher:
     """Attaches the cached text features of each item's caption to a batch the loader's workers
     collated (lgvq.data.loader.collate_images): it runs in the training process, so the workers
@@ -136,7 +149,8 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                                  resize_mode=ds.resize_mode, seed=seed, jpeg_draft=ds.jpeg_draft)
     lr = learning_rate(cfg, n_gpus=dist.world)
     task = TokenizerTask(model, lg, lr=lr, betas=tuple(t.betas), micro_batch=t.micro_batch, device=dev,
-                         dist=dist, fast_path=t.fast_path, compile=t.compile, cpu_bf16=t.cpu_bf16)
+                         dist=dist, fast_path=t.fast_path, compile=t.compile, cpu_bf16=t.cpu_bf16,
+                         reencode=leak_free_reencoder(cfg, lg, dev))
     collate = TextBatcher(cache if lg is not None else None)
     # train.batch_size is per process, as in the authors' lr rule: the global batch has world x bs
     # images and each rank trains on its share.

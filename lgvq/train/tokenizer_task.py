@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from lgvq.lg.module import Reencode
 from lgvq.text.base import TextFeatures
 from lgvq.tokenizers.base import Tokenizer, TokenizerOutput
 from lgvq.train.distributed import SINGLE, DistInfo, GradientReducer, StateSync
@@ -32,6 +33,7 @@ class TokenizerTask:
         fast_path: bool = True,
         compile: bool = False,
         cpu_bf16: str = "off",
+        reencode: Reencode | None = None,
     ) -> None:
         self.device = torch.device(device)
         # The GPU fast path, only ever on CUDA (CPU runs stay fp32 eager, so their results never
@@ -56,6 +58,7 @@ class TokenizerTask:
             functorch_config.donated_buffer = False
             self.forward = torch.compile(self.model)
         self.lg = lg.to(self.device) if lg is not None else None
+        self.reencode = reencode  # lg.mtp_input: leak_free (the decoder reads the re-encoded masked caption)
         self.micro_batch = micro_batch
         self.dist = dist  # data parallel: this rank's batch share; gradients averaged over ranks
         self.autocast = self.fast or self.execution.cpu_bf16  # bf16 autocast on either device
@@ -113,7 +116,7 @@ class TokenizerTask:
                 if self.lg is not None:
                     if text is None:
                         raise ValueError("language-guided training needs text features in the batch")
-                    terms.update({f"lg_{k}": v for k, v in self.lg(out.z_q, text).items()})
+                    terms.update({f"lg_{k}": v for k, v in self.lg(out.z_q, text, reencode=self.reencode).items()})
             scale = x.shape[0] / n  # micro-batch losses are means: weight by share of the batch
             if i == len(chunks) - 1:
                 with self.reduce_g.final_backward():
