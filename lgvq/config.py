@@ -326,8 +326,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         "lg_weights": weights,
         # The LG module's and text encoder's settings only where they are used (a base VQ-VAE is the
         # same model whatever lg.layers says).
-        # mtp_input only when not the paper's, so adding the key left every +LG job's hash as it was.
-        "lg": ({k: v for k, v in cfg["lg"].items() if not (k == "mtp_input" and v == "paper")}
+        # mtp_input only where L_mtp trains and it is not the paper's: adding the key left every +LG job's
+        # hash as it was, and a variant without L_mtp (the `gsa` ablation) trains the same either way.
+        "lg": ({k: v for k, v in cfg["lg"].items() if not (k == "mtp_input" and (v == "paper" or weights["mtp"] == 0))}
                if any(w > 0 for w in weights.values()) else None),
         "method_revision": METHOD_REVISION,
         "text_encoder": cfg["text_encoder"] if tokenizer_needs_text(cfg, dataset, tokenizer, variant) else None,

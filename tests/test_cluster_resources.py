@@ -270,8 +270,8 @@ def test_two_ranks_on_two_gpus_all_reduce_with_nccl_each_on_its_own_gpu(tmp_path
 
 
 def test_the_extractor_job_is_sized_by_what_it_trains_on_not_by_the_dataset():
-    """`eval.shapes_cnn_images` x `shapes_cnn_epochs` images pass through the extractor: 20000 drawn images for 6
-    epochs is a longer job than the 1000-image dataset's 1 epoch, whatever the dataset's size."""
+    """`eval.shapes_cnn_images` x `shapes_cnn_epochs` images pass through the extractor: 2,000,000 drawn images for 6
+    epochs is a longer job than the 1000-image dataset's 1 epoch, and 12 epochs longer still."""
     cfg = load_config(ROOT / "config" / "smoke.yaml")
     cfg["datasets"]["shapes"]["synth"]["n"] = 1000
     cfg["datasets"]["shapes"]["image_size"] = 256  # at 32 px every job here would be the 30-minute minimum

@@ -215,5 +215,6 @@ def test_the_decoders_training_input_enters_only_lg_hashes_and_only_when_not_the
     assert "mtp_input" not in before and lg_slice({"mtp_input": "paper"})["lg"] == before
     assert lg_slice({"mtp_input": "leak_free"})["lg"] == {**before, "mtp_input": "leak_free"}
     assert lg_slice({"mtp_input": "leak_free"}, "base") == lg_slice({}, "base")
+    assert lg_slice({"mtp_input": "leak_free"}, "gsa") == lg_slice({}, "gsa")  # no L_mtp: the same training
     with pytest.raises(ConfigError, match=r"lg\.mtp_input"):
         validate_config({**MINIMAL, "lg": {"mtp_input": "leakfree"}})

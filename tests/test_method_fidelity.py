@@ -276,18 +276,24 @@ def test_leak_free_training_feeds_the_decoder_the_caption_re_encoded_with_its_ma
 
 def test_the_tokenizer_job_builds_a_re_encoder_only_for_leak_free_mtp():
     from pathlib import Path
+    from types import SimpleNamespace
 
     from lgvq.config import load_config
+    from lgvq.io import ArtifactError
     from lgvq.pipeline.tokenizer import leak_free_reencoder
-
-    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "smoke.yaml")
-    assert leak_free_reencoder(cfg, leak_test_module(), "cpu") is None  # the paper's input
-    cfg["lg"]["mtp_input"] = "leak_free"
-    assert leak_free_reencoder(cfg, None, "cpu") is None and leak_free_reencoder(cfg, leak_test_module(mtp=0.0), "cpu") is None
-    reencode = leak_free_reencoder(cfg, leak_test_module(), "cpu")  # the configured (offline MiniLM) encoder
     from lgvq.text.registry import get_text_encoder
 
     enc = get_text_encoder("minilm", max_length=30)
+    cache = SimpleNamespace(model_id=str(enc.model_id), width=enc.width, path="shapes/text/minilm.npz")
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "smoke.yaml")
+    assert leak_free_reencoder(cfg, leak_test_module(), "cpu", cache) is None  # the paper's input
+    cfg["lg"]["mtp_input"] = "leak_free"
+    assert leak_free_reencoder(cfg, None, "cpu", cache) is None
+    assert leak_free_reencoder(cfg, leak_test_module(mtp=0.0), "cpu", cache) is None
+    other = SimpleNamespace(model_id="clip-vit-b32", width=512, path="shapes/text/minilm.npz")
+    with pytest.raises(ArtifactError, match=r"lg\.mtp_input: .*shapes/text/minilm\.npz was built by clip-vit-b32"):
+        leak_free_reencoder(cfg, leak_test_module(), "cpu", other)  # features of another model: refused
+    reencode = leak_free_reencoder(cfg, leak_test_module(), "cpu", cache)  # the configured (offline MiniLM) encoder
     text = enc.encode(["a red circle and a blue square"])
     masked = torch.zeros_like(text.valid)
     masked[0, 2] = True
@@ -295,6 +301,37 @@ def test_the_tokenizer_job_builds_a_re_encoder_only_for_leak_free_mtp():
     expected = enc.encode_ids(torch.where(masked, torch.full_like(text.token_ids, enc.mask_id), text.token_ids), text.valid)
     assert torch.allclose(out.tokens, expected) and not torch.allclose(out.tokens, text.tokens)
     assert torch.equal(out.global_, text.global_) and torch.equal(out.token_ids, text.token_ids)
+
+
+def test_the_training_step_re_encodes_each_micro_batch_outside_autocast():
+    """TokenizerTask hands its `reencode` to the LG module: one re-encoding per micro-batch, of that micro-batch's
+    captions, with the step's bf16 autocast off inside the frozen encoder."""
+    from lgvq.lg.module import reencode_masked
+    from lgvq.train.tokenizer_task import TokenizerTask
+
+    class Recording:
+        mask_id = 9
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, bool]] = []
+
+        def encode_ids(self, ids, valid):
+            self.calls.append((len(ids), torch.is_autocast_enabled("cpu")))
+            return F.one_hot(ids, 10).float()
+
+    torch.manual_seed(0)
+    model = build_tokenizer("vqvae", dict(TINY), image_size=8)
+    lg = LanguageGuidance(code_dim=4, text_width=10, grid_tokens=16, token_embeddings=torch.randn(10, 10), max_len=5,
+                          gsa=0.0, mtp=1.0, ras=0.0)
+    enc = Recording()
+    task = TokenizerTask(model, lg, lr=1e-3, betas=(0.5, 0.9), micro_batch=2, cpu_bf16="on",
+                         reencode=lambda t, m: reencode_masked(t, m, enc))
+    ids = torch.tensor([[0, 3, 4, 5, 1]] * 4)
+    valid, special = torch.ones_like(ids, dtype=torch.bool), torch.zeros_like(ids, dtype=torch.bool)
+    special[:, [0, 4]] = True
+    text = TextFeatures(ids, F.one_hot(ids, 10).float(), valid, special, torch.randn(4, 10))
+    task.train_step({"image": torch.rand(4, 3, 8, 8) * 2 - 1, "text": text}, 0)
+    assert enc.calls == [(2, False), (2, False)]
 
 
 # --- the paper profile follows the authors' code ------------------------------------------------------

@@ -32,7 +32,7 @@ def reencode_masked(text: TextFeatures, masked: Tensor, encoder) -> TextFeatures
     MiniLM's bidirectional: with the paper's protocol both leak it). Targets stay the original ids;
     the global feature stays the whole caption's (L_gsa and L_ras read the unmasked caption)."""
     ids = torch.where(masked, torch.full_like(text.token_ids, encoder.mask_id), text.token_ids)
-    with torch.no_grad(), torch.autocast(text.tokens.device.type, enabled=False):  # the frozen encoder, in fp32
+    with torch.no_grad(), torch.autocast(text.tokens.device.type, enabled=False):  # the frozen encoder, outside autocast
         tokens = encoder.encode_ids(ids, text.valid)
     return TextFeatures(text.token_ids, tokens.to(text.tokens.device, text.tokens.dtype), text.valid, text.special,
                         text.global_)

@@ -90,9 +90,10 @@ def build_models(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str
     return model, lg, weights
 
 
-def leak_free_reencoder(cfg: dict[str, Any], lg, device):
+def leak_free_reencoder(cfg: dict[str, Any], lg, device, cache):
     """`lg.mtp_input: leak_free`: L_mtp's decoder reads the caption re-encoded by the frozen text encoder
-    with its masked words replaced by the mask token (lgvq.lg.module.reencode_masked); None otherwise."""
+    with its masked words replaced by the mask token (lgvq.lg.module.reencode_masked); None otherwise.
+    The encoder must be the one that built `cache` (its token ids, targets and token embeddings)."""
     if lg is None or lg.weights["mtp"] == 0 or lg_settings(cfg).mtp_input != "leak_free":
         return None
     from lgvq.lg.module import reencode_masked
@@ -100,6 +101,10 @@ def leak_free_reencoder(cfg: dict[str, Any], lg, device):
 
     text = text_encoder_settings(cfg)
     encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(device))
+    if (str(encoder.model_id), encoder.width) != (cache.model_id, cache.width):
+        raise ArtifactError(f"lg.mtp_input: leak_free re-encodes captions with text_encoder '{text.name}' "
+                            f"({encoder.model_id}, width {encoder.width}), but the text cache {cache.path} was built "
+                            f"by {cache.model_id} (width {cache.width}); rebuild the cache with `lgvq text cache`")
     return lambda captions, masked: reencode_masked(captions, masked, encoder)
 
 
@@ -150,7 +155,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     lr = learning_rate(cfg, n_gpus=dist.world)
     task = TokenizerTask(model, lg, lr=lr, betas=tuple(t.betas), micro_batch=t.micro_batch, device=dev,
                          dist=dist, fast_path=t.fast_path, compile=t.compile, cpu_bf16=t.cpu_bf16,
-                         reencode=leak_free_reencoder(cfg, lg, dev))
+                         reencode=leak_free_reencoder(cfg, lg, dev, cache))
     collate = TextBatcher(cache if lg is not None else None)
     # train.batch_size is per process, as in the authors' lr rule: the global batch has world x bs
     # images and each rank trains on its share.

@@ -47,8 +47,9 @@ class TextEncoder:
     mask_id: int       # token standing for a masked word when a caption is re-encoded
 
     def encode_ids(self, token_ids: Tensor, valid: Tensor) -> Tensor:  # pragma: no cover - interface
-        """Per-token features (B, L, Dt) of already tokenised captions (the leak-free protocol of
-        masked-word recall re-encodes captions whose masked words became `mask_id`)."""
+        """Per-token features (B, L, Dt), float32 on the encoder's device, of already tokenised captions
+        (the leak-free protocol of masked-word recall, and `lg.mtp_input: leak_free` training, re-encode
+        captions whose masked words became `mask_id`)."""
         raise NotImplementedError
 
     def token_embedding_matrix(self) -> Tensor:  # pragma: no cover - interface

@@ -47,7 +47,7 @@ class _FrozenHFEncoder(TextEncoder):
     @torch.no_grad()
     def encode_ids(self, token_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         out = self.model(input_ids=token_ids.to(self.device), attention_mask=valid.long().to(self.device))
-        return out.last_hidden_state.float().cpu()
+        return out.last_hidden_state.float()  # on the encoder's device: training re-encodes without a copy back
 
     def token_embedding_matrix(self) -> torch.Tensor:
         return self.model.get_input_embeddings().weight.detach().cpu()
