@@ -218,13 +218,19 @@ class ReadsTheNextPosition:
         return nxt.argmax(-1)[masked]
 
 
-def test_the_leak_free_protocol_re_encodes_the_caption_with_the_word_masked():
+def leaky_captions(global_: torch.Tensor) -> tuple[NextTokenLeak, TextFeatures]:
+    """Two 5-token captions (<s> w w w </s>) encoded by a NextTokenLeak, which records what it encodes."""
     ids = torch.tensor([[0, 3, 4, 5, 1], [0, 6, 7, 8, 1]])
     valid = torch.ones_like(ids, dtype=torch.bool)
     special = torch.zeros_like(valid)
     special[:, [0, 4]] = True
     enc = NextTokenLeak()
-    text = TextFeatures(ids, enc.encode_ids(ids, valid), valid, special, torch.zeros(2, 10))
+    return enc, TextFeatures(ids, enc.encode_ids(ids, valid), valid, special, global_)
+
+
+def test_the_leak_free_protocol_re_encodes_the_caption_with_the_word_masked():
+    enc, text = leaky_captions(torch.zeros(2, 10))
+    ids, special = text.token_ids, text.special
     z = torch.zeros(2, 1, 1, 1)
     paper, n, _ = masked_word_recall(ReadsTheNextPosition(), z, text, k=1, seed=0)
     leak_free, n_lf, _ = masked_word_recall(ReadsTheNextPosition(), z, text, k=1, seed=0, encoder=enc)
@@ -249,12 +255,8 @@ def test_leak_free_training_feeds_the_decoder_the_caption_re_encoded_with_its_ma
     from lgvq.lg.losses import sample_mask_and_bound
     from lgvq.lg.module import reencode_masked
 
-    ids = torch.tensor([[0, 3, 4, 5, 1], [0, 6, 7, 8, 1]])
-    valid = torch.ones_like(ids, dtype=torch.bool)
-    special = torch.zeros_like(valid)
-    special[:, [0, 4]] = True
-    enc = NextTokenLeak()
-    text = TextFeatures(ids, enc.encode_ids(ids, valid), valid, special, torch.randn(2, 10))
+    enc, text = leaky_captions(torch.randn(2, 10))
+    ids, valid, special = text.token_ids, text.valid, text.special
     z = torch.randn(2, 4, 1, 1)
     lg = leak_test_module().eval()  # no dropout: the two inputs are the only difference
     seen_masks = []
