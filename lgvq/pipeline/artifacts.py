@@ -46,6 +46,15 @@ def text_cache(cfg: dict[str, Any], dataset: str):
     return cache
 
 
+def frozen_text_encoder(cfg: dict[str, Any], device: str | torch.device):
+    """The configured text encoder (`text_encoder.*`) on `device`: what builds the text cache and what
+    re-encodes masked captions (leak-free Recall@1, `lg.mtp_input: leak_free`)."""
+    from lgvq.text.registry import get_text_encoder
+
+    text = text_encoder_settings(cfg)
+    return get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(device))
+
+
 def eval_images(cfg: dict[str, Any], dataset: str, split: str = "test", limit: int | None = None):
     records = dataset_source(cfg, dataset).records(split)
     if limit is not None:

@@ -18,8 +18,8 @@ from lgvq.manifest import RunRecord
 from lgvq.metrics.image import to_uint8
 from lgvq.metrics.record import MetricRecord
 from lgvq.pipeline import jobs, paths
-from lgvq.pipeline.artifacts import (eval_images, fid_extractor, load_codes, png_folder, records_images,
-                                     reference_folder, score_fid, text_cache, write_pngs)
+from lgvq.pipeline.artifacts import (eval_images, fid_extractor, frozen_text_encoder, load_codes, png_folder,
+                                     records_images, reference_folder, score_fid, text_cache, write_pngs)
 from lgvq.pipeline.common import device as pick_device
 from lgvq.pipeline.tokenizer import load_tokenizer
 from lgvq.settings import (data_settings, dataset_settings, eval_settings, lg_settings, text_encoder_settings,
@@ -187,9 +187,7 @@ def text_alignment(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: s
     cache, text = text_cache(cfg, dataset), text_encoder_settings(cfg)
     encoder = None
     if lg is not None and lg.weights["mtp"] > 0:  # the leak-free masked-word protocol re-encodes captions
-        from lgvq.text.registry import get_text_encoder
-
-        encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(dev))
+        encoder = frozen_text_encoder(cfg, dev)
     metrics, notes = lg_eval.evaluate_alignment(
         model, lg, cache, train=eval_images(cfg, dataset, split="train"), test=eval_images(cfg, dataset, split="test"),
         seed=eval_settings(cfg).mask_eval_seed, device=dev, encoder=encoder, mtp_input=lg_settings(cfg).mtp_input)

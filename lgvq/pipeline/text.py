@@ -12,8 +12,8 @@ from lgvq.settings import text_encoder_settings
 
 
 def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
+    from lgvq.pipeline.artifacts import frozen_text_encoder
     from lgvq.text.cache import build_text_cache
-    from lgvq.text.registry import get_text_encoder
 
     text = text_encoder_settings(cfg)
     record = RunRecord("text/cache", jobs.text_cache(cfg, dataset))
@@ -23,7 +23,7 @@ def build_cache(cfg: dict[str, Any], dataset: str, out: Path) -> Path:
         for rec in source.records(split):
             captions[rec.image_id] = list(rec.captions)
     # The encoder runs on the job's device (a GPU when it has one): features are stored the same either way.
-    encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(device(cfg)))
+    encoder = frozen_text_encoder(cfg, device(cfg))
     build_text_cache(captions, encoder, out)
     record.write(out.parent, name=out.stem + ".manifest.json", text_encoder=text.name,
                  text_model=getattr(encoder, "model_id", None), captions=sum(len(c) for c in captions.values()))

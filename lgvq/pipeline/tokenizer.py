@@ -18,7 +18,7 @@ from lgvq.config import ConfigError, learning_rate, lg_weights_for, tokenizer_jo
 from lgvq.io import ArtifactError, atomic_path, atomic_torch_save, load_torch_file
 from lgvq.manifest import RunRecord, config_hash
 from lgvq.pipeline import paths
-from lgvq.pipeline.artifacts import text_cache
+from lgvq.pipeline.artifacts import frozen_text_encoder, text_cache
 from lgvq.pipeline.common import dataset_source, device as pick_device, image_source, process_group
 from lgvq.settings import (DatasetSettings, data_settings, dataset_settings, lg_settings, text_encoder_settings,
                            thawed, tokenizer_settings, train_settings)
@@ -97,12 +97,10 @@ def leak_free_reencoder(cfg: dict[str, Any], lg, device, cache):
     if lg is None or lg.weights["mtp"] == 0 or lg_settings(cfg).mtp_input != "leak_free":
         return None
     from lgvq.lg.module import reencode_masked
-    from lgvq.text.registry import get_text_encoder
 
-    text = text_encoder_settings(cfg)
-    encoder = get_text_encoder(text.name, path=text.path, max_length=text.max_length, device=str(device))
+    encoder = frozen_text_encoder(cfg, device)
     if (str(encoder.model_id), encoder.width) != (cache.model_id, cache.width):
-        raise ArtifactError(f"lg.mtp_input: leak_free re-encodes captions with text_encoder '{text.name}' "
+        raise ArtifactError(f"lg.mtp_input: leak_free re-encodes captions with text_encoder '{encoder.name}' "
                             f"({encoder.model_id}, width {encoder.width}), but the text cache {cache.path} was built "
                             f"by {cache.model_id} (width {cache.width}); rebuild the cache with `lgvq text cache`")
     return lambda captions, masked: reencode_masked(captions, masked, encoder)
