@@ -8,6 +8,8 @@ quotes the measured time).
 Clones HEAD (committed work only) into a scratch folder, runs `make setup` there (not timed:
 it installs packages), then times `make tables` and sums the wall times of the jobs' manifests.
 Run it on an otherwise idle machine: every other process shares the cores with the DAG.
+`--setup-only` stops after `make setup` (while the machine is still busy); `--prepared` then reuses that
+clone, checked out at this checkout's HEAD, and times only `make tables` (its setup time is recorded as null).
 """
 
 from __future__ import annotations
@@ -44,11 +46,30 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="scratch folder for the clone (default: a new temporary one)")
     ap.add_argument("--cores", default="all")
     ap.add_argument("--config", default="config/config.yaml", help="profile to time (config/medium.yaml: the budgets)")
+    ap.add_argument("--setup-only", action="store_true", help="clone and `make setup`, time nothing")
+    ap.add_argument("--prepared", action="store_true",
+                    help="reuse the clone a --setup-only run left in --workdir, checked out at this HEAD")
     args = ap.parse_args()
+    if args.prepared and not args.workdir:
+        ap.error("--prepared needs the --workdir of a --setup-only run")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="lgvq-dag-"))
     clone = work / "lgvq-bench"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    setup_s = _run(["make", "setup"], clone, work / "setup.log")
+    setup_s: float | None = None
+    if args.prepared:
+        if not (clone / ".venv").is_dir():
+            sys.exit(f"{clone}: no clone set up there (run with --setup-only first)")
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        subprocess.run(["git", "fetch", "-q", str(ROOT), head], cwd=clone, check=True)
+        subprocess.run(["git", "checkout", "-q", "--detach", head], cwd=clone, check=True)
+        if (clone / load_config(clone / args.config)["results_dir"]).exists():
+            sys.exit(f"{clone}: the profile's results_dir exists; a timed run starts from none")
+    else:
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        setup_s = _run(["make", "setup"], clone, work / "setup.log")
+        if args.setup_only:
+            print(f"set up in {setup_s:.0f} s: {clone}")
+            return
     tables_s = _run(["make", "tables", f"CORES={args.cores}", f"CONFIG={args.config}"], clone, work / "tables.log")
     results = clone / load_config(clone / args.config)["results_dir"]
     jobs = distinct_jobs(json.loads(p.read_text()) for p in results.rglob("manifest.json")
@@ -61,7 +82,7 @@ def main() -> None:
     result = {"benchmark": f"DAG wall time (make tables, {args.config})", "config": args.config,
               "git": git_revision(clone), "device": device_info(), "platform": platform.platform(),
               "cores_flag": args.cores, "cpu_count": os.cpu_count(),
-              "setup_s": round(setup_s, 1), "make_tables_s": round(tables_s, 1),
+              "setup_s": None if setup_s is None else round(setup_s, 1), "make_tables_s": round(tables_s, 1),
               "make_tables_min": round(tables_s / 60, 1), "jobs_with_manifest": len(jobs),
               "snakemake_jobs": int(done[-1][1]) if done else None,
               "job_seconds_sum": round(job_s, 1), "job_seconds_by_step": by_step,
