@@ -7,7 +7,7 @@ import math
 import pytest
 
 from lgvq.tables.build import build_table, render_markdown
-from lgvq.tables.stats import paired_delta
+from lgvq.tables.stats import is_effect, paired_delta
 
 
 def rec(tok, variant, seed, psnr, kind="reconstruction", dataset="shapes"):
@@ -22,12 +22,25 @@ def cell(df, row, metric="PSNR", dataset="shapes"):
 
 
 def test_pairing_by_seed_removes_the_shared_seed_variation():
-    # base and +LG vary together with the seed; the paired difference is +1 at every seed
+    # base and +LG vary together with the seed (sd 4); the paired differences are +0.9, +1, +1.1
     base = {0: 10.0, 1: 14.0, 2: 18.0}
-    lg = {0: 11.0, 1: 15.0, 2: 19.0}
+    lg = {0: 10.9, 1: 15.0, 2: 19.1}
     d = paired_delta(lg, base)
     assert d.mean == pytest.approx(1.0) and d.n_pairs == 3
-    assert d.lo == pytest.approx(1.0) and d.hi == pytest.approx(1.0) and d.excludes_zero
+    assert 0 < d.lo < 1 < d.hi < 2 and d.excludes_zero   # unpaired, a 1-point shift is lost in the seeds' spread
+
+
+def test_equal_pairs_give_a_zero_width_interval_that_is_not_an_effect():
+    # a coarse count: both seeds' +LG runs use exactly one code more than their base
+    d = paired_delta({0: 41.0, 1: 45.0}, {0: 40.0, 1: 44.0})
+    assert (d.mean, d.lo, d.hi) == (1.0, 1.0, 1.0) and d.zero_width and not d.excludes_zero
+    records = [rec("vqgan", "base", 0, 40.0), rec("vqgan", "base", 1, 44.0),
+               rec("vqgan", "lg", 0, 41.0), rec("vqgan", "lg", 1, 45.0)]
+    df = build_table("reconstruction", records, dataset_columns={"shapes": None})
+    assert not cell(df, "VQ-GAN+LG").delta_excludes_zero
+    md = render_markdown("reconstruction", df, experiment="t", notes={})
+    line = next(line for line in md.splitlines() if line.startswith("| VQ-GAN+LG |"))
+    assert "Δ+1.00 [+1.00, +1.00] (equal pairs)" in line and "]*" not in line
 
 
 def test_interval_is_the_student_t_interval_of_the_differences():
@@ -71,3 +84,8 @@ def test_baseline_and_ceiling_rows_follow_the_models_without_a_delta():
     ceiling = cell(df, "ceiling: real-vs-real")
     assert ceiling.status == "ceiling" and ceiling.ours_mean == 40.0 and math.isnan(ceiling.delta_vs_base)
     assert "paper" not in df[df.row_kind != "model"].status.tolist()
+
+
+def test_figure_markers_use_the_same_rule_as_the_star():
+    assert is_effect(0.5, 1.5) and is_effect(-2.0, -0.1)
+    assert not is_effect(-1.0, 1.0) and not is_effect(1.0, 1.0) and not is_effect(math.nan, math.nan)

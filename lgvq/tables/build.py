@@ -138,10 +138,13 @@ def _signed(v: float, metric: str) -> str:
 
 
 def delta_text(r: Any, metric: str) -> str:
-    """`Δ+0.50 [+0.10, +0.90]*`: paired mean difference, its 95 % interval, * where the interval excludes 0."""
+    """`Δ+0.50 [+0.10, +0.90]*`: paired mean difference, its 95 % interval, * where the interval excludes 0;
+    `Δ+1 [+1, +1] (equal pairs)` where every pair differed by the same amount (not an effect: lgvq.tables.stats)."""
     out = f"Δ{_signed(r.delta_vs_base, metric)}"
     if not math.isnan(r.delta_lo):
         out += f" [{_signed(r.delta_lo, metric)}, {_signed(r.delta_hi, metric)}]" + ("*" if r.delta_excludes_zero else "")
+        if r.delta_lo == r.delta_hi:
+            out += " (equal pairs)"
     return out
 
 
@@ -183,7 +186,8 @@ def render_markdown(table_id: str, df: pd.DataFrame, *, experiment: str, notes: 
     seeds = sorted({s for v in df.get("seeds", []) for s in str(v).split()}) if not df.empty else []
     out += ["Cells: ours as mean ± sample std over seeds (n = number of seeds); Δ = this variant minus the same "
             "tokenizer's base, paired by seed, with its 95 % t-interval over the seed pairs in brackets (none with "
-            "fewer than 2 pairs) and * where the interval excludes 0: only those differences are effects. "
+            "fewer than 2 pairs) and * where the interval excludes 0: only those differences are effects ("
+            "an interval of zero width, every pair differing by the same amount, is not one: `(equal pairs)`). "
             "`baseline: …` / `ceiling: …` rows are reference points computed by the DAG (a trivial predictor, the "
             "real data scored by the same metric), not models. `paper` = the number printed in the paper (real "
             "data, Inception FID, CLIP text encoder), never computed here.",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lgvq.tables.names import tokenizer_name, variant_suffix
+from lgvq.tables.stats import is_effect
 
 DPI = 80
 VALIDATION_PREFIXES = ("val_", "val/", "val.")   # log columns holding a validation loss
@@ -134,7 +135,7 @@ def table_figure(df: pd.DataFrame) -> tuple[bytes, bool] | None:
                     d, x = float(r.delta_vs_base), k + (j - (len(variants) - 1) / 2) * width
                     lo, hi = pd.to_numeric(pd.Series([r.delta_lo, r.delta_hi]), errors="coerce")
                     err = [[d - lo], [hi - d]] if _finite(lo) and _finite(hi) else None
-                    excludes = err is not None and (lo > 0 or hi < 0)
+                    excludes = err is not None and is_effect(float(lo), float(hi))
                     dax.errorbar([x], [d], yerr=err, fmt="o", ms=3, capsize=2, color=colours[v],
                                  mfc=colours[v] if excludes else "white", elinewidth=0.8)
             dax.set_ylabel("Δ vs base", fontsize=6)

@@ -153,8 +153,9 @@ def _table_section(table_id: str, md: Path, csv: Path) -> str:
             caption = ("Bars: ours, mean over seeds, error bars ± sample std (n ≥ 2); dashed lines: the table's "
                        "baseline (grey) and ceiling (green) rows.")
             caption += (" Lower strips: Δ = variant − the same tokenizer's base, paired by seed, with its 95 % "
-                        "t-interval; a filled marker where the interval excludes 0, hollow where it does not or "
-                        "fewer than 2 seed pairs give no interval." if with_delta else
+                        "t-interval; a filled marker where the interval excludes 0, hollow where it does not, where "
+                        "every pair differed by the same amount (zero width), or where fewer than 2 seed pairs give "
+                        "no interval." if with_delta else
                         " No Δ intervals in this table (fewer than 2 seeds, or a table written before they existed).")
             parts.append(_figure(png, caption, f"{table_id}: base vs variants"))
     return "\n".join(parts)

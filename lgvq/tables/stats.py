@@ -3,7 +3,9 @@
 A variant (+LG, an ablation row) and its base share seeds: seed s fixes the initialisation and
 the data order of both, so the difference at seed s removes the run-to-run variation the two
 have in common. The interval is the Student-t interval of the paired differences; with fewer
-than two pairs there is no interval, and a cell without one is never called an effect.
+than two pairs there is no interval, and a cell without one is never called an effect. Nor is one
+whose interval has zero width: every pair differed by the same amount (a coarse count on two seeds
+does that), so the spread is unmeasured, not absent.
 """
 
 from __future__ import annotations
@@ -20,8 +22,18 @@ class Delta:
     n_pairs: int           # seeds both runs have (0: no seed in common, `mean` is a difference of means)
 
     @property
+    def zero_width(self) -> bool:
+        """Every pair differed by the same amount: sample sd 0, an interval that measures nothing."""
+        return not math.isnan(self.lo) and self.lo == self.hi
+
+    @property
     def excludes_zero(self) -> bool:
-        return not math.isnan(self.lo) and (self.lo > 0 or self.hi < 0)
+        return not math.isnan(self.lo) and not self.zero_width and (self.lo > 0 or self.hi < 0)
+
+
+def is_effect(lo: float, hi: float) -> bool:
+    """An interval (from a table row) that excludes 0 and has a width: the one rule for * and filled markers."""
+    return not (math.isnan(lo) or math.isnan(hi)) and lo < hi and (lo > 0 or hi < 0)
 
 
 NO_DELTA = Delta(math.nan, math.nan, math.nan, 0)
