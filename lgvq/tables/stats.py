@@ -28,7 +28,7 @@ class Delta:
 
     @property
     def excludes_zero(self) -> bool:
-        return not math.isnan(self.lo) and not self.zero_width and (self.lo > 0 or self.hi < 0)
+        return is_effect(self.lo, self.hi)
 
 
 def is_effect(lo: float, hi: float) -> bool:
