@@ -33,7 +33,7 @@ def test_pairing_by_seed_removes_the_shared_seed_variation():
 def test_equal_pairs_give_a_zero_width_interval_that_is_not_an_effect():
     # a coarse count: both seeds' +LG runs use exactly one code more than their base
     d = paired_delta({0: 41.0, 1: 45.0}, {0: 40.0, 1: 44.0})
-    assert (d.mean, d.lo, d.hi) == (1.0, 1.0, 1.0) and d.zero_width and not d.excludes_zero
+    assert (d.mean, d.lo, d.hi) == (1.0, 1.0, 1.0) and not d.excludes_zero
     records = [rec("vqgan", "base", 0, 40.0), rec("vqgan", "base", 1, 44.0),
                rec("vqgan", "lg", 0, 41.0), rec("vqgan", "lg", 1, 45.0)]
     df = build_table("reconstruction", records, dataset_columns={"shapes": None})

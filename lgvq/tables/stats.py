@@ -22,11 +22,6 @@ class Delta:
     n_pairs: int           # seeds both runs have (0: no seed in common, `mean` is a difference of means)
 
     @property
-    def zero_width(self) -> bool:
-        """Every pair differed by the same amount: sample sd 0, an interval that measures nothing."""
-        return not math.isnan(self.lo) and self.lo == self.hi
-
-    @property
     def excludes_zero(self) -> bool:
         return is_effect(self.lo, self.hi)
 
