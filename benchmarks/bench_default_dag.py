@@ -62,16 +62,16 @@ def main() -> None:
                               check=True).stdout.strip()
         subprocess.run(["git", "fetch", "-q", str(ROOT), head], cwd=clone, check=True)
         subprocess.run(["git", "checkout", "-q", "--detach", head], cwd=clone, check=True)
-        if (clone / load_config(clone / args.config)["results_dir"]).exists():
-            sys.exit(f"{clone}: the profile's results_dir exists; a timed run starts from none")
     else:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         setup_s = _run(["make", "setup"], clone, work / "setup.log")
         if args.setup_only:
             print(f"set up in {setup_s:.0f} s: {clone}")
             return
-    tables_s = _run(["make", "tables", f"CORES={args.cores}", f"CONFIG={args.config}"], clone, work / "tables.log")
     results = clone / load_config(clone / args.config)["results_dir"]
+    if results.exists():
+        sys.exit(f"{results} exists: a timed run starts from no results")
+    tables_s = _run(["make", "tables", f"CORES={args.cores}", f"CONFIG={args.config}"], clone, work / "tables.log")
     jobs = distinct_jobs(json.loads(p.read_text()) for p in results.rglob("manifest.json")
                          if "tables" not in p.parts)
     done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", (work / "tables.log").read_text())
