@@ -69,8 +69,8 @@ def main() -> None:
             print(f"set up in {setup_s:.0f} s: {clone}")
             return
     results = clone / load_config(clone / args.config)["results_dir"]
-    if results.exists():
-        sys.exit(f"{results} exists: a timed run starts from no results")
+    if next(results.rglob("manifest.json"), None) is not None:  # results/ itself is tracked (its README)
+        sys.exit(f"{results} holds job outputs: a timed run starts from none")
     tables_s = _run(["make", "tables", f"CORES={args.cores}", f"CONFIG={args.config}"], clone, work / "tables.log")
     jobs = distinct_jobs(json.loads(p.read_text()) for p in results.rglob("manifest.json")
                          if "tables" not in p.parts)
