@@ -40,6 +40,12 @@ def _run(cmd: list[str], cwd: Path, log: Path) -> float:
     return time.perf_counter() - t0
 
 
+def holds_job_outputs(results: Path) -> bool:
+    """A job's manifest under the profile's results_dir; the folder alone does not count (the default's
+    `results/` is tracked, for its README)."""
+    return next(results.rglob("manifest.json"), None) is not None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True)
@@ -69,7 +75,7 @@ def main() -> None:
             print(f"set up in {setup_s:.0f} s: {clone}")
             return
     results = clone / load_config(clone / args.config)["results_dir"]
-    if next(results.rglob("manifest.json"), None) is not None:  # results/ itself is tracked (its README)
+    if holds_job_outputs(results):
         sys.exit(f"{results} holds job outputs: a timed run starts from none")
     tables_s = _run(["make", "tables", f"CORES={args.cores}", f"CONFIG={args.config}"], clone, work / "tables.log")
     jobs = distinct_jobs(json.loads(p.read_text()) for p in results.rglob("manifest.json")
