@@ -353,7 +353,7 @@ _RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers", "ckpt_every")
 VALIDATION_KEYS = ("val_every", "val_items")
 # Keys read only when sampling from a finished checkpoint: in the sampling job's hash (lgvq.pipeline.jobs.stage2_job),
 # not the checkpoint's, so changing them re-samples without retraining.
-SAMPLING_ONLY_KEYS = ("guidance_scale",)
+SAMPLING_ONLY_KEYS = ("guidance_scale", "samples_per_caption")
 
 
 def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True) -> dict[str, Any]:

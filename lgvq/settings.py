@@ -181,6 +181,7 @@ class Stage2Settings(TrainedStageSettings):
     top_p: float | None
     cond_dropout: float            # text-to-image: captions replaced by the null caption in training
     guidance_scale: float          # classifier-free guidance at sampling; 1 = none
+    samples_per_caption: int       # text-to-image attribute scoring: draws per test caption
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Classifier-free guidance for the text-to-image generators (stage2.cond_dropout, stage2.guidance_scale):
-null captions in training, guided logits at sampling, and the defaults leave every job as it was."""
+"""Classifier-free guidance for the text-to-image generators (stage2.cond_dropout, stage2.guidance_scale) and their
+extra draws per caption (stage2.samples_per_caption): null captions in training, guided logits at sampling, and
+the defaults leave every job as it was."""
 
 from __future__ import annotations
 
@@ -113,3 +114,29 @@ def test_the_defaults_leave_every_stage2_hash_as_it_was_and_guidance_resamples_w
         assert jobs.stage2_training(guided, task, "shapes", "vqgan", "base", 0) == \
             jobs.stage2_training(cfg, task, "shapes", "vqgan", "base", 0)
     assert jobs.labelmap_vq(guided, "shapes") == jobs.labelmap_vq(cfg, "shapes")
+
+
+def test_samples_per_caption_resamples_only_the_caption_scored_tasks_without_retraining():
+    cfg = smoke()
+    cfg["stage2"]["samples_per_caption"] = 1
+    more = smoke()
+    more["stage2"]["samples_per_caption"] = 4
+    for task in ("t2i_ar", "t2i_diffusion"):
+        assert "samples_per_caption" not in jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)  # 1: as before
+        assert jobs.stage2_training(more, task, "shapes", "vqgan", "base", 0) == \
+            jobs.stage2_training(cfg, task, "shapes", "vqgan", "base", 0)  # the checkpoint stays
+        assert jobs.stage2_job(more, task, "shapes", "vqgan", "base", 0)["samples_per_caption"] == 4
+    for task in ("unconditional", "completion", "semantic"):  # not scored against captions: nothing reruns
+        assert jobs.stage2_job(more, task, "shapes", "vqgan", "base", 0) == \
+            jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
+
+
+def test_round_zero_draws_the_one_sample_per_caption_seeds_and_later_rounds_draw_others():
+    from lgvq.pipeline.stage2 import attribute_notes, sample_draw_seed
+
+    assert [sample_draw_seed(17, c, 0) for c in range(3)] == [17 * 100_003 + c for c in range(3)]
+    seeds = {sample_draw_seed(s, c, r) for s in range(3) for c in range(40) for r in range(8)}
+    assert len(seeds) == 3 * 40 * 8
+    assert attribute_notes(100)["attribute_accuracy"].endswith("; 100 captions")
+    assert attribute_notes(100, "AR-GPT", samples_per_caption=4)["caption_following[AR-GPT]"].endswith(
+        "; 100 captions x 4 samples each")

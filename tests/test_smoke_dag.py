@@ -83,6 +83,13 @@ def test_smoke_dag_builds_all_tables_and_one_table_alone(tmp_path):
     following = {r["row"]: float(r["ours_mean"]) for r in t2i if r["metric"] == "caption_following[AR-GPT]"}
     assert {"VQ-GAN", "baseline: always-absent", "ceiling: real-images", "ceiling: decoded-codes (vqgan)"} <= set(following)
     assert following["baseline: always-absent"] == 0.0
+    # stage2.samples_per_caption: 2 in smoke.yaml: the attribute scores read two draws per caption, the FID and the
+    # PNGs one per test condition
+    for task in ("t2i_ar", "t2i_diffusion"):
+        run = tmp_path / "results" / "shapes" / "eval" / f"stage2-{task}" / "vqgan" / "base" / "seed0"
+        notes = json.loads((run / "metrics.json").read_text())["notes"]
+        assert any("12 captions x 2 samples each" in note for note in notes.values()), notes
+        assert len(list((run / "samples").glob("*.png"))) == 12
     # every table ends with its baseline/ceiling rows, computed by the DAG (lgvq.pipeline.references)
     references = {"reconstruction": {"ceiling: real-vs-real", "baseline: one-code"},
                   "masked_word": {"baseline: word-prior", "baseline: chance"},

@@ -134,11 +134,14 @@ def stage2_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant:
     """`stage2`: training, then sampling for the first `eval_images` test conditions and FID."""
     from lgvq.stage2.registry import STAGE2_TASKS
 
-    guided = STAGE2_TASKS.get(task).supports_guidance
-    guidance = cfg["stage2"]["guidance_scale"] if guided else 1.0
+    spec = STAGE2_TASKS.get(task)
+    guidance = cfg["stage2"]["guidance_scale"] if spec.supports_guidance else 1.0
+    # extra draws per test caption: only a task whose samples are scored against their captions reads them
+    samples = cfg["stage2"]["samples_per_caption"] if spec.scores_caption_attributes else 1
     return {"training": stage2_training(cfg, task, dataset, name, variant, seed), "fid": _fid(cfg, dataset),
             "sample_seed": cfg["eval"]["mask_eval_seed"],
-            **({"guidance_scale": guidance} if guidance != 1.0 else {})}  # 1: the hash of before
+            **({"guidance_scale": guidance} if guidance != 1.0 else {}),  # 1: the hash of before
+            **({"samples_per_caption": samples} if samples != 1 else {})}
 
 
 def downstream_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str,

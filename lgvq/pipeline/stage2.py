@@ -197,10 +197,16 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     tok = load_tokenizer(cfg, dataset, tokenizer, variant, seed).to(dev)
     sample_seed = eval_settings(cfg).mask_eval_seed * 7919 + seed
     captions = [r.captions[0] for r in test_recs]
+    # Attribute accuracy reads the samples of every round (stage2.samples_per_caption: several draws per test
+    # caption, a smaller sampling spread); the PNGs, the grid and the FID only round 0's, one sample per condition.
+    scores_attributes = spec.scores_caption_attributes and eval_settings(cfg).fid_extractor == "shapes-cnn"
+    rounds = s.samples_per_caption if scores_attributes else 1
+    n_chunks = -(-len(test_recs) // 50)
 
-    def draw(c: int) -> Tensor:
+    def draw(q: int) -> Tensor:
+        r, c = divmod(q, n_chunks)
         i, recs = c * 50, test_recs[c * 50 : c * 50 + 50]
-        g = torch.Generator(device=dev).manual_seed(sample_seed * 100_003 + c)
+        g = torch.Generator(device=dev).manual_seed(sample_draw_seed(sample_seed, c, r))
         real = test_codes.batch([test_codes(r.image_id) for r in recs], dev)
         given = spec.given(real)
         with torch.no_grad():
@@ -210,14 +216,13 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         with torch.no_grad():  # no autograd graph: a sample must not keep the decoder's activations alive
             return tok.decode_codes(codes).clamp(-1, 1).cpu()
 
-    chunks = chunks_on_main(-(-len(test_recs) // 50), draw, dist)  # lazy: draws as it is iterated
+    chunks = chunks_on_main(n_chunks * rounds, draw, dist)  # lazy: draws as it is iterated
     if not dist.is_main:
         for _ in chunks:  # this rank's share of the samples; rank 0 scores and writes
             pass
         return out / paths.METRICS_NAME
     extractor = fid_extractor(cfg, dataset)  # before sampling: a missing extractor fails before any sample
     tag = spec.metric_tag
-    scores_attributes = spec.scores_caption_attributes and extractor is not None and extractor.name == "shapes-cnn"
     if scores_attributes:
         from lgvq.data.attributes import CAPTION_SCORED, caption_attribute_vector
         from lgvq.metrics.attributes import CaptionFollowing, mismatched
@@ -229,12 +234,14 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     # the folder replaces an earlier one once all are written, and the FID reads them back from disk.
     samples_dir, grid_images = out / "samples", []
     with png_folder(samples_dir) as tmp_dir:
-        for c, x in chunks:
+        for q, x in chunks:
+            r, c = divmod(q, n_chunks)
             recs = test_recs[c * 50 : c * 50 + 50]
-            write_pngs(to_uint8(x), [f"{r.image_id:012d}" for r in recs], tmp_dir)
-            room = 16 - sum(len(t) for t in grid_images)
-            if room > 0:  # a copy: a view would keep the whole chunk alive
-                grid_images.append(x[:room].clone())
+            if r == 0:
+                write_pngs(to_uint8(x), [f"{rec.image_id:012d}" for rec in recs], tmp_dir)
+                room = 16 - sum(len(t) for t in grid_images)
+                if room > 0:  # a copy: a view would keep the whole chunk alive
+                    grid_images.append(x[:room].clone())
             if scores_attributes:
                 rows = slice(c * 50, c * 50 + len(recs))
                 following.add(extractor, x, wanted[rows], wanted_mismatched[rows], attr_mask)
@@ -248,7 +255,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     if scores_attributes:
         for name, value in following.metrics().items():
             metrics[f"{name}[{tag}]" if tag else name] = value
-        notes.update(attribute_notes(len(captions), tag))
+        notes.update(attribute_notes(len(captions), tag, samples_per_caption=rounds))
     MetricRecord(
         spec.table_id, dataset, tokenizer, variant, seed, metrics, notes,
         labels={"generator": spec.describe(model, s), "text_encoder": cond.text_encoder},
@@ -267,14 +274,23 @@ def caption_draw(n_captions: int, seed: int, epoch: int, item: int, cond_dropout
     return caption, bool(cond_dropout) and rng.random() < cond_dropout
 
 
-def attribute_notes(n_captions: int, tag: str | None = None, what: str = "sample") -> dict[str, str]:
+def sample_draw_seed(sample_seed: int, chunk: int, round_: int) -> int:
+    """The generator seed of one chunk of 50 test conditions in sampling round `round_`: round 0's is the
+    one-sample-per-caption seed of before (its samples, PNGs and FID unchanged by stage2.samples_per_caption);
+    each later round draws again from another seed."""
+    return sample_seed * 100_003 + chunk + round_ * 1_000_000_007
+
+
+def attribute_notes(n_captions: int, tag: str | None = None, what: str = "sample",
+                    samples_per_caption: int = 1) -> dict[str, str]:
     """The notes of attribute_accuracy and caption_following, under their (tagged) keys."""
     key = lambda name: f"{name}[{tag}]" if tag else name  # noqa: E731
+    counted = f"{n_captions} captions" + (f" x {samples_per_caption} samples each" if samples_per_caption > 1 else "")
     return {key("attribute_accuracy"): f"shapes-cnn reads each {what}; shape and colour slots compared with those its "
-                                       f"caption names (count not scored); {n_captions} captions",
+                                       f"caption names (count not scored); {counted}",
             key("caption_following"): f"attribute accuracy against each {what}'s own caption minus against the next "
                                       f"condition's (cyclically): 0 for images that ignore their caption; "
-                                      f"{n_captions} captions"}
+                                      f"{counted}"}
 
 
 def _sample_grid(x: Tensor, path: Path) -> None:

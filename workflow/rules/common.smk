@@ -85,6 +85,18 @@ def launcher(gpus: int) -> str:
     return f"{GPU_LAUNCH} {cmd}"
 
 
+# Which ready job a free core takes first (Snakemake runs the highest priority first; default 0). Jobs that gate
+# many others start first, then the long ones, so that no long job is left alone at the end of the DAG while the
+# other cores idle; the short evaluations and baseline rows fill the gaps. The default run at 32efdfd (tokenizers
+# alone at 10) shows both: the text cache, which every +LG tokenizer waits for, started at minute 6 behind
+# the base tokenizers, and a VQA head whose tokenizer finished at minute 11 started at minute 20 and ran alone
+# for the last minute (benchmarks/README.md, DAG wall time).
+PRIORITY = {
+    "gate": 20,  # text_cache, train_feature_extractor, encode_codes: short, and many jobs wait on each
+    "tokenizer": 10,  # train_tokenizer: the longest jobs, and every later stage waits on one
+    "long": 5,  # stage2, labelmap_vq, downstream: minutes each
+}
+
 TRAIN_LAUNCH = launcher(config["train"]["gpus"])
 GPU_LGVQ = launcher(1)  # the other rules that run a model: one process, one GPU when the job has one
 

@@ -16,6 +16,7 @@ rule downstream:
         h=downstream_hash,
     log:
         str(paths.task_log(R, "downstream", "{dstask}", *RUN)),
+    priority: PRIORITY["long"]
     threads: 1
     resources:
         **resources_of("downstream"),

@@ -16,6 +16,7 @@ rule train_feature_extractor:
         h=extractor_hash,
     log:
         str(paths.dataset_log(R, "feature_extractor", "{dataset}")),
+    priority: PRIORITY["gate"]
     threads: 1
     resources:
         **resources_of("train_feature_extractor"),

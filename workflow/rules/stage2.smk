@@ -20,6 +20,7 @@ rule stage2:
         h=stage2_hash,
     log:
         str(paths.task_log(R, "stage2", "{s2task}", *RUN)),
+    priority: PRIORITY["long"]
     threads: 1
     resources:
         **resources_of("stage2"),
@@ -39,6 +40,7 @@ rule labelmap_vq:
         h=labelmap_vq_hash,
     log:
         str(paths.dataset_log(R, "labelmap_vq", "{dataset}")),
+    priority: PRIORITY["long"]
     threads: 1
     resources:
         **resources_of("labelmap_vq"),

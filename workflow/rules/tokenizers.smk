@@ -14,11 +14,8 @@ rule train_tokenizer:
         h=tokenizer_hash,
     log:
         str(paths.run_log(R, "train_tokenizer", *RUN)),
-    # The longest jobs, and every later stage waits on one: started first, so a long tokenizer run is not
-    # the lone job at the end of the DAG while the other cores idle (the medium run at 1140ef5, without
-    # this: its third LG tokenizer, ~21 min, started at minute 83 of 2 h; a head or generator takes ~6).
-    # Not yet timed on a whole profile (benchmarks/bench_default_dag.py).
-    priority: 10
+    # the medium run at 1140ef5, without a priority: its third LG tokenizer (~21 min) started at minute 83 of 2 h
+    priority: PRIORITY["tokenizer"]
     threads: 1
     resources:
         **resources_of("train_tokenizer"),
@@ -41,6 +38,7 @@ rule encode_codes:
         h=tokenizer_hash,
     log:
         str(paths.run_log(R, "encode_codes", *RUN)),
+    priority: PRIORITY["gate"]
     threads: 1
     resources:
         **resources_of("encode_codes"),
