@@ -354,6 +354,9 @@ VALIDATION_KEYS = ("val_every", "val_items")
 # Keys read only when sampling from a finished checkpoint: in the sampling job's hash (lgvq.pipeline.jobs.stage2_job),
 # not the checkpoint's, so changing them re-samples without retraining.
 SAMPLING_ONLY_KEYS = ("guidance_scale", "samples_per_caption")
+# Keys of `stage2` read only by the label-map VQ's job (lgvq.pipeline.jobs.labelmap_vq): a generator's checkpoint
+# does not hold them; the semantic jobs, which read the label-map VQ, rerun when its model.pt is rewritten.
+LABELMAP_ONLY_KEYS = ("labelmap_ch",)
 
 
 def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True) -> dict[str, Any]:
@@ -362,7 +365,7 @@ def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True
     `gpus` counts when above 1 for a data-parallel job (it multiplies the global batch), never
     for a single-process one (`data_parallel=False`, the label-map VQ)."""
     return {k: v for k, v in cfg[stage].items()
-            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS, *SAMPLING_ONLY_KEYS)
+            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS, *SAMPLING_ONLY_KEYS, *LABELMAP_ONLY_KEYS)
             and not (k == "gpus" and (v == 1 or not data_parallel))
             and not (k == "cpu_bf16" and v == "off")  # off leaves the fp32 jobs' hashes as they were
             and not (k == "cond_dropout" and v == 0)}  # 0 (no null captions) too

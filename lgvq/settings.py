@@ -176,6 +176,7 @@ class Stage2Settings(TrainedStageSettings):
     diffusion_steps: int
     diffusion_layers: int | None   # None: `layers`
     labelmap_codes: int
+    labelmap_ch: int
     temperature: float
     top_k: int | None
     top_p: float | None

@@ -177,6 +177,7 @@ CHANGES = {
     "stage2.fast_path": False,
     "stage2.cpu_bf16": "on",
     "stage2.tokenizers.completion": ["vqvae"],
+    "stage2.labelmap_ch": 8,
     "downstream.steps": 3,
     "downstream.fast_path": False,
     "downstream.cpu_bf16": "on",

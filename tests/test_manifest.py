@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from lgvq.manifest import RunRecord, distinct_jobs
 
@@ -31,3 +32,16 @@ def test_the_reports_wall_time_per_step_counts_each_job_once(tmp_path):
         files[-1].write_text(json.dumps(m))
     html = provenance_html(tuple(files), tmp_path, {})
     assert "3 job manifests" in html and "<li>eval/reconstruction: 60 s</li>" in html  # two jobs, not three
+
+
+def test_the_device_record_names_the_cpu_model_where_linux_says_it():
+    from lgvq.manifest import device_info
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+             if ln.startswith("model name")] if cpuinfo.exists() else []
+    info = device_info()
+    if names:
+        assert info["cpu_model"] == names[0]
+    else:
+        assert "cpu_model" in info

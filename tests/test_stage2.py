@@ -212,3 +212,30 @@ def test_label_map_vq_learns_to_reconstruct_label_maps_and_encodes_to_the_code_g
     assert float((m.reconstruct(maps) == maps).float().mean()) > 0.9
     with pytest.raises(ValueError, match="power of two"):
         LabelMapVQ(4, 16, 5)
+
+
+def test_the_label_map_vq_width_retrains_only_the_label_map_vq_and_is_read_back_from_its_checkpoint(tmp_path):
+    from pathlib import Path
+
+    from lgvq.config import load_config
+    from lgvq.io import atomic_torch_save
+    from lgvq.pipeline import jobs, paths
+    from lgvq.pipeline.stage2 import load_labelmap_vq
+    from lgvq.stage2.labelmap_vq import LabelMapVQ
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "smoke.yaml")
+    cfg["results_dir"] = str(tmp_path)
+    narrow = {**cfg, "stage2": {**cfg["stage2"], "labelmap_ch": 8}}
+    assert "labelmap_ch" not in jobs.labelmap_vq(cfg, "shapes")["stage2"]  # 32: the hash of before
+    assert jobs.labelmap_vq(narrow, "shapes")["stage2"]["labelmap_ch"] == 8
+    for task in ("semantic", "t2i_ar", "t2i_diffusion", "completion", "unconditional"):  # no checkpoint holds it
+        assert jobs.stage2_job(narrow, task, "shapes", "vqgan", "base", 0) == jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
+    # a model.pt records its width; one written before the key (no "ch") was 32 wide
+    path = paths.labelmap_vq_model(tmp_path, "shapes")
+    path.parent.mkdir(parents=True)
+    for ch, meta_ch in ((8, {"ch": 8}), (32, {})):
+        model = LabelMapVQ(4, 16, 4, ch=ch, n_embed=16)
+        atomic_torch_save(path, {"state": model.state_dict(),
+                                 "meta": {"n_classes": 4, "image_size": 16, "grid": 4, "n_embed": 16, **meta_ch}})
+        loaded, _ = load_labelmap_vq(cfg, "shapes")
+        assert loaded.encoder.conv_in.out_channels == ch

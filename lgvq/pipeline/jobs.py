@@ -116,6 +116,8 @@ def tokenizer_grid(cfg: dict[str, Any], dataset: str) -> list[int]:
 def labelmap_vq(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`labelmap_vq`: semantic synthesis' conditioning stage (one per dataset, single process)."""
     settings = {k: v for k, v in head_settings(cfg, "stage2", data_parallel=False).items() if k != "cond_dropout"}
+    ch = cfg["stage2"]["labelmap_ch"]
+    settings.update({"labelmap_ch": ch} if ch != 32 else {})  # 32: the hash of before
     return {"images": _images(cfg, dataset), "stage2": settings,  # (null captions: the text-to-image generators')
             "tokenizer_grids": tokenizer_grid(cfg, dataset), "seed": cfg["eval"]["mask_eval_seed"]}
 

@@ -82,8 +82,8 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     n_classes = maps.n_classes()
     seed_everything(seed)
     meta = {"n_classes": n_classes, "image_size": ds.image_size, "grid": _tokenizer_grid(cfg, dataset),
-            "n_embed": s.labelmap_codes, "config_hash": h}
-    model = LabelMapVQ(n_classes, ds.image_size, meta["grid"], n_embed=meta["n_embed"])
+            "n_embed": s.labelmap_codes, "ch": s.labelmap_ch, "config_hash": h}
+    model = LabelMapVQ(n_classes, ds.image_size, meta["grid"], ch=meta["ch"], n_embed=meta["n_embed"])
     dev = pick_device(cfg)
     model.to(dev)
     trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s.lr, fast_path=s.fast_path,
@@ -121,7 +121,8 @@ def load_labelmap_vq(cfg: dict[str, Any], dataset: str):
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported by name
         raise ArtifactError(f"corrupt label-map VQ {path}: {e}") from e
     meta = payload["meta"]
-    model = LabelMapVQ(meta["n_classes"], meta["image_size"], meta["grid"], n_embed=meta["n_embed"])
+    # "ch" is absent from a model.pt written before stage2.labelmap_ch: those were 32 wide
+    model = LabelMapVQ(meta["n_classes"], meta["image_size"], meta["grid"], ch=meta.get("ch", 32), n_embed=meta["n_embed"])
     model.load_state_dict(payload["state"])
     return model.eval(), meta
 

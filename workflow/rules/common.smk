@@ -85,14 +85,18 @@ def launcher(gpus: int) -> str:
     return f"{GPU_LAUNCH} {cmd}"
 
 
-# Which ready job a free core takes first (Snakemake runs the highest priority first; default 0). Jobs that gate
-# many others start first, then the long ones, so that no long job is left alone at the end of the DAG while the
-# other cores idle; the short evaluations and baseline rows fill the gaps. The default run at 32efdfd (tokenizers
-# alone at 10) shows both: the text cache, which every +LG tokenizer waits for, started at minute 6 behind
-# the base tokenizers, and a VQA head whose tokenizer finished at minute 11 started at minute 20 and ran alone
-# for the last minute (benchmarks/README.md, DAG wall time).
+# Which ready jobs the free cores take (default 0): Snakemake picks the set of ready jobs with the largest sum of
+# priorities that fits the free cores. Jobs that gate many others start first, then the long ones, so that no
+# long job is left alone at the end of the DAG while the other cores idle; the short evaluations and baseline rows
+# fill the gaps. The default run at 655f7a0 (tokenizers alone at 10: 1305 s on an AMD EPYC) shows why: the text
+# cache, which every +LG tokenizer waits for, started at minute 6, and a VQA head whose tokenizer finished at
+# minute 11 started at minute 20 and ran alone for the last minute; with gates and long jobs ranked (59b1217),
+# 1240 s on the same machine (benchmarks/README.md, DAG wall time).
 PRIORITY = {
-    "gate": 20,  # text_cache, train_feature_extractor, encode_codes: short, and many jobs wait on each
+    # text_cache uses 2 threads, so it needs two free cores at once: its priority must outweigh any two
+    # one-thread jobs (at 20 it still lost to the extractor + a tokenizer, 20 + 10, until minute 5 of 59b1217's run)
+    "first": 50,
+    "gate": 20,  # train_feature_extractor, encode_codes: short, and many jobs wait on each
     "tokenizer": 10,  # train_tokenizer: the longest jobs, and every later stage waits on one
     "long": 5,  # stage2, labelmap_vq, downstream: minutes each
 }

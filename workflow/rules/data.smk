@@ -50,7 +50,7 @@ rule text_cache:
         h=text_cache_hash,
     log:
         str(paths.text_cache_log(R, "{dataset}", "{encoder}")),
-    priority: PRIORITY["gate"]
+    priority: PRIORITY["first"]
     threads: 2
     resources:
         **resources_of("text_cache"),
