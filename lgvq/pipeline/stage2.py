@@ -204,10 +204,10 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     rounds = s.samples_per_caption if scores_attributes else 1
     n_chunks = -(-len(test_recs) // 50)
 
-    def draw(q: int) -> Tensor:
-        r, c = divmod(q, n_chunks)
+    def draw(q: int) -> Tensor:  # q: chunk c of sampling round `round_`
+        round_, c = divmod(q, n_chunks)
         i, recs = c * 50, test_recs[c * 50 : c * 50 + 50]
-        g = torch.Generator(device=dev).manual_seed(sample_draw_seed(sample_seed, c, r))
+        g = torch.Generator(device=dev).manual_seed(sample_draw_seed(sample_seed, c, round_))
         real = test_codes.batch([test_codes(r.image_id) for r in recs], dev)
         given = spec.given(real)
         with torch.no_grad():
@@ -236,9 +236,9 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     samples_dir, grid_images = out / "samples", []
     with png_folder(samples_dir) as tmp_dir:
         for q, x in chunks:
-            r, c = divmod(q, n_chunks)
+            round_, c = divmod(q, n_chunks)
             recs = test_recs[c * 50 : c * 50 + 50]
-            if r == 0:
+            if round_ == 0:
                 write_pngs(to_uint8(x), [f"{rec.image_id:012d}" for rec in recs], tmp_dir)
                 room = 16 - sum(len(t) for t in grid_images)
                 if room > 0:  # a copy: a view would keep the whole chunk alive
