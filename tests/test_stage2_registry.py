@@ -176,3 +176,14 @@ def test_a_plugin_task_gets_its_rows_its_table_and_its_dag_jobs(tmp_path, monkey
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "stage2 run --task toy_s2" in out.stdout and "--tokenizer vqgan" in out.stdout
     assert "stage2 run --task unconditional" not in out.stdout  # the table reads only its own task's records
+
+
+def test_the_generator_label_names_the_depth_the_network_was_built_with():
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    task, ctx = STAGE2_TASKS.get("t2i_diffusion"), _ctx()
+    deep = replace(ctx.settings, diffusion_layers=3)
+    model = SimpleNamespace(net=task.network(replace(ctx, settings=deep), task.conditions(ctx)))
+    assert len(model.net.blocks) == 3
+    assert ", 3 layers," in task.describe(model, deep)  # stage2.diffusion_layers, not stage2.layers (1 here)

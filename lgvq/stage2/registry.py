@@ -134,7 +134,7 @@ class Stage2Task:
         """The record's `generator` label."""
         guidance = (f"; {s.cond_dropout:.0%} null captions in training, guidance scale {s.guidance_scale:g}"
                     if self.supports_guidance and (s.cond_dropout or s.guidance_scale != 1.0) else "")
-        return (f"{type(model.net).__name__}: width {s.width}, {s.layers} layers, {s.heads} heads, "
+        return (f"{type(model.net).__name__}: width {s.width}, {self.layers(s)} layers, {s.heads} heads, "
                 f"{s.steps} steps (batch {s.batch_size}){guidance}")
 
     # --- what `lgvq plan estimate` prices -----------------------------------------------------------
