@@ -116,8 +116,10 @@ def tokenizer_grid(cfg: dict[str, Any], dataset: str) -> list[int]:
 def labelmap_vq(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`labelmap_vq`: semantic synthesis' conditioning stage (one per dataset, single process)."""
     settings = {k: v for k, v in head_settings(cfg, "stage2", data_parallel=False).items() if k != "cond_dropout"}
+    from lgvq.stage2.labelmap_vq import DEFAULT_CH
+
     ch = cfg["stage2"]["labelmap_ch"]
-    settings.update({"labelmap_ch": ch} if ch != 32 else {})  # 32: the hash of before
+    settings.update({"labelmap_ch": ch} if ch != DEFAULT_CH else {})  # the default: the hash of before
     return {"images": _images(cfg, dataset), "stage2": settings,  # (null captions: the text-to-image generators')
             "tokenizer_grids": tokenizer_grid(cfg, dataset), "seed": cfg["eval"]["mask_eval_seed"]}
 
@@ -132,14 +134,26 @@ def stage2_training(cfg: dict[str, Any], task: str, dataset: str, name: str, var
     return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed), "stage2": settings, "task": task}
 
 
+def scores_caption_attributes(cfg: dict[str, Any], task: str) -> bool:
+    """Whether a second-stage job scores its samples against their captions (attribute accuracy, caption
+    following): a task that `scores_caption_attributes`, read by the shapes-cnn classifier (embedded data)."""
+    from lgvq.stage2.registry import STAGE2_TASKS
+
+    return STAGE2_TASKS.get(task).scores_caption_attributes and cfg["eval"]["fid_extractor"] == "shapes-cnn"
+
+
+def samples_per_caption(cfg: dict[str, Any], task: str) -> int:
+    """Draws per test caption a second-stage job takes: stage2.samples_per_caption where they are scored, else 1."""
+    return cfg["stage2"]["samples_per_caption"] if scores_caption_attributes(cfg, task) else 1
+
+
 def stage2_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
     """`stage2`: training, then sampling for the first `eval_images` test conditions and FID."""
     from lgvq.stage2.registry import STAGE2_TASKS
 
     spec = STAGE2_TASKS.get(task)
     guidance = cfg["stage2"]["guidance_scale"] if spec.supports_guidance else 1.0
-    # extra draws per test caption: only a task whose samples are scored against their captions reads them
-    samples = cfg["stage2"]["samples_per_caption"] if spec.scores_caption_attributes else 1
+    samples = samples_per_caption(cfg, task)  # extra draws per test caption: only where they are scored
     return {"training": stage2_training(cfg, task, dataset, name, variant, seed), "fid": _fid(cfg, dataset),
             "sample_seed": cfg["eval"]["mask_eval_seed"],
             **({"guidance_scale": guidance} if guidance != 1.0 else {}),  # 1: the hash of before

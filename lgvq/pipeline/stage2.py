@@ -111,7 +111,7 @@ def _tokenizer_grid(cfg: dict[str, Any], dataset: str) -> int:
 
 
 def load_labelmap_vq(cfg: dict[str, Any], dataset: str):
-    from lgvq.stage2.labelmap_vq import LabelMapVQ
+    from lgvq.stage2.labelmap_vq import DEFAULT_CH, LabelMapVQ
 
     path = paths.labelmap_vq_model(cfg["results_dir"], dataset)
     if not path.is_file():
@@ -121,8 +121,9 @@ def load_labelmap_vq(cfg: dict[str, Any], dataset: str):
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported by name
         raise ArtifactError(f"corrupt label-map VQ {path}: {e}") from e
     meta = payload["meta"]
-    # "ch" is absent from a model.pt written before stage2.labelmap_ch: those were 32 wide
-    model = LabelMapVQ(meta["n_classes"], meta["image_size"], meta["grid"], ch=meta.get("ch", 32), n_embed=meta["n_embed"])
+    # "ch" is absent from a model.pt written before stage2.labelmap_ch: those were DEFAULT_CH wide
+    model = LabelMapVQ(meta["n_classes"], meta["image_size"], meta["grid"], ch=meta.get("ch", DEFAULT_CH),
+                       n_embed=meta["n_embed"])
     model.load_state_dict(payload["state"])
     return model.eval(), meta
 
@@ -200,8 +201,8 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     captions = [r.captions[0] for r in test_recs]
     # Attribute accuracy reads the samples of every round (stage2.samples_per_caption: several draws per test
     # caption, a smaller sampling spread); the PNGs, the grid and the FID only round 0's, one sample per condition.
-    scores_attributes = spec.scores_caption_attributes and eval_settings(cfg).fid_extractor == "shapes-cnn"
-    rounds = s.samples_per_caption if scores_attributes else 1
+    scores_attributes = jobs.scores_caption_attributes(cfg, task)
+    rounds = jobs.samples_per_caption(cfg, task)
     n_chunks = -(-len(test_recs) // 50)
 
     def draw(q: int) -> Tensor:  # q: chunk c of sampling round `round_`

@@ -19,8 +19,12 @@ from lgvq.tokenizers.nets import Decoder, Encoder
 from lgvq.tokenizers.quantizers import VectorQuantizer
 
 
+# The width of every label-map VQ before stage2.labelmap_ch (its schema default): the hash and checkpoints of before.
+DEFAULT_CH = 32
+
+
 class LabelMapVQ(nn.Module):
-    def __init__(self, n_classes: int, image_size: int, grid: int, *, ch: int = 32, n_embed: int = 128,
+    def __init__(self, n_classes: int, image_size: int, grid: int, *, ch: int = DEFAULT_CH, n_embed: int = 128,
                  embed_dim: int = 32, beta: float = 0.25) -> None:
         super().__init__()
         f = image_size // grid
