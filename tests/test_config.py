@@ -218,3 +218,14 @@ def test_the_decoders_training_input_enters_only_lg_hashes_and_only_when_not_the
     assert lg_slice({"mtp_input": "leak_free"}, "gsa") == lg_slice({}, "gsa")  # no L_mtp: the same training
     with pytest.raises(ConfigError, match=r"lg\.mtp_input"):
         validate_config({**MINIMAL, "lg": {"mtp_input": "leakfree"}})
+
+
+def test_the_c_yaml_parser_reads_the_schema_and_every_shipped_config_as_the_python_parser_does():
+    """Every job validates its config against the schema; lgvq.config.load_yaml parses with libyaml when PyYAML
+    has it (~10x faster per job). It must read what the pure-Python parser reads."""
+    from lgvq.config import SCHEMA_PATH, load_yaml
+
+    root = Path(__file__).resolve().parent.parent
+    for path in [SCHEMA_PATH, *sorted((root / "config").glob("*.yaml"))]:
+        text = path.read_text()
+        assert load_yaml(text) == yaml.load(text, Loader=yaml.SafeLoader), path
