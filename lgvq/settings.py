@@ -183,6 +183,7 @@ class Stage2Settings(TrainedStageSettings):
     cond_dropout: float            # text-to-image: captions replaced by the null caption in training
     guidance_scale: float          # classifier-free guidance at sampling; 1 = none
     samples_per_caption: int       # text-to-image attribute scoring: draws per test caption
+    truncation_rate: float         # discrete diffusion sampling: p(x_0 | x_t) cut at this cumulative probability
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,19 @@ def test_samples_per_caption_resamples_only_the_caption_scored_tasks_without_ret
             jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
 
 
+def test_truncation_rate_resamples_only_the_diffusion_without_retraining():
+    cfg, cut = smoke(), smoke()
+    cut["stage2"]["truncation_rate"] = 0.86
+    assert "truncation_rate" not in jobs.stage2_job(cfg, "t2i_diffusion", "shapes", "vqgan", "base", 0)  # 1: as before
+    assert jobs.stage2_job(cut, "t2i_diffusion", "shapes", "vqgan", "base", 0)["truncation_rate"] == 0.86
+    for task in ("t2i_diffusion", "t2i_ar", "unconditional", "completion", "semantic"):
+        assert jobs.stage2_training(cut, task, "shapes", "vqgan", "base", 0) == \
+            jobs.stage2_training(cfg, task, "shapes", "vqgan", "base", 0)  # no checkpoint retrains
+    for task in ("t2i_ar", "unconditional", "completion", "semantic"):  # not a discrete diffusion: nothing reruns
+        assert jobs.stage2_job(cut, task, "shapes", "vqgan", "base", 0) == \
+            jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
+
+
 def test_round_zero_draws_the_one_sample_per_caption_seeds_and_later_rounds_draw_others():
     from lgvq.pipeline.stage2 import attribute_notes, sample_draw_seed
 

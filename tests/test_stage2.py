@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lgvq.downstream.task import HeadTask
-from lgvq.stage2.diffusion import DiffusionSchedule, TextToCodeDiffusion
+from lgvq.stage2.diffusion import DiffusionSchedule, TextToCodeDiffusion, truncate
 from lgvq.stage2.gpt import CodeGPT, sample_logits
 
 K, N = 12, 9
@@ -195,6 +195,35 @@ def test_diffusion_overfit_on_one_sequence_reproduces_it():
     m = overfit(m, lambda m: {"ce": m.loss(target.repeat(8, 1), text.repeat(8, 1, 1), valid.repeat(8, 1), g)}, steps=150)
     out = m.sample(text.repeat(2, 1, 1), valid.repeat(2, 1), generator=torch.Generator().manual_seed(1), temperature=0.1)
     assert torch.equal(out, target.repeat(2, 1))
+
+
+def test_truncation_keeps_the_most_probable_codes_up_to_the_rate_and_the_one_that_crosses_it():
+    p = torch.tensor([[0.05, 0.5, 0.3, 0.15], [0.9, 0.04, 0.03, 0.03]])
+    cut = truncate(p, 0.86)  # row 0: 0.5 + 0.3 = 0.8 < 0.86, so 0.15 (crossing it) stays and 0.05 goes
+    assert torch.allclose(cut[0], torch.tensor([0.0, 0.5, 0.3, 0.15]) / 0.95)
+    assert torch.equal(cut[1], torch.tensor([1.0, 0.0, 0.0, 0.0]))  # the most probable code alone already crosses
+    assert truncate(p, 1.0) is p  # 1: VQ-Diffusion's classifier-free setting, nothing cut
+
+
+def test_truncated_sampling_keeps_visible_codes_and_draws_masked_ones_from_the_nucleus(monkeypatch):
+    """Our chain never changes a visible code (beta_bar = 0): truncating a visible position's p(x_0) could
+    drop x_t itself and leave its posterior with no mass (it did: multinomial on zeros), so only [MASK]
+    positions are cut."""
+    import lgvq.stage2.diffusion as diffusion
+
+    torch.manual_seed(0)
+    model = TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=6).eval()
+    text, valid = torch.randn(16, 4, 8), torch.ones(16, 4, dtype=torch.bool)
+    seen = []
+    real = diffusion.truncate
+    monkeypatch.setattr(diffusion, "truncate", lambda p, r: seen.append(r) or real(p, r))
+    out = model.sample(text, valid, generator=torch.Generator().manual_seed(0), truncation=0.5)
+    assert seen == [0.5] * 6 and out.shape == (16, N) and int(out.max()) < K  # every step, no [MASK] left
+    # at rate -> 0 each masked position keeps only its most probable code: with one step, x_0 = argmax
+    one = TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=1).eval()
+    with torch.no_grad():
+        best = one.predict_x0(torch.full((16, N), K), torch.ones(16, dtype=torch.long), text, valid).argmax(-1)
+    assert torch.equal(one.sample(text, valid, generator=torch.Generator().manual_seed(3), truncation=1e-6), best)
 
 
 def test_label_map_vq_learns_to_reconstruct_label_maps_and_encodes_to_the_code_grid():

@@ -13,6 +13,12 @@ frozen text features predicts p(x_0 | x_t, text); x_{t-1} is drawn from
 computed in closed form (`posterior`). Training uses the x_0 cross-entropy (VQ-Diffusion's
 auxiliary loss); VQ-Diffusion adds the variational bound, which we do not (documented
 simplification: both share the same optimum x_0 predictor).
+
+Truncation (`truncate`, `stage2.truncation_rate`): VQ-Diffusion samples with each step's p(x_0 | x_t)
+cut to its most probable codes up to a cumulative probability r (its released inference uses r = 0.86;
+its classifier-free variant r = 1 with guidance) -- nucleus sampling per position, applied before the
+posterior, here at the [MASK] positions (the only ones our chain still decides). r = 1 leaves p(x_0 | x_t)
+as predicted.
 """
 
 from __future__ import annotations
@@ -89,6 +95,18 @@ class DiffusionSchedule:
         return post / post.sum(-1, keepdim=True).clamp_min(1e-30)
 
 
+def truncate(p_x0: Tensor, rate: float) -> Tensor:
+    """VQ-Diffusion's truncation of p(x_0 | x_t) (..., K): per position, keep the most probable codes
+    whose cumulative probability stays below `rate`, and the code that crosses it (the most probable
+    one always), renormalised; `rate` >= 1 returns `p_x0` unchanged."""
+    if rate >= 1.0:
+        return p_x0
+    ordered, order = p_x0.sort(-1, descending=True)
+    drop = ordered.cumsum(-1) - ordered >= rate  # the mass before this code already reaches rate
+    kept = p_x0.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
+    return kept / kept.sum(-1, keepdim=True)
+
+
 class DenoiserBlock(nn.Module):
     """Self-attention over the code grid has no mask (every position sees every other: flash-eligible).
     Cross-attention masks padded text keys with a (B, L) key-padding mask, broadcast over the queries
@@ -149,8 +167,9 @@ class TextToCodeDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, text_tokens: Tensor, text_valid: Tensor, *, generator: torch.Generator | None = None,
                temperature: float = 1.0, fast: bool = False, null: tuple[Tensor, Tensor] | None = None,
-               guidance: float = 1.0) -> Tensor:
-        """Codes (B, N): from all-[MASK] at t = T down to x_0. `fast`: the denoiser under bf16 autocast on
+               guidance: float = 1.0, truncation: float = 1.0) -> Tensor:
+        """Codes (B, N): from all-[MASK] at t = T down to x_0, each step's p(x_0 | x_t) truncated at
+        cumulative probability `truncation` (`truncate`; 1 = none). `fast`: the denoiser under bf16 autocast on
         CUDA (the posterior and the draws stay fp32). Classifier-free guidance (`guidance` != 1, with the
         null condition's (tokens, valid) as `null`): each step's x_0 logits are null + guidance x
         (conditional - null), the two denoised as one batch of 2B."""
@@ -170,6 +189,9 @@ class TextToCodeDiffusion(nn.Module):
                 cond, uncond = logits.chunk(2)
                 logits = uncond + guidance * (cond - uncond)
             p_x0 = (logits / temperature).softmax(-1)
+            if truncation < 1.0:  # at [MASK] positions only: the chain never changes a code once unmasked
+                # (beta_bar = 0), so a visible code's p(x_0) must keep x_t or its posterior has no mass
+                p_x0 = torch.where((x == K)[..., None], truncate(p_x0, truncation), p_x0)
             probs = p_x0 if t == 1 else self.schedule.posterior(p_x0, x, t)
             x = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(B, -1)
         return x

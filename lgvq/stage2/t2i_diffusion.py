@@ -17,6 +17,7 @@ class TextToImageDiffusionTask(Stage2Task):
     table_id = "text_to_image"
     scores_caption_attributes = True
     supports_guidance = True
+    supports_truncation = True
 
     def conditions(self, ctx: Stage2Context) -> Conditions:
         return caption_features(ctx)
@@ -36,14 +37,15 @@ class TextToImageDiffusionTask(Stage2Task):
                  s: Stage2Settings) -> Any:
         flat = model.net.sample(*cond, generator=generator, temperature=s.temperature, fast=s.fast_path,
                                 null=null_caption(cond) if s.guidance_scale != 1.0 else None,
-                                guidance=s.guidance_scale)
+                                guidance=s.guidance_scale, truncation=s.truncation_rate)
         return flat.view(n, *model.grid)
 
     def drop_conditions(self, cond: Any, drop: Any) -> Any:
         return drop_captions(cond, drop)
 
     def describe(self, model: Any, s: Stage2Settings) -> str:
-        return super().describe(model, s) + f", {s.diffusion_steps} diffusion steps"
+        cut = f", truncation rate {s.truncation_rate:g}" if s.truncation_rate < 1 else ""
+        return super().describe(model, s) + f", {s.diffusion_steps} diffusion steps{cut}"
 
     def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
         return text.max_length
