@@ -359,7 +359,7 @@ _RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers", "ckpt_every")
 VALIDATION_KEYS = ("val_every", "val_items")
 # Keys read only when sampling from a finished checkpoint: in the sampling job's hash (lgvq.pipeline.jobs.stage2_job),
 # not the checkpoint's, so changing them re-samples without retraining.
-SAMPLING_ONLY_KEYS = ("guidance_scale", "samples_per_caption", "truncation_rate")
+SAMPLING_ONLY_KEYS = ("guidance_scale", "samples_per_caption", "truncation_rate", "diffusion_sampler")
 # Keys of `stage2` read only by the label-map VQ's job (lgvq.pipeline.jobs.labelmap_vq): a generator's checkpoint
 # does not hold them; the semantic jobs, which read the label-map VQ, rerun when its model.pt is rewritten.
 LABELMAP_ONLY_KEYS = ("labelmap_ch",)

@@ -184,6 +184,7 @@ class Stage2Settings(TrainedStageSettings):
     guidance_scale: float          # classifier-free guidance at sampling; 1 = none
     samples_per_caption: int       # text-to-image attribute scoring: draws per test caption
     truncation_rate: float         # discrete diffusion sampling: p(x_0 | x_t) cut at this cumulative probability
+    diffusion_sampler: str         # discrete diffusion sampling: posterior (VQ-Diffusion) | purity (most confident first)
 
 
 @dataclass(frozen=True)

@@ -131,11 +131,12 @@ def test_samples_per_caption_resamples_only_the_caption_scored_tasks_without_ret
             jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
 
 
-def test_truncation_rate_resamples_only_the_diffusion_without_retraining():
+@pytest.mark.parametrize("key,value", [("truncation_rate", 0.86), ("diffusion_sampler", "purity")])
+def test_the_diffusion_sampling_keys_resample_only_the_diffusion_without_retraining(key, value):
     cfg, cut = smoke(), smoke()
-    cut["stage2"]["truncation_rate"] = 0.86
-    assert "truncation_rate" not in jobs.stage2_job(cfg, "t2i_diffusion", "shapes", "vqgan", "base", 0)  # 1: as before
-    assert jobs.stage2_job(cut, "t2i_diffusion", "shapes", "vqgan", "base", 0)["truncation_rate"] == 0.86
+    cut["stage2"][key] = value
+    assert key not in jobs.stage2_job(cfg, "t2i_diffusion", "shapes", "vqgan", "base", 0)  # the default: as before
+    assert jobs.stage2_job(cut, "t2i_diffusion", "shapes", "vqgan", "base", 0)[key] == value
     for task in ("t2i_diffusion", "t2i_ar", "unconditional", "completion", "semantic"):
         assert jobs.stage2_training(cut, task, "shapes", "vqgan", "base", 0) == \
             jobs.stage2_training(cfg, task, "shapes", "vqgan", "base", 0)  # no checkpoint retrains

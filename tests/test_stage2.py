@@ -226,6 +226,24 @@ def test_truncated_sampling_keeps_visible_codes_and_draws_masked_ones_from_the_n
     assert torch.equal(one.sample(text, valid, generator=torch.Generator().manual_seed(3), truncation=1e-6), best)
 
 
+def test_the_purity_sampler_reveals_the_most_confident_masked_positions_and_keeps_visible_codes():
+    m = TextToCodeDiffusion(4, 6, 8, width=16, layers=1, heads=2, steps=4).eval()
+    x = torch.tensor([[4, 4, 2, 4, 4, 4]])  # five [MASK]s (K = 4), position 2 visible
+    p = torch.full((1, 6, 4), 0.25)
+    p[0, 3] = torch.tensor([0.0, 0.0, 0.0, 1.0])  # the most confident masked position: code 3 for sure
+    p[0, 2] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # confident, but visible: stays 2
+    # at t = 4 of 4 (linear gamma_bar) the chain reveals 1 - 3/4 of the masked positions: round(5 / 4) = 1
+    out = m._reveal_most_confident(x, p, 4, torch.Generator().manual_seed(0))
+    assert out.tolist() == [[4, 4, 2, 3, 4, 4]]
+    last = m._reveal_most_confident(out, torch.full((1, 6, 4), 0.25), 1, torch.Generator().manual_seed(0))
+    assert int(last.max()) < 4 and last[0, 2] == 2 and last[0, 3] == 3  # t = 1: every [MASK] revealed, no other
+    text, valid = torch.randn(3, 2, 8), torch.ones(3, 2, dtype=torch.bool)
+    codes = m.sample(text, valid, generator=torch.Generator().manual_seed(1), sampler="purity")
+    assert codes.shape == (3, 6) and int(codes.max()) < 4
+    with pytest.raises(ValueError, match="unknown diffusion sampler"):
+        m.sample(text, valid, sampler="maskgit")
+
+
 def test_label_map_vq_learns_to_reconstruct_label_maps_and_encodes_to_the_code_grid():
     from lgvq.stage2.labelmap_vq import LabelMapVQ
 

@@ -154,12 +154,14 @@ def stage2_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant:
     spec = STAGE2_TASKS.get(task)
     guidance = cfg["stage2"]["guidance_scale"] if spec.supports_guidance else 1.0
     samples = samples_per_caption(cfg, task)  # extra draws per test caption: only where they are scored
-    cut = cfg["stage2"]["truncation_rate"] if spec.supports_truncation else 1.0
+    cut = cfg["stage2"]["truncation_rate"] if spec.discrete_diffusion else 1.0
+    sampler = cfg["stage2"]["diffusion_sampler"] if spec.discrete_diffusion else "posterior"
     return {"training": stage2_training(cfg, task, dataset, name, variant, seed), "fid": _fid(cfg, dataset),
             "sample_seed": cfg["eval"]["mask_eval_seed"],
             **({"guidance_scale": guidance} if guidance != 1.0 else {}),  # 1: the hash of before
             **({"samples_per_caption": samples} if samples != 1 else {}),
-            **({"truncation_rate": cut} if cut != 1.0 else {})}
+            **({"truncation_rate": cut} if cut != 1.0 else {}),
+            **({"diffusion_sampler": sampler} if sampler != "posterior" else {})}
 
 
 def downstream_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str,

@@ -167,12 +167,16 @@ class TextToCodeDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, text_tokens: Tensor, text_valid: Tensor, *, generator: torch.Generator | None = None,
                temperature: float = 1.0, fast: bool = False, null: tuple[Tensor, Tensor] | None = None,
-               guidance: float = 1.0, truncation: float = 1.0) -> Tensor:
+               guidance: float = 1.0, truncation: float = 1.0, sampler: str = "posterior") -> Tensor:
         """Codes (B, N): from all-[MASK] at t = T down to x_0, each step's p(x_0 | x_t) truncated at
         cumulative probability `truncation` (`truncate`; 1 = none). `fast`: the denoiser under bf16 autocast on
         CUDA (the posterior and the draws stay fp32). Classifier-free guidance (`guidance` != 1, with the
         null condition's (tokens, valid) as `null`): each step's x_0 logits are null + guidance x
-        (conditional - null), the two denoised as one batch of 2B."""
+        (conditional - null), the two denoised as one batch of 2B. `sampler`: "posterior" draws x_{t-1} from
+        p(x_{t-1} | x_t), every position on its own (VQ-Diffusion); "purity" reveals the most confident [MASK]
+        positions (`_reveal_most_confident`)."""
+        if sampler not in ("posterior", "purity"):
+            raise ValueError(f"unknown diffusion sampler {sampler!r} (posterior, purity)")
         if guidance != 1.0 and null is None:
             raise ValueError("guidance needs the null condition (null=(tokens, valid))")
         guided = guidance != 1.0
@@ -192,6 +196,26 @@ class TextToCodeDiffusion(nn.Module):
             if truncation < 1.0:  # at [MASK] positions only: the chain never changes a code once unmasked
                 # (beta_bar = 0), so a visible code's p(x_0) must keep x_t or its posterior has no mass
                 p_x0 = torch.where((x == K)[..., None], truncate(p_x0, truncation), p_x0)
+            if sampler == "purity":
+                x = self._reveal_most_confident(x, p_x0, t, generator)
+                continue
             probs = p_x0 if t == 1 else self.schedule.posterior(p_x0, x, t)
             x = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(B, -1)
         return x
+
+    def _reveal_most_confident(self, x: Tensor, p_x0: Tensor, t: int, generator: torch.Generator | None) -> Tensor:
+        """One purity-ordered step (Improved VQ-Diffusion's purity prior, simplified to a ranking): as many [MASK]
+        positions as the chain reveals in expectation at step t (a share 1 - gamma_bar[t-1] / gamma_bar[t] of
+        them; all at t = 1), chosen where p(x_0 | x_t) is most confident (its largest probability), each drawn
+        from p(x_0 | x_t). Visible codes stay. Every row holds the same number of [MASK]s at every step."""
+        K = self.n_codes
+        masked = x == K
+        n_masked = int(masked[0].sum())
+        g, g1 = float(self.schedule.gamma_bar[t]), float(self.schedule.gamma_bar[t - 1])
+        k = n_masked if t == 1 else min(n_masked, round(n_masked * (1 - g1 / g)))
+        if k == 0:
+            return x
+        draw = torch.multinomial(p_x0.reshape(-1, K), 1, generator=generator).view(x.shape)
+        purity = p_x0.amax(-1).masked_fill(~masked, -1.0)
+        reveal = torch.zeros_like(masked).scatter(1, purity.topk(k, dim=1).indices, True)
+        return torch.where(reveal, draw, x)

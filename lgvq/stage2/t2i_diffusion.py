@@ -17,7 +17,7 @@ class TextToImageDiffusionTask(Stage2Task):
     table_id = "text_to_image"
     scores_caption_attributes = True
     supports_guidance = True
-    supports_truncation = True
+    discrete_diffusion = True
 
     def conditions(self, ctx: Stage2Context) -> Conditions:
         return caption_features(ctx)
@@ -37,7 +37,7 @@ class TextToImageDiffusionTask(Stage2Task):
                  s: Stage2Settings) -> Any:
         flat = model.net.sample(*cond, generator=generator, temperature=s.temperature, fast=s.fast_path,
                                 null=null_caption(cond) if s.guidance_scale != 1.0 else None,
-                                guidance=s.guidance_scale, truncation=s.truncation_rate)
+                                guidance=s.guidance_scale, truncation=s.truncation_rate, sampler=s.diffusion_sampler)
         return flat.view(n, *model.grid)
 
     def drop_conditions(self, cond: Any, drop: Any) -> Any:
@@ -45,6 +45,7 @@ class TextToImageDiffusionTask(Stage2Task):
 
     def describe(self, model: Any, s: Stage2Settings) -> str:
         cut = f", truncation rate {s.truncation_rate:g}" if s.truncation_rate < 1 else ""
+        cut += f", {s.diffusion_sampler} sampler" if s.diffusion_sampler != "posterior" else ""
         return super().describe(model, s) + f", {s.diffusion_steps} diffusion steps{cut}"
 
     def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
