@@ -233,9 +233,10 @@ def test_the_purity_sampler_reveals_the_most_confident_masked_positions_and_keep
     p[0, 3] = torch.tensor([0.0, 0.0, 0.0, 1.0])  # the most confident masked position: code 3 for sure
     p[0, 2] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # confident, but visible: stays 2
     # at t = 4 of 4 (linear gamma_bar) the chain reveals 1 - 3/4 of the masked positions: round(5 / 4) = 1
-    out = m._reveal_most_confident(x, p, 4, torch.Generator().manual_seed(0))
-    assert out.tolist() == [[4, 4, 2, 3, 4, 4]]
-    last = m._reveal_most_confident(out, torch.full((1, 6, 4), 0.25), 1, torch.Generator().manual_seed(0))
+    out, hidden = m._reveal_most_confident(x, p, 4, 5, torch.Generator().manual_seed(0))
+    assert out.tolist() == [[4, 4, 2, 3, 4, 4]] and hidden == 4
+    last, hidden = m._reveal_most_confident(out, torch.full((1, 6, 4), 0.25), 1, 4, torch.Generator().manual_seed(0))
+    assert hidden == 0
     assert int(last.max()) < 4 and last[0, 2] == 2 and last[0, 3] == 3  # t = 1: every [MASK] revealed, no other
     text, valid = torch.randn(3, 2, 8), torch.ones(3, 2, dtype=torch.bool)
     codes = m.sample(text, valid, generator=torch.Generator().manual_seed(1), sampler="purity")

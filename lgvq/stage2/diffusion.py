@@ -185,6 +185,7 @@ class TextToCodeDiffusion(nn.Module):
         B, K = text_tokens.shape[0] // (2 if guided else 1), self.n_codes
         x = torch.full((B, self.n_positions), K, dtype=torch.long, device=text_tokens.device)
         amp = fast and x.device.type == "cuda"
+        hidden = self.n_positions  # [MASK]s per row (the purity sampler reveals the same count in every row)
         for t in range(self.schedule.steps, 0, -1):
             tt = torch.full((len(text_tokens),), t, dtype=torch.long, device=x.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -197,25 +198,26 @@ class TextToCodeDiffusion(nn.Module):
                 # (beta_bar = 0), so a visible code's p(x_0) must keep x_t or its posterior has no mass
                 p_x0 = torch.where((x == K)[..., None], truncate(p_x0, truncation), p_x0)
             if sampler == "purity":
-                x = self._reveal_most_confident(x, p_x0, t, generator)
+                x, hidden = self._reveal_most_confident(x, p_x0, t, hidden, generator)
                 continue
             probs = p_x0 if t == 1 else self.schedule.posterior(p_x0, x, t)
             x = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(B, -1)
         return x
 
-    def _reveal_most_confident(self, x: Tensor, p_x0: Tensor, t: int, generator: torch.Generator | None) -> Tensor:
+    def _reveal_most_confident(self, x: Tensor, p_x0: Tensor, t: int, hidden: int,
+                               generator: torch.Generator | None) -> tuple[Tensor, int]:
         """One purity-ordered step (Improved VQ-Diffusion's purity prior, simplified to a ranking): as many [MASK]
         positions as the chain reveals in expectation at step t (a share 1 - gamma_bar[t-1] / gamma_bar[t] of
         them; all at t = 1), chosen where p(x_0 | x_t) is most confident (its largest probability), each drawn
-        from p(x_0 | x_t). Visible codes stay. Every row holds the same number of [MASK]s at every step."""
+        from p(x_0 | x_t). Visible codes stay. Every row holds the same number of [MASK]s, `hidden` (counted
+        here, not read off the device: no sync per step); returns the new codes and [MASK] count."""
         K = self.n_codes
         masked = x == K
-        n_masked = int(masked[0].sum())
         g, g1 = float(self.schedule.gamma_bar[t]), float(self.schedule.gamma_bar[t - 1])
-        k = n_masked if t == 1 else min(n_masked, round(n_masked * (1 - g1 / g)))
+        k = hidden if t == 1 else min(hidden, round(hidden * (1 - g1 / g)))
         if k == 0:
-            return x
+            return x, hidden
         draw = torch.multinomial(p_x0.reshape(-1, K), 1, generator=generator).view(x.shape)
         purity = p_x0.amax(-1).masked_fill(~masked, -1.0)
         reveal = torch.zeros_like(masked).scatter(1, purity.topk(k, dim=1).indices, True)
-        return torch.where(reveal, draw, x)
+        return torch.where(reveal, draw, x), hidden - k
