@@ -374,7 +374,8 @@ def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True
             if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS, *SAMPLING_ONLY_KEYS, *LABELMAP_ONLY_KEYS)
             and not (k == "gpus" and (v == 1 or not data_parallel))
             and not (k == "cpu_bf16" and v == "off")  # off leaves the fp32 jobs' hashes as they were
-            and not (k == "cond_dropout" and v == 0)}  # 0 (no null captions) too
+            and not (k == "cond_dropout" and v == 0)  # 0 (no null captions) too
+            and not (k == "diffusion_loss" and v == "x0")}  # the loss of before
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

@@ -145,6 +145,17 @@ def test_the_diffusion_sampling_keys_resample_only_the_diffusion_without_retrain
             jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
 
 
+def test_the_diffusion_loss_retrains_only_the_diffusion_and_x0_keeps_every_hash():
+    cfg, vlb = smoke(), smoke()
+    vlb["stage2"]["diffusion_loss"] = "vlb"
+    assert "diffusion_loss" not in jobs.stage2_training(cfg, "t2i_diffusion", "shapes", "vqgan", "base", 0)["stage2"]
+    assert jobs.stage2_training(vlb, "t2i_diffusion", "shapes", "vqgan", "base", 0)["stage2"]["diffusion_loss"] == "vlb"
+    for task in ("t2i_ar", "unconditional", "completion", "semantic"):  # not a discrete diffusion: nothing reruns
+        assert jobs.stage2_job(vlb, task, "shapes", "vqgan", "base", 0) == jobs.stage2_job(cfg, task, "shapes", "vqgan",
+                                                                                          "base", 0)
+    assert jobs.labelmap_vq(vlb, "shapes") == jobs.labelmap_vq(cfg, "shapes")
+
+
 def test_round_zero_draws_the_one_sample_per_caption_seeds_and_later_rounds_draw_others():
     from lgvq.pipeline.stage2 import attribute_notes, sample_draw_seed
 

@@ -115,7 +115,8 @@ def tokenizer_grid(cfg: dict[str, Any], dataset: str) -> list[int]:
 
 def labelmap_vq(cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`labelmap_vq`: semantic synthesis' conditioning stage (one per dataset, single process)."""
-    settings = {k: v for k, v in head_settings(cfg, "stage2", data_parallel=False).items() if k != "cond_dropout"}
+    settings = {k: v for k, v in head_settings(cfg, "stage2", data_parallel=False).items()
+                if k not in ("cond_dropout", "diffusion_loss")}  # the text-to-image generators' keys
     from lgvq.stage2.labelmap_vq import DEFAULT_CH
 
     ch = cfg["stage2"]["labelmap_ch"]
@@ -131,6 +132,8 @@ def stage2_training(cfg: dict[str, Any], task: str, dataset: str, name: str, var
     settings = head_settings(cfg, "stage2")
     if not STAGE2_TASKS.get(task).supports_guidance:
         settings.pop("cond_dropout", None)  # only the text-to-image tasks train with null captions
+    if not STAGE2_TASKS.get(task).discrete_diffusion:
+        settings.pop("diffusion_loss", None)  # only a discrete diffusion trains with it
     return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed), "stage2": settings, "task": task}
 
 

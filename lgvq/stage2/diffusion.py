@@ -10,9 +10,13 @@ linear schedule, alpha_bar: 1 -> 0 and gamma_bar: 0 -> 1 over T steps, so x_T is
 Reverse process (x0-parameterisation). A bidirectional transformer with cross-attention to the
 frozen text features predicts p(x_0 | x_t, text); x_{t-1} is drawn from
     p(x_{t-1} | x_t) = sum_{x_0} q(x_{t-1} | x_t, x_0) p(x_0 | x_t),
-computed in closed form (`posterior`). Training uses the x_0 cross-entropy (VQ-Diffusion's
-auxiliary loss); VQ-Diffusion adds the variational bound, which we do not (documented
-simplification: both share the same optimum x_0 predictor).
+computed in closed form (`posterior`). Training (`stage2.diffusion_loss`) uses by default the x_0
+cross-entropy over every position (VQ-Diffusion's auxiliary loss; documented simplification: it shares
+the bound's optimal x_0 predictor). `vlb` trains on the variational bound instead, in closed form for
+this absorbing chain: a [MASK] at step t is revealed at t-1 with probability r_t = 1 - gamma_bar[t-1] /
+gamma_bar[t] (1/t here), so its KL term is -r_t log p(x_0 | x_t) and a visible code's is 0; T r_t (the
+uniform draw of t undone, as VQ-Diffusion divides by p_t) times the [MASK] positions' cross-entropy,
+averaged over positions, plus VQ-Diffusion's auxiliary x_0 cross-entropy at weight `AUX_WEIGHT`.
 
 Truncation (`truncate`, `stage2.truncation_rate`): VQ-Diffusion samples with each step's p(x_0 | x_t)
 cut to its most probable codes up to a cumulative probability r (its released inference uses r = 0.86;
@@ -29,6 +33,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+DIFFUSION_LOSSES = ("x0", "vlb")
+AUX_WEIGHT = 5e-4  # VQ-Diffusion's auxiliary_loss_weight (its released configs)
 
 
 @dataclass
@@ -131,8 +138,11 @@ class DenoiserBlock(nn.Module):
 
 class TextToCodeDiffusion(nn.Module):
     def __init__(self, n_codes: int, n_positions: int, text_dim: int, *, width: int, layers: int, heads: int,
-                 steps: int, dropout: float = 0.0) -> None:
+                 steps: int, dropout: float = 0.0, loss: str = "x0") -> None:
         super().__init__()
+        if loss not in DIFFUSION_LOSSES:
+            raise ValueError(f"unknown diffusion loss {loss!r} ({', '.join(DIFFUSION_LOSSES)})")
+        self.loss_kind = loss
         self.schedule = DiffusionSchedule.linear(steps, n_codes)
         self.n_codes, self.n_positions = n_codes, n_positions
         self.tok = nn.Embedding(n_codes + 1, width)
@@ -162,7 +172,13 @@ class TextToCodeDiffusion(nn.Module):
         t = torch.randint(1, self.schedule.steps + 1, (x0.shape[0],), generator=generator, device=x0.device)
         x_t = self.schedule.q_sample(x0, t, generator)
         logits = self.predict_x0(x_t, t, text_tokens, text_valid)
-        return F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1))
+        ce = F.cross_entropy(logits.reshape(-1, self.n_codes).float(), x0.reshape(-1), reduction="none").view(x0.shape)
+        if self.loss_kind == "x0":
+            return ce.mean()
+        g = self.schedule.gamma_bar.to(x0.device, torch.float32)
+        reveal = 1 - g[t - 1] / g[t]  # r_t per sample: the chance a [MASK] at t is revealed at t - 1
+        bound = (ce * (x_t == self.n_codes)).mean(1) * reveal * self.schedule.steps
+        return bound.mean() + AUX_WEIGHT * ce.mean()
 
     @torch.no_grad()
     def sample(self, text_tokens: Tensor, text_valid: Tensor, *, generator: torch.Generator | None = None,

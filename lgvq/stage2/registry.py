@@ -76,7 +76,8 @@ class Stage2Task:
     needs_label_maps: bool = False      # reads label maps (left out of datasets without them)
     scores_caption_attributes: bool = False  # samples are scored against their captions (shapes-cnn)
     supports_guidance: bool = False     # trains with stage2.cond_dropout and samples with stage2.guidance_scale
-    discrete_diffusion: bool = False    # samples with stage2.truncation_rate and stage2.diffusion_sampler
+    discrete_diffusion: bool = False    # trains with stage2.diffusion_loss, samples with stage2.truncation_rate and
+                                        # stage2.diffusion_sampler
 
     # --- conditions and model -----------------------------------------------------------------------
     def conditions(self, ctx: Stage2Context) -> Conditions:

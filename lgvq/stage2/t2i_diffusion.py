@@ -28,7 +28,7 @@ class TextToImageDiffusionTask(Stage2Task):
         s = ctx.settings
         size = dict(generator_size(s), layers=self.layers(s))
         return TextToCodeDiffusion(ctx.n_codes, ctx.grid[0] * ctx.grid[1], cond.text_dim, steps=s.diffusion_steps,
-                                   **size)
+                                   loss=s.diffusion_loss, **size)
 
     def loss(self, model: Any, codes: Any, cond: Any) -> Any:
         return model.net.loss(codes.flatten(1), *cond)
@@ -46,6 +46,7 @@ class TextToImageDiffusionTask(Stage2Task):
     def describe(self, model: Any, s: Stage2Settings) -> str:
         cut = f", truncation rate {s.truncation_rate:g}" if s.truncation_rate < 1 else ""
         cut += f", {s.diffusion_sampler} sampler" if s.diffusion_sampler != "posterior" else ""
+        cut += ", trained on the variational bound" if s.diffusion_loss == "vlb" else ""
         return super().describe(model, s) + f", {s.diffusion_steps} diffusion steps{cut}"
 
     def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
