@@ -172,9 +172,9 @@ class TextToCodeDiffusion(nn.Module):
         t = torch.randint(1, self.schedule.steps + 1, (x0.shape[0],), generator=generator, device=x0.device)
         x_t = self.schedule.q_sample(x0, t, generator)
         logits = self.predict_x0(x_t, t, text_tokens, text_valid)
-        ce = F.cross_entropy(logits.reshape(-1, self.n_codes).float(), x0.reshape(-1), reduction="none").view(x0.shape)
-        if self.loss_kind == "x0":
-            return ce.mean()
+        if self.loss_kind == "x0":  # the reduction of before, so the default's training is bit-for-bit unchanged
+            return F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1))
+        ce = F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1), reduction="none").view(x0.shape)
         g = self.schedule.gamma_bar.to(x0.device, torch.float32)
         reveal = 1 - g[t - 1] / g[t]  # r_t per sample: the chance a [MASK] at t is revealed at t - 1
         bound = (ce * (x_t == self.n_codes)).mean(1) * reveal * self.schedule.steps
