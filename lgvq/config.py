@@ -314,6 +314,19 @@ def tokenizer_needs_text(cfg: dict[str, Any], dataset: str, tokenizer: str, vari
 METHOD_REVISION = 2
 
 
+# Keys added after the first runs, at the value that trains as before: left out of the hash there, so finished jobs keep it.
+HASH_NEUTRAL_VALUES = {
+    "cpu_bf16": "off",        # the fp32 jobs
+    "cond_dropout": 0,        # no null captions
+    "diffusion_loss": "x0",   # the x0 cross-entropy
+}
+
+
+def hash_neutral(key: str, value: Any) -> bool:
+    """Whether a setting is at its HASH_NEUTRAL_VALUES value (left out of the job hashes)."""
+    return key in HASH_NEUTRAL_VALUES and value == HASH_NEUTRAL_VALUES[key]
+
+
 def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed: int) -> dict[str, Any]:
     """Everything that determines a trained tokenizer; its hash names the checkpoint's config."""
     require(cfg, dataset=dataset, tokenizer=tokenizer)
@@ -342,9 +355,9 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
         # a table must be able to tell a bf16 run from an fp32 one. How often a checkpoint or a loss-log
         # row is written stays out (resume is exact at any cadence). The number of processes stays in
         # when above 1: it multiplies the global batch.
-        # cpu_bf16 only when not off, so adding the key left every fp32 job's hash as it was.
+        # cpu_bf16 only when not off (hash_neutral), so adding the key left every fp32 job's hash as it was.
         "train": {k: v for k, v in cfg["train"].items()
-                  if not (k == "gpus" and v == 1) and not (k == "cpu_bf16" and v == "off")
+                  if not (k == "gpus" and v == 1) and not hash_neutral(k, v)
                   and k not in ("ckpt_every", "log_every", *VALIDATION_KEYS)},
         "seed": seed,
     }
@@ -373,9 +386,7 @@ def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True
     return {k: v for k, v in cfg[stage].items()
             if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS, *SAMPLING_ONLY_KEYS, *LABELMAP_ONLY_KEYS)
             and not (k == "gpus" and (v == 1 or not data_parallel))
-            and not (k == "cpu_bf16" and v == "off")  # off leaves the fp32 jobs' hashes as they were
-            and not (k == "cond_dropout" and v == 0)  # 0 (no null captions) too
-            and not (k == "diffusion_loss" and v == "x0")}  # the loss of before
+            and not hash_neutral(k, v)}
 
 
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:

@@ -154,6 +154,9 @@ def test_corruption_is_identity_at_step_zero_and_all_mask_at_the_last_step():
     mid = s.q_sample(x0, torch.full((64,), 5), torch.Generator().manual_seed(1))
     assert 0.3 < float((mid == K).float().mean()) < 0.7  # gamma_bar(5/10) = 0.5
     assert float(s.gamma_bar[-1]) == 1.0 and float(s.alpha_bar[-1]) == 0.0
+    # the tables a training step reads are copied to the device once, not every step
+    assert s.table("alpha_bar", x0.device) is s.table("alpha_bar", x0.device)
+    assert s.reveal_chance(torch.arange(1, 11)).tolist() == pytest.approx([1 / t for t in range(1, 11)])
 
 
 def _transition(s: DiffusionSchedule, t: int) -> np.ndarray:

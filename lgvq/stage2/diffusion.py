@@ -28,13 +28,14 @@ as predicted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 DIFFUSION_LOSSES = ("x0", "vlb")
+DIFFUSION_SAMPLERS = ("posterior", "purity")
 AUX_WEIGHT = 5e-4  # VQ-Diffusion's auxiliary_loss_weight (its released configs)
 
 
@@ -45,6 +46,21 @@ class DiffusionSchedule:
     alpha_bar: Tensor
     gamma_bar: Tensor
     n_codes: int
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def table(self, name: str, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+        """`alpha_bar` or `gamma_bar` on `device` in `dtype`, copied there once: a host-to-device copy each
+        training step would also wait for the GPU each step."""
+        key = (name, device, dtype)
+        if key not in self._tables:
+            self._tables[key] = getattr(self, name).to(device, dtype)
+        return self._tables[key]
+
+    def reveal_chance(self, t: Tensor) -> Tensor:
+        """r_t = 1 - gamma_bar[t-1] / gamma_bar[t] (float64) for steps t >= 1: the chance that a [MASK] at step t
+        is revealed at t - 1 (1/t on the linear schedule, 1 at t = 1)."""
+        g = self.table("gamma_bar", t.device, torch.float64)
+        return 1 - g[t - 1] / g[t]
 
     @classmethod
     def linear(cls, steps: int, n_codes: int) -> "DiffusionSchedule":
@@ -73,8 +89,8 @@ class DiffusionSchedule:
     def q_sample(self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """x_t ~ q(x_t | x_0) for per-sample steps t (B,)."""
         K = self.n_codes
-        a = self.alpha_bar.to(x0.device, torch.float32)[t][:, None]
-        g = self.gamma_bar.to(x0.device, torch.float32)[t][:, None]
+        a = self.table("alpha_bar", x0.device)[t][:, None]
+        g = self.table("gamma_bar", x0.device)[t][:, None]
         u = torch.rand(x0.shape, generator=generator, device=x0.device)
         rand_code = torch.randint(0, K, x0.shape, generator=generator, device=x0.device)
         # stay with alpha_bar, [MASK] with gamma_bar, otherwise a uniform code (which may be x0 itself:
@@ -175,8 +191,7 @@ class TextToCodeDiffusion(nn.Module):
         if self.loss_kind == "x0":  # the reduction of before, so the default's training is bit-for-bit unchanged
             return F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1))
         ce = F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1), reduction="none").view(x0.shape)
-        g = self.schedule.gamma_bar.to(x0.device, torch.float32)
-        reveal = 1 - g[t - 1] / g[t]  # r_t per sample: the chance a [MASK] at t is revealed at t - 1
+        reveal = self.schedule.reveal_chance(t).float()  # r_t per sample
         bound = (ce * (x_t == self.n_codes)).mean(1) * reveal * self.schedule.steps
         return bound.mean() + AUX_WEIGHT * ce.mean()
 
@@ -191,8 +206,8 @@ class TextToCodeDiffusion(nn.Module):
         (conditional - null), the two denoised as one batch of 2B. `sampler`: "posterior" draws x_{t-1} from
         p(x_{t-1} | x_t), every position on its own (VQ-Diffusion); "purity" reveals the most confident [MASK]
         positions (`_reveal_most_confident`)."""
-        if sampler not in ("posterior", "purity"):
-            raise ValueError(f"unknown diffusion sampler {sampler!r} (posterior, purity)")
+        if sampler not in DIFFUSION_SAMPLERS:
+            raise ValueError(f"unknown diffusion sampler {sampler!r} ({', '.join(DIFFUSION_SAMPLERS)})")
         if guidance != 1.0 and null is None:
             raise ValueError("guidance needs the null condition (null=(tokens, valid))")
         guided = guidance != 1.0
@@ -223,14 +238,13 @@ class TextToCodeDiffusion(nn.Module):
     def _reveal_most_confident(self, x: Tensor, p_x0: Tensor, t: int, hidden: int,
                                generator: torch.Generator | None) -> tuple[Tensor, int]:
         """One purity-ordered step (Improved VQ-Diffusion's purity prior, simplified to a ranking): as many [MASK]
-        positions as the chain reveals in expectation at step t (a share 1 - gamma_bar[t-1] / gamma_bar[t] of
-        them; all at t = 1), chosen where p(x_0 | x_t) is most confident (its largest probability), each drawn
+        positions as the chain reveals in expectation at step t (a share `reveal_chance(t)` of them; all at
+        t = 1), chosen where p(x_0 | x_t) is most confident (its largest probability), each drawn
         from p(x_0 | x_t). Visible codes stay. Every row holds the same number of [MASK]s, `hidden` (counted
         here, not read off the device: no sync per step); returns the new codes and [MASK] count."""
         K = self.n_codes
         masked = x == K
-        g, g1 = float(self.schedule.gamma_bar[t]), float(self.schedule.gamma_bar[t - 1])
-        k = hidden if t == 1 else min(hidden, round(hidden * (1 - g1 / g)))
+        k = min(hidden, round(hidden * float(self.schedule.reveal_chance(torch.tensor(t)))))
         if k == 0:
             return x, hidden
         draw = torch.multinomial(p_x0.reshape(-1, K), 1, generator=generator).view(x.shape)
