@@ -185,7 +185,7 @@ class Stage2Settings(TrainedStageSettings):
     samples_per_caption: int       # text-to-image attribute scoring: draws per test caption
     truncation_rate: float         # discrete diffusion sampling: p(x_0 | x_t) cut at this cumulative probability
     diffusion_sampler: str         # discrete diffusion sampling: posterior (VQ-Diffusion) | purity (most confident first)
-    diffusion_loss: str            # discrete diffusion training: x0 (cross-entropy) | vlb (the variational bound)
+    diffusion_loss: str            # discrete diffusion training: x0 (cross-entropy) | vlb (the variational bound) | masked
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,14 @@ def test_the_diffusion_sampling_keys_resample_only_the_diffusion_without_retrain
             jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
 
 
+def test_samples_of_the_diffusion_that_redrew_visible_codes_are_not_reused_but_its_checkpoint_is():
+    cfg = smoke()
+    assert jobs.stage2_job(cfg, "t2i_diffusion", "shapes", "vqgan", "base", 0)["keeps_visible_codes"] is True
+    assert "keeps_visible_codes" not in jobs.stage2_training(cfg, "t2i_diffusion", "shapes", "vqgan", "base", 0)
+    for task in ("t2i_ar", "unconditional", "completion", "semantic"):
+        assert "keeps_visible_codes" not in jobs.stage2_job(cfg, task, "shapes", "vqgan", "base", 0)
+
+
 def test_the_diffusion_loss_retrains_only_the_diffusion_and_x0_keeps_every_hash():
     cfg, vlb = smoke(), smoke()
     vlb["stage2"]["diffusion_loss"] = "vlb"

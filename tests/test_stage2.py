@@ -267,6 +267,41 @@ def test_the_variational_bound_weights_masked_positions_by_their_reveal_chance_a
         TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=5, loss="elbo")
 
 
+def test_sampling_keeps_every_code_once_revealed_even_where_the_last_step_predicts_another():
+    """The chain is absorbing (beta_bar = 0): a visible code is x_0's own. The last step draws x_0 from p(x_0 | x_1)
+    at the [MASK] positions only; drawn everywhere (before the fix), the codes revealed earlier were redrawn from a
+    prediction that a [MASK]-only loss never trains -- and an x0-trained one copies only as well as it learnt to."""
+    m = TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=2)
+    assert m.schedule.absorbing
+
+    def certain(x_t, t, text, valid):  # code 1 at step 2, code 2 at the last step, everywhere
+        return torch.nn.functional.one_hot(torch.where(t == 2, 1, 2), K).float()[:, None].expand(-1, N, -1) * 50
+
+    m.predict_x0 = certain
+    text, valid = torch.randn(8, 3, 8), torch.ones(8, 3, dtype=torch.bool)
+    for truncation in (1.0, 0.86):
+        codes = m.sample(text, valid, generator=torch.Generator().manual_seed(0), truncation=truncation)
+        assert set(codes.unique().tolist()) == {1, 2}  # revealed at step 2 and kept; the rest drawn at the last
+
+
+def test_the_masked_loss_averages_the_cross_entropy_over_the_batch_masks_and_ignores_visible_positions():
+    """stage2.diffusion_loss: masked (MaskGIT's objective): the visible codes' predictions never reach the
+    posterior (beta_bar = 0), so only the [MASK] positions are scored, each [MASK] of the batch weighing the same."""
+    torch.manual_seed(0)
+    m = TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=5, loss="masked")
+    x0, text, valid = torch.randint(0, K, (6, N)), torch.randn(6, 3, 8), torch.ones(6, 3, dtype=torch.bool)
+    g = torch.Generator().manual_seed(4)
+    t = torch.randint(1, 6, (6,), generator=g)
+    x_t = m.schedule.q_sample(x0, t, g)
+    with torch.no_grad():
+        ce = torch.nn.functional.cross_entropy(m.predict_x0(x_t, t, text, valid).transpose(1, 2), x0, reduction="none")
+        masked = x_t == K
+        assert 0 < int(masked.sum()) < masked.numel()  # both kinds of position were drawn
+        loss = m.loss(x0, text, valid, torch.Generator().manual_seed(4))
+        assert torch.allclose(loss, ce[masked].mean())
+        assert not torch.allclose(loss, ce.mean())
+
+
 def test_label_map_vq_learns_to_reconstruct_label_maps_and_encodes_to_the_code_grid():
     from lgvq.stage2.labelmap_vq import LabelMapVQ
 

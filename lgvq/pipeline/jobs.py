@@ -164,7 +164,10 @@ def stage2_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant:
             **({"guidance_scale": guidance} if guidance != 1.0 else {}),  # 1: the hash of before
             **({"samples_per_caption": samples} if samples != 1 else {}),
             **({"truncation_rate": cut} if cut != 1.0 else {}),
-            **({"diffusion_sampler": sampler} if sampler != "posterior" else {})}
+            **({"diffusion_sampler": sampler} if sampler != "posterior" else {}),
+            # the diffusion's last step keeps the visible codes (lgvq/stage2/diffusion.py): its samples of before
+            # (drawn again everywhere) are not reused; its checkpoint is
+            **({"keeps_visible_codes": True} if spec.discrete_diffusion else {})}
 
 
 def downstream_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str,

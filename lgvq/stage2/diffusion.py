@@ -10,13 +10,21 @@ linear schedule, alpha_bar: 1 -> 0 and gamma_bar: 0 -> 1 over T steps, so x_T is
 Reverse process (x0-parameterisation). A bidirectional transformer with cross-attention to the
 frozen text features predicts p(x_0 | x_t, text); x_{t-1} is drawn from
     p(x_{t-1} | x_t) = sum_{x_0} q(x_{t-1} | x_t, x_0) p(x_0 | x_t),
-computed in closed form (`posterior`). Training (`stage2.diffusion_loss`) uses by default the x_0
+computed in closed form (`posterior`), and at the last step x_0 from p(x_0 | x_1). In our absorbing
+chain (beta_bar = 0) a visible code at any step is x_0's own, so sampling keeps it whatever the network
+predicts there (`sample`). Until 2026-12 the last step drew every position again from p(x_0 | x_1): a
+visible code survived only as far as the network had learnt to copy it (README, known issues).
+Training (`stage2.diffusion_loss`) uses by default the x_0
 cross-entropy over every position (VQ-Diffusion's auxiliary loss; documented simplification: it shares
 the bound's optimal x_0 predictor). `vlb` trains on the variational bound instead, in closed form for
 this absorbing chain: a [MASK] at step t is revealed at t-1 with probability r_t = 1 - gamma_bar[t-1] /
 gamma_bar[t] (1/t here), so its KL term is -r_t log p(x_0 | x_t) and a visible code's is 0; T r_t (the
 uniform draw of t undone, as VQ-Diffusion divides by p_t) times the [MASK] positions' cross-entropy,
 averaged over positions, plus VQ-Diffusion's auxiliary x_0 cross-entropy at weight `AUX_WEIGHT`.
+`masked` (not VQ-Diffusion's; MaskGIT's objective) is the x_0 cross-entropy over the [MASK] positions only,
+averaged over the batch's [MASK]s: with beta_bar = 0 the posterior keeps every visible code whatever the
+prediction there, so the visible positions' loss only teaches a copy that sampling never reads, and a batch's
+mostly-masked samples (the steps that lay out the image) weigh more.
 
 Truncation (`truncate`, `stage2.truncation_rate`): VQ-Diffusion samples with each step's p(x_0 | x_t)
 cut to its most probable codes up to a cumulative probability r (its released inference uses r = 0.86;
@@ -34,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DIFFUSION_LOSSES = ("x0", "vlb")
+DIFFUSION_LOSSES = ("x0", "vlb", "masked")
 DIFFUSION_SAMPLERS = ("posterior", "purity")
 AUX_WEIGHT = 5e-4  # VQ-Diffusion's auxiliary_loss_weight (its released configs)
 
@@ -79,6 +87,11 @@ class DiffusionSchedule:
     @property
     def beta_bar(self) -> Tensor:
         return ((1 - self.alpha_bar - self.gamma_bar) / self.n_codes).clamp_min(0)
+
+    @property
+    def absorbing(self) -> bool:
+        """No step replaces a code by another (beta_bar = 0, as on `linear`): a code once visible is x_0's."""
+        return bool((self.beta_bar == 0).all())
 
     def step_params(self, t: int) -> tuple[float, float, float]:
         """alpha_t, beta_t, gamma_t of the single transition t-1 -> t (t >= 1)."""
@@ -191,8 +204,11 @@ class TextToCodeDiffusion(nn.Module):
         if self.loss_kind == "x0":  # the reduction of before, so the default's training is bit-for-bit unchanged
             return F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1))
         ce = F.cross_entropy(logits.reshape(-1, self.n_codes), x0.reshape(-1), reduction="none").view(x0.shape)
+        hidden = x_t == self.n_codes
+        if self.loss_kind == "masked":  # clamp on the device: no read of the count on the host
+            return (ce * hidden).sum() / hidden.sum().clamp_min(1)
         reveal = self.schedule.reveal_chance(t).float()  # r_t per sample
-        bound = (ce * (x_t == self.n_codes)).mean(1) * reveal * self.schedule.steps
+        bound = (ce * hidden).mean(1) * reveal * self.schedule.steps
         return bound.mean() + AUX_WEIGHT * ce.mean()
 
     @torch.no_grad()
@@ -216,6 +232,7 @@ class TextToCodeDiffusion(nn.Module):
         B, K = text_tokens.shape[0] // (2 if guided else 1), self.n_codes
         x = torch.full((B, self.n_positions), K, dtype=torch.long, device=text_tokens.device)
         amp = fast and x.device.type == "cuda"
+        absorbing = self.schedule.absorbing
         hidden = self.n_positions  # [MASK]s per row (the purity sampler reveals the same count in every row)
         for t in range(self.schedule.steps, 0, -1):
             tt = torch.full((len(text_tokens),), t, dtype=torch.long, device=x.device)
@@ -224,10 +241,10 @@ class TextToCodeDiffusion(nn.Module):
             if guided:
                 cond, uncond = logits.chunk(2)
                 logits = uncond + guidance * (cond - uncond)
-            p_x0 = (logits / temperature).softmax(-1)
-            if truncation < 1.0:  # at [MASK] positions only: the chain never changes a code once unmasked
-                # (beta_bar = 0), so a visible code's p(x_0) must keep x_t or its posterior has no mass
-                p_x0 = torch.where((x == K)[..., None], truncate(p_x0, truncation), p_x0)
+            p_x0 = truncate((logits / temperature).softmax(-1), truncation)
+            if absorbing:  # a visible code is x_0 itself (q keeps it): its p(x_0) is that code, so neither the last
+                # step, which draws x_0 from p(x_0 | x_1), nor a truncated or underflowed prediction can change it
+                p_x0 = torch.where((x == K)[..., None], p_x0, F.one_hot(x.clamp_max(K - 1), K).to(p_x0.dtype))
             if sampler == "purity":
                 x, hidden = self._reveal_most_confident(x, p_x0, t, hidden, generator)
                 continue

@@ -46,7 +46,8 @@ class TextToImageDiffusionTask(Stage2Task):
     def describe(self, model: Any, s: Stage2Settings) -> str:
         cut = f", truncation rate {s.truncation_rate:g}" if s.truncation_rate < 1 else ""
         cut += f", {s.diffusion_sampler} sampler" if s.diffusion_sampler != "posterior" else ""
-        cut += ", trained on the variational bound" if s.diffusion_loss == "vlb" else ""
+        cut += {"x0": "", "vlb": ", trained on the variational bound",
+                "masked": ", trained on the [MASK] positions' cross-entropy"}[s.diffusion_loss]
         return super().describe(model, s) + f", {s.diffusion_steps} diffusion steps{cut}"
 
     def condition_tokens(self, text: TextEncoderSettings, grid: int) -> int:
