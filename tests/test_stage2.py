@@ -248,21 +248,28 @@ def test_the_purity_sampler_reveals_the_most_confident_masked_positions_and_keep
         m.sample(text, valid, sampler="maskgit")
 
 
-def test_the_variational_bound_weights_masked_positions_by_their_reveal_chance_and_ignores_visible_ones():
-    """stage2.diffusion_loss: vlb. In the absorbing chain a [MASK] at step t is revealed at t - 1 with probability
-    r_t = 1/t (linear gamma_bar = t/T), so its KL term is -r_t log p(x_0); T r_t undoes the uniform draw of t."""
+def _loss_and_its_parts(loss: str):
+    """A 5-step diffusion trained with `loss`: its loss on one batch, and that batch's x_t, t and per-position
+    x_0 cross-entropy, drawn with the generator the loss draws them with."""
     torch.manual_seed(0)
-    m = TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=5, loss="vlb")
+    m = TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=5, loss=loss)
     x0, text, valid = torch.randint(0, K, (6, N)), torch.randn(6, 3, 8), torch.ones(6, 3, dtype=torch.bool)
     g = torch.Generator().manual_seed(4)
     t = torch.randint(1, 6, (6,), generator=g)
     x_t = m.schedule.q_sample(x0, t, g)
     with torch.no_grad():
         ce = torch.nn.functional.cross_entropy(m.predict_x0(x_t, t, text, valid).transpose(1, 2), x0, reduction="none")
-        masked = (x_t == K).float()
-        expected = ((ce * masked).mean(1) * 5 / t).mean() + 5e-4 * ce.mean()
-        assert torch.allclose(m.loss(x0, text, valid, torch.Generator().manual_seed(4)), expected)
-        assert float(masked.mean()) not in (0.0, 1.0)  # both kinds of position were drawn
+        value = m.loss(x0, text, valid, torch.Generator().manual_seed(4))
+    masked = x_t == K
+    assert 0 < int(masked.sum()) < masked.numel()  # both kinds of position were drawn
+    return value, masked, t, ce
+
+
+def test_the_variational_bound_weights_masked_positions_by_their_reveal_chance_and_ignores_visible_ones():
+    """stage2.diffusion_loss: vlb. In the absorbing chain a [MASK] at step t is revealed at t - 1 with probability
+    r_t = 1/t (linear gamma_bar = t/T), so its KL term is -r_t log p(x_0); T r_t undoes the uniform draw of t."""
+    loss, masked, t, ce = _loss_and_its_parts("vlb")
+    assert torch.allclose(loss, ((ce * masked).mean(1) * 5 / t).mean() + 5e-4 * ce.mean())
     with pytest.raises(ValueError, match="unknown diffusion loss"):
         TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=5, loss="elbo")
 
@@ -287,19 +294,9 @@ def test_sampling_keeps_every_code_once_revealed_even_where_the_last_step_predic
 def test_the_masked_loss_averages_the_cross_entropy_over_the_batch_masks_and_ignores_visible_positions():
     """stage2.diffusion_loss: masked (MaskGIT's objective): the visible codes' predictions never reach the
     posterior (beta_bar = 0), so only the [MASK] positions are scored, each [MASK] of the batch weighing the same."""
-    torch.manual_seed(0)
-    m = TextToCodeDiffusion(K, N, 8, width=16, layers=1, heads=2, steps=5, loss="masked")
-    x0, text, valid = torch.randint(0, K, (6, N)), torch.randn(6, 3, 8), torch.ones(6, 3, dtype=torch.bool)
-    g = torch.Generator().manual_seed(4)
-    t = torch.randint(1, 6, (6,), generator=g)
-    x_t = m.schedule.q_sample(x0, t, g)
-    with torch.no_grad():
-        ce = torch.nn.functional.cross_entropy(m.predict_x0(x_t, t, text, valid).transpose(1, 2), x0, reduction="none")
-        masked = x_t == K
-        assert 0 < int(masked.sum()) < masked.numel()  # both kinds of position were drawn
-        loss = m.loss(x0, text, valid, torch.Generator().manual_seed(4))
-        assert torch.allclose(loss, ce[masked].mean())
-        assert not torch.allclose(loss, ce.mean())
+    loss, masked, _, ce = _loss_and_its_parts("masked")
+    assert torch.allclose(loss, ce[masked].mean())
+    assert not torch.allclose(loss, ce.mean())
 
 
 def test_label_map_vq_learns_to_reconstruct_label_maps_and_encodes_to_the_code_grid():

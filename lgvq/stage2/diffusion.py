@@ -13,9 +13,9 @@ frozen text features predicts p(x_0 | x_t, text); x_{t-1} is drawn from
 computed in closed form (`posterior`), and at the last step x_0 from p(x_0 | x_1). In our absorbing
 chain (beta_bar = 0) a visible code at any step is x_0's own, so sampling keeps it whatever the network
 predicts there (`sample`). Until 2026-12 the last step drew every position again from p(x_0 | x_1): a
-visible code survived only as far as the network had learnt to copy it (README, known issues).
-Training (`stage2.diffusion_loss`) uses by default the x_0
-cross-entropy over every position (VQ-Diffusion's auxiliary loss; documented simplification: it shares
+visible code survived only as far as the network had learnt to copy it (docs/config_changes.md).
+
+Training (`stage2.diffusion_loss`) uses by default the x_0 cross-entropy over every position (VQ-Diffusion's auxiliary loss; documented simplification: it shares
 the bound's optimal x_0 predictor). `vlb` trains on the variational bound instead, in closed form for
 this absorbing chain: a [MASK] at step t is revealed at t-1 with probability r_t = 1 - gamma_bar[t-1] /
 gamma_bar[t] (1/t here), so its KL term is -r_t log p(x_0 | x_t) and a visible code's is 0; T r_t (the
