@@ -12,19 +12,19 @@ frozen text features predicts p(x_0 | x_t, text); x_{t-1} is drawn from
     p(x_{t-1} | x_t) = sum_{x_0} q(x_{t-1} | x_t, x_0) p(x_0 | x_t),
 computed in closed form (`posterior`), and at the last step x_0 from p(x_0 | x_1). In our absorbing
 chain (beta_bar = 0) a visible code at any step is x_0's own, so sampling keeps it whatever the network
-predicts there (`sample`). Until 2026-12 the last step drew every position again from p(x_0 | x_1): a
-visible code survived only as far as the network had learnt to copy it (docs/config_changes.md).
+predicts there (`sample`). Before git 32b0d2a the last step drew every position again from p(x_0 | x_1):
+a visible code survived only as far as the network had learnt to copy it (docs/config_changes.md).
 
-Training (`stage2.diffusion_loss`) uses by default the x_0 cross-entropy over every position (VQ-Diffusion's auxiliary loss; documented simplification: it shares
-the bound's optimal x_0 predictor). `vlb` trains on the variational bound instead, in closed form for
-this absorbing chain: a [MASK] at step t is revealed at t-1 with probability r_t = 1 - gamma_bar[t-1] /
-gamma_bar[t] (1/t here), so its KL term is -r_t log p(x_0 | x_t) and a visible code's is 0; T r_t (the
-uniform draw of t undone, as VQ-Diffusion divides by p_t) times the [MASK] positions' cross-entropy,
-averaged over positions, plus VQ-Diffusion's auxiliary x_0 cross-entropy at weight `AUX_WEIGHT`.
-`masked` (not VQ-Diffusion's; MaskGIT's objective) is the x_0 cross-entropy over the [MASK] positions only,
-averaged over the batch's [MASK]s: with beta_bar = 0 the posterior keeps every visible code whatever the
-prediction there, so the visible positions' loss only teaches a copy that sampling never reads, and a batch's
-mostly-masked samples (the steps that lay out the image) weigh more.
+Training (`stage2.diffusion_loss`) uses by default the x_0 cross-entropy over every position (VQ-Diffusion's
+auxiliary loss; documented simplification: it shares the bound's optimal x_0 predictor). `vlb` trains on the
+variational bound instead, in closed form for this absorbing chain: a [MASK] at step t is revealed at t-1 with
+probability r_t = 1 - gamma_bar[t-1] / gamma_bar[t] (1/t here), so its KL term is -r_t log p(x_0 | x_t) and a
+visible code's is 0; T r_t (the uniform draw of t undone, as VQ-Diffusion divides by p_t) times the [MASK]
+positions' cross-entropy, averaged over positions, plus VQ-Diffusion's auxiliary x_0 cross-entropy at weight
+`AUX_WEIGHT`. `masked` (not VQ-Diffusion's; MaskGIT's objective) is the x_0 cross-entropy over the [MASK]
+positions only, averaged over the batch's [MASK]s: with beta_bar = 0 the posterior keeps every visible code
+whatever the prediction there, so the visible positions' loss only teaches a copy that sampling never reads,
+and a batch's mostly-masked samples (the steps that lay out the image) weigh more.
 
 Truncation (`truncate`, `stage2.truncation_rate`): VQ-Diffusion samples with each step's p(x_0 | x_t)
 cut to its most probable codes up to a cumulative probability r (its released inference uses r = 0.86;
