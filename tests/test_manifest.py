@@ -32,6 +32,20 @@ def test_the_reports_wall_time_per_step_counts_each_job_once(tmp_path):
         files[-1].write_text(json.dumps(m))
     html = provenance_html(tuple(files), tmp_path, {})
     assert "3 job manifests" in html and "<li>eval/reconstruction: 60 s</li>" in html  # two jobs, not three
+    assert "device cpu (model not recorded)" in html  # these manifests name no device
+
+
+def test_the_reports_provenance_names_each_jobs_device_model(tmp_path):
+    from lgvq.tables.provenance import provenance_html
+
+    files = []
+    gpu_node = {"cpu_model": "AMD EPYC", "cuda_device": "NVIDIA H100"}
+    for folder, device in (("a", {"cpu_model": "AMD EPYC"}), ("b", gpu_node)):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "manifest.json")
+        files[-1].write_text(json.dumps({"step": "x", "started_unix": len(files), "device": device}))
+    html = provenance_html(tuple(files), tmp_path, {})
+    assert "device AMD EPYC, NVIDIA H100;" in html and "<td>AMD EPYC</td>" in html and "<td>NVIDIA H100</td>" in html
 
 
 def test_the_device_record_names_the_cpu_model_where_linux_says_it():

@@ -152,3 +152,36 @@ def test_a_table_names_how_its_jobs_executed_when_not_fp32_eager(tmp_path):
     assert execution_notes(cfg, "reconstruction") == {}  # all fp32 eager: nothing to say
     write_table("reconstruction", RECORDS, tmp_path / "t2", dataset_columns={"shapes": None}, execution={})
     assert "execution:" not in (tmp_path / "t2" / "reconstruction.md").read_text()
+
+
+def test_a_table_says_when_its_jobs_ran_on_more_than_one_device_model(tmp_path):
+    """fp32 training repeats bit for bit on one CPU model only: a results dir resumed on another machine mixes
+    them, and the table must say so rather than present a machine difference as a model difference."""
+    import json
+
+    from lgvq.config import validate_config
+    from lgvq.pipeline import paths
+    from lgvq.pipeline.tables import machines_note
+
+    cfg = validate_config({"results_dir": str(tmp_path), "datasets": {"shapes": {"source": "shapes"}},
+                           "tokenizers": {"vqgan": {"class": "vqgan"}}, "ablation": {"tokenizer": None}})
+    tok = paths.tokenizer_dir(tmp_path, "shapes", "vqgan", "lg", 0)
+    ev = paths.eval_dir(tmp_path, "reconstruction", "shapes", "vqgan", "lg", 0)
+
+    def ran_on(folder, device):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manifest.json").write_text(json.dumps({"step": "x", "device": device}))
+
+    ran_on(tok, {"cpu_model": "AMD EPYC"})
+    ran_on(ev, {"cpu_model": "AMD EPYC"})
+    assert machines_note(cfg, "reconstruction") is None  # one model: nothing to say
+    ran_on(ev, {"cpu_model": "Intel Xeon"})
+    note = machines_note(cfg, "reconstruction")
+    assert note and "2 device models: AMD EPYC (1 jobs), Intel Xeon (1 jobs)" in note
+    write_table("reconstruction", RECORDS, tmp_path / "tables", dataset_columns={"shapes": None}, machines=note)
+    assert "- machines: the jobs behind this table ran on 2 device models" in (
+        tmp_path / "tables" / "reconstruction.md").read_text()
+    ran_on(ev, {"cpu_model": "Intel Xeon", "cuda_device": "NVIDIA H100"})  # a GPU job: the GPU is its device
+    assert "NVIDIA H100 (1 jobs)" in machines_note(cfg, "reconstruction")
+    ran_on(ev, {"cpu_count": 2})  # a manifest from before the CPU model was recorded: not a second model
+    assert machines_note(cfg, "reconstruction") is None

@@ -41,7 +41,8 @@ def build_tables(config_path: str | Path, tables: Iterable[str] | None, out_dir:
             rec["_source"] = str(f)
             records.append(rec)
         kwargs: dict[str, Any] = {"dataset_columns": _dataset_columns(cfg), "experiment": cfg["name"],
-                                  "provenance": weights_provenance(cfg), "execution": execution_notes(cfg, table)}
+                                  "provenance": weights_provenance(cfg), "execution": execution_notes(cfg, table),
+                                  "machines": machines_note(cfg, table)}
         if table not in writers:  # the dose-response table has no baseline rows to fall short of
             kwargs["budget_note"] = references_settings(cfg).budget_note
         written.extend(writers.get(table, write_table)(table, records, out_dir, **kwargs))
@@ -75,6 +76,24 @@ def execution_notes(cfg: dict[str, Any], table: str) -> dict[str, str]:
         if note:
             notes.setdefault(note, f"{rec.get('step', '?')} in {m.parent}")
     return notes
+
+
+def machines_note(cfg: dict[str, Any], table: str) -> str | None:
+    """The table's note when the jobs behind it ran on more than one device model (a results dir resumed on
+    another machine, a cluster of mixed nodes): fp32 numbers repeat on one model only, so a difference between
+    its rows, or a paired Δ, may include the machine. None when one model (or none recorded)."""
+    from lgvq.tables.provenance import device_model
+
+    jobs: dict[str, int] = {}
+    for m in sorted(job_manifests(cfg, table)):
+        if m.is_file() and (model := device_model(read_json(m))):
+            jobs[model] = jobs.get(model, 0) + 1
+    if len(jobs) < 2:
+        return None
+    listed = ", ".join(f"{model} ({n} jobs)" for model, n in sorted(jobs.items()))
+    return (f"the jobs behind this table ran on {len(jobs)} device models: {listed}; training repeats bit for bit on "
+            "one model, not across models (README, Reliability and provenance), so differences between rows may "
+            "include the machine")
 
 
 def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:

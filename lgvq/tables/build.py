@@ -242,7 +242,7 @@ def dataset_stats_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
                 dataset_columns: dict[str, str | None], experiment: str = "",
                 provenance: dict[str, str] | None = None, execution: dict[str, str] | None = None,
-                budget_note: str | None = None) -> list[Path]:
+                budget_note: str | None = None, machines: str | None = None) -> list[Path]:
     """`provenance`: as `build_table`. `execution`: {how jobs behind the table executed, when not fp32
     eager: an example job}, named in the notes. `budget_note` (config `references.budget_note`) follows the
     'baselines' note when there is one: which profile to read for the rows that do not clear theirs."""
@@ -263,6 +263,8 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
             notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
     for how, example in sorted((execution or {}).items()):
         notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
+    if machines:  # the jobs behind the table ran on more than one device model (pipeline.tables.machines_note)
+        notes["machines"] = machines
     flagged = not_converged_note(records)  # runs whose loss still fell > 5 % over their last fifth
     if flagged:
         notes["convergence"] = flagged

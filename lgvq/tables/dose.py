@@ -137,7 +137,7 @@ def plot_dose_response(df: pd.DataFrame, path: Path, *, experiment: str) -> Path
 def write_dose_response(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
                         dataset_columns: dict[str, str | None], experiment: str = "",
                         provenance: dict[str, str] | None = None,
-                        execution: dict[str, str] | None = None) -> list[Path]:
+                        execution: dict[str, str] | None = None, machines: str | None = None) -> list[Path]:
     """dose_response.{csv,md,tex,png}; the same signature as build.write_table (`provenance` is unused: every
     row is one tokenizer's, named by its multiplier)."""
     if table_id != TABLE_ID:
@@ -154,6 +154,8 @@ def write_dose_response(table_id: str, records: list[dict[str, Any]], out_dir: s
                 notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
     for how, example in sorted((execution or {}).items()):
         notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
+    if machines:  # the jobs behind the table ran on more than one device model (pipeline.tables.machines_note)
+        notes["machines"] = machines
     seeds = sorted({s for v in df["seeds"] for s in str(v).split()}, key=int)
     md = render_markdown(TABLE_ID, df, experiment=experiment, notes=notes)
     md += (f"\nPlot: `{PLOT_NAME}` (next to this file): each metric against the LG weight multiplier on a log axis; "

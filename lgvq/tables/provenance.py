@@ -24,6 +24,14 @@ def precision_of(manifest: dict[str, Any]) -> str:
     return ", ".join([str(ex.get("precision", "fp32"))] + [f for f in FLAGS if ex.get(f)])
 
 
+def device_model(manifest: dict[str, Any]) -> str | None:
+    """The device a job's numbers were computed on: the GPU it saw, else its CPU model; None for a manifest
+    written before the CPU model was recorded. fp32 training repeats bit for bit on one model, not across
+    models (benchmarks/results/cross_cpu_determinism.json), so this is what a comparison must hold fixed."""
+    device = manifest.get("device") or {}
+    return device.get("cuda_device") or device.get("cpu_model") or None
+
+
 def _versions(manifest: dict[str, Any]) -> str:
     v = manifest.get("versions") or {}
     return ", ".join(f"{k} {v[k]}" for k in ("torch", "lgvq", "numpy") if v.get(k))
@@ -37,7 +45,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def provenance_html(manifests: tuple[Path, ...], results: Path, compute: dict[str, dict[str, float]]) -> str:
-    rows, seen, loaded = [], {"git": set(), "versions": set(), "precision": set()}, []
+    rows, seen, loaded = [], {"git": set(), "versions": set(), "precision": set(), "device": set()}, []
     missing = 0
     for m in sorted(manifests):
         if not m.is_file():
@@ -55,14 +63,16 @@ def provenance_html(manifests: tuple[Path, ...], results: Path, compute: dict[st
         seen["precision"].add(precision_of(d))
         step = str(d.get("step", "?"))
         loaded.append(d)
-        device = (d.get("device") or {}).get("cuda_device") or "cpu"
+        device = device_model(d) or "cpu (model not recorded)"
+        seen["device"].add(device)
         cells = (_rel(m.parent, results), step, d.get("config_hash"), rev, precision_of(d), device, _versions(d),
                  d.get("wall_time_s"), d.get("peak_rss_mb"))
         rows.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>")
     # each job once: a reconstruction evaluation writes its manifest beside its codebook record too
     total = {step: row["seconds"] for step, row in seconds_by_step(distinct_jobs(loaded)).items()}
     summary = (f"{len(rows)} job manifests; git {', '.join(sorted(seen['git'])) or '—'}; precision "
-               f"{', '.join(sorted(seen['precision'])) or '—'}; {'; '.join(sorted(seen['versions'])) or '—'}"
+               f"{', '.join(sorted(seen['precision'])) or '—'}; device {', '.join(sorted(seen['device'])) or '—'}; "
+               f"{'; '.join(sorted(seen['versions'])) or '—'}"
                + (f"; {missing} listed jobs have no manifest (not run)" if missing else ""))
     out = [f"<p>{_esc(summary)}</p>", "<details><summary>Every job's manifest</summary><table><tr><th>job</th>"
            "<th>step</th><th>config hash</th><th>git</th><th>precision</th><th>device</th><th>versions</th>"
