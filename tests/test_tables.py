@@ -165,23 +165,27 @@ def test_a_table_says_when_its_jobs_ran_on_more_than_one_device_model(tmp_path):
 
     cfg = validate_config({"results_dir": str(tmp_path), "datasets": {"shapes": {"source": "shapes"}},
                            "tokenizers": {"vqgan": {"class": "vqgan"}}, "ablation": {"tokenizer": None}})
-    tok = paths.tokenizer_dir(tmp_path, "shapes", "vqgan", "lg", 0)
+    base, lg = (paths.tokenizer_dir(tmp_path, "shapes", "vqgan", v, 0) for v in ("base", "lg"))  # two runs
     ev = paths.eval_dir(tmp_path, "reconstruction", "shapes", "vqgan", "lg", 0)
 
-    def ran_on(folder, device):
+    def ran_on(folder, step, device):
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "manifest.json").write_text(json.dumps({"step": "x", "device": device}))
+        (folder / "manifest.json").write_text(json.dumps({"step": step, "device": device}))
 
-    ran_on(tok, {"cpu_model": "AMD EPYC"})
-    ran_on(ev, {"cpu_model": "AMD EPYC"})
-    assert machines_note(cfg, "reconstruction") is None  # one model: nothing to say
-    ran_on(ev, {"cpu_model": "Intel Xeon"})
+    ran_on(base, "tokenizer/train", {"cpu_model": "AMD EPYC", "cuda_device": "NVIDIA H100"})
+    ran_on(lg, "tokenizer/train", {"cpu_model": "Intel Xeon", "cuda_device": "NVIDIA H100"})
+    ran_on(ev, "eval/reconstruction", {"cpu_model": "AMD EPYC"})
+    # training on one GPU model, evaluation on a CPU node: different kinds of job, by design
+    assert machines_note(cfg, "reconstruction") is None
+    ran_on(lg, "tokenizer/train", {"cpu_model": "Intel Xeon", "cuda_device": "NVIDIA A100"})
     note = machines_note(cfg, "reconstruction")
-    assert note and "2 device models: AMD EPYC (1 jobs), Intel Xeon (1 jobs)" in note
+    assert note and "tokenizer/train on NVIDIA A100 (1 jobs), NVIDIA H100 (1 jobs)" in note
+    assert "eval/reconstruction" not in note
     write_table("reconstruction", RECORDS, tmp_path / "tables", dataset_columns={"shapes": None}, machines=note)
-    assert "- machines: the jobs behind this table ran on 2 device models" in (
+    assert "- machines: jobs of one kind ran on more than one device model: tokenizer/train" in (
         tmp_path / "tables" / "reconstruction.md").read_text()
-    ran_on(ev, {"cpu_model": "Intel Xeon", "cuda_device": "NVIDIA H100"})  # a GPU job: the GPU is its device
-    assert "NVIDIA H100 (1 jobs)" in machines_note(cfg, "reconstruction")
-    ran_on(ev, {"cpu_count": 2})  # a manifest from before the CPU model was recorded: not a second model
+    ran_on(base, "tokenizer/train", {"cpu_model": "AMD EPYC"})  # CPU runs: the CPU model is the device
+    ran_on(lg, "tokenizer/train", {"cpu_model": "Intel Xeon"})
+    assert "tokenizer/train on AMD EPYC (1 jobs), Intel Xeon (1 jobs)" in machines_note(cfg, "reconstruction")
+    ran_on(lg, "tokenizer/train", {"cpu_count": 2})  # written before the CPU model was recorded: not a model
     assert machines_note(cfg, "reconstruction") is None

@@ -79,21 +79,29 @@ def execution_notes(cfg: dict[str, Any], table: str) -> dict[str, str]:
 
 
 def machines_note(cfg: dict[str, Any], table: str) -> str | None:
-    """The table's note when the jobs behind it ran on more than one device model (a results dir resumed on
-    another machine, a cluster of mixed nodes): fp32 numbers repeat on one model only, so a difference between
-    its rows, or a paired Δ, may include the machine. None when one model (or none recorded)."""
+    """The table's note when jobs of one kind behind it (the manifest's `step`: tokenizer training, an
+    evaluation...) ran on more than one device model (a results dir resumed on another machine, a cluster of
+    mixed nodes): fp32 numbers repeat on one model only, so a difference between rows, or a paired Δ, may include
+    the machine. Kinds on different devices by design (training on GPUs, evaluation on CPU nodes) are not a mix.
+    None when no kind is mixed (or no model is recorded)."""
     from lgvq.tables.provenance import device_model
 
-    jobs: dict[str, int] = {}
+    by_step: dict[str, dict[str, int]] = {}
     for m in sorted(job_manifests(cfg, table)):
-        if m.is_file() and (model := device_model(read_json(m))):
-            jobs[model] = jobs.get(model, 0) + 1
-    if len(jobs) < 2:
+        if not m.is_file():
+            continue
+        rec = read_json(m)
+        if model := device_model(rec):
+            models = by_step.setdefault(str(rec.get("step", "?")), {})
+            models[model] = models.get(model, 0) + 1
+    mixed = {step: models for step, models in sorted(by_step.items()) if len(models) > 1}
+    if not mixed:
         return None
-    listed = ", ".join(f"{model} ({n} jobs)" for model, n in sorted(jobs.items()))
-    return (f"the jobs behind this table ran on {len(jobs)} device models: {listed}; training repeats bit for bit on "
-            "one model, not across models (README, Reliability and provenance), so differences between rows may "
-            "include the machine")
+    listed = "; ".join(f"{step} on " + ", ".join(f"{model} ({n} jobs)" for model, n in sorted(models.items()))
+                       for step, models in mixed.items())
+    return (f"jobs of one kind ran on more than one device model: {listed}. Training repeats bit for bit on one "
+            "model, not across models (README, Reliability and provenance), so differences between rows may include "
+            "the machine")
 
 
 def compute_per_table(cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
