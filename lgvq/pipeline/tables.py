@@ -8,7 +8,7 @@ from runs that are no longer in the config.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from lgvq.config import load_config
 from lgvq.io import read_json
@@ -62,16 +62,20 @@ def job_manifests(cfg: dict[str, Any], table: str) -> set[Path]:
     return manifests
 
 
+def job_records(cfg: dict[str, Any], table: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(manifest path, manifest) of each job behind a table that has run, in path order."""
+    for m in sorted(job_manifests(cfg, table)):
+        if m.is_file():
+            yield m, read_json(m)
+
+
 def execution_notes(cfg: dict[str, Any], table: str) -> dict[str, str]:
     """{how it executed: an example job} for the jobs behind a table that did not run as fp32 eager
     (bf16 autocast, TF32, compile, ...), so a table says when its numbers are not all fp32 eager."""
     from lgvq.train.precision import execution_note
 
     notes: dict[str, str] = {}
-    for m in sorted(job_manifests(cfg, table)):
-        if not m.is_file():
-            continue
-        rec = read_json(m)
+    for m, rec in job_records(cfg, table):
         note = execution_note(rec.get("execution"))
         if note:
             notes.setdefault(note, f"{rec.get('step', '?')} in {m.parent}")
@@ -87,10 +91,7 @@ def machines_note(cfg: dict[str, Any], table: str) -> str | None:
     from lgvq.tables.provenance import device_model
 
     by_step: dict[str, dict[str, int]] = {}
-    for m in sorted(job_manifests(cfg, table)):
-        if not m.is_file():
-            continue
-        rec = read_json(m)
+    for _, rec in job_records(cfg, table):
         if model := device_model(rec):
             models = by_step.setdefault(str(rec.get("step", "?")), {})
             models[model] = models.get(model, 0) + 1

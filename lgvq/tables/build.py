@@ -239,6 +239,16 @@ def dataset_stats_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def job_notes(execution: dict[str, str] | None, machines: str | None) -> dict[str, str]:
+    """A table's notes on how the jobs behind it ran: each way that was not fp32 eager (`execution`: {how: an
+    example job}) and a mix of device models (`machines`, pipeline.tables.machines_note)."""
+    notes = {f"execution: {how}": f"not fp32 eager (e.g. {example})"
+             for how, example in sorted((execution or {}).items())}
+    if machines:
+        notes["machines"] = machines
+    return notes
+
+
 def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Path, *,
                 dataset_columns: dict[str, str | None], experiment: str = "",
                 provenance: dict[str, str] | None = None, execution: dict[str, str] | None = None,
@@ -261,10 +271,7 @@ def write_table(table_id: str, records: list[dict[str, Any]], out_dir: str | Pat
     for r in records:
         for k, v in r.notes.items():
             notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
-    for how, example in sorted((execution or {}).items()):
-        notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
-    if machines:  # the jobs behind the table ran on more than one device model (pipeline.tables.machines_note)
-        notes["machines"] = machines
+    notes.update(job_notes(execution, machines))
     flagged = not_converged_note(records)  # runs whose loss still fell > 5 % over their last fifth
     if flagged:
         notes["convergence"] = flagged

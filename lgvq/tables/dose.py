@@ -17,7 +17,7 @@ import pandas as pd
 from lgvq.config import multiplier_text, parse_variant
 from lgvq.io import atomic_path, atomic_write_text
 from lgvq.metrics.catalogue import metric_info
-from lgvq.tables.build import REFERENCE_KINDS, as_record, build_table, render_latex, render_markdown
+from lgvq.tables.build import REFERENCE_KINDS, as_record, build_table, job_notes, render_latex, render_markdown
 from lgvq.tables.files import table_file
 from lgvq.tables.paper import is_percent, lower_is_better, table_spec
 from lgvq.tables.stats import t_quantile_975
@@ -152,10 +152,7 @@ def write_dose_response(table_id: str, records: list[dict[str, Any]], out_dir: s
         for k, v in r.notes.items():
             if k not in hidden:
                 notes.setdefault(k, f"{v} (e.g. {r.tokenizer}/{r.variant}/seed{r.seed})")
-    for how, example in sorted((execution or {}).items()):
-        notes[f"execution: {how}"] = f"not fp32 eager (e.g. {example})"
-    if machines:  # the jobs behind the table ran on more than one device model (pipeline.tables.machines_note)
-        notes["machines"] = machines
+    notes.update(job_notes(execution, machines))
     seeds = sorted({s for v in df["seeds"] for s in str(v).split()}, key=int)
     md = render_markdown(TABLE_ID, df, experiment=experiment, notes=notes)
     md += (f"\nPlot: `{PLOT_NAME}` (next to this file): each metric against the LG weight multiplier on a log axis; "
