@@ -319,6 +319,7 @@ HASH_NEUTRAL_VALUES = {
     "cpu_bf16": "off",        # the fp32 jobs
     "cond_dropout": 0,        # no null captions
     "diffusion_loss": "x0",   # the x0 cross-entropy
+    "frontend_conv": 0,       # the heads read the codes as tokens, no convolution over the grid
 }
 
 

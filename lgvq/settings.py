@@ -194,6 +194,7 @@ class DownstreamSettings(TrainedStageSettings):
     beam: int
     grounding_head: str
     codebook_norm: str
+    frontend_conv: int
     max_answers: int
     eval_limit: int | None
     gpt2_path: str | None

@@ -205,6 +205,27 @@ def test_front_end_standardizes_the_codebook_without_changing_its_geometry():
     assert pe.shape == (64, 64) and len({tuple(r) for r in pe.round(decimals=4).tolist()}) == 64  # every cell distinct
 
 
+def test_front_end_convolutions_let_a_token_see_its_neighbours_and_only_them():
+    book = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    grid = (5, 5)
+    base = torch.zeros(1, *grid, dtype=torch.long)
+    neighbour = base.clone()
+    neighbour[0, 0, 1] = 3  # the cell right of (0, 0)
+    far = base.clone()
+    far[0, 4, 4] = 3
+    for layers, sees_neighbour in ((0, False), (1, True)):
+        torch.manual_seed(0)
+        f = CodeFrontEnd(book, grid, 16, conv_layers=layers)
+        cell = lambda c, i: f(c)[0, i]  # noqa: E731
+        assert torch.allclose(cell(base, 0), cell(far, 0))  # a code 4 cells away never reaches cell (0, 0)
+        assert torch.allclose(cell(base, 0), cell(neighbour, 0)) != sees_neighbour
+    torch.manual_seed(0)
+    one = CodeFrontEnd(book, grid, 16, conv_layers=1)
+    assert torch.allclose(one(base)[0, 3], one(neighbour)[0, 3])  # cell (0, 3): two cells from (0, 1), out of one 3x3
+    with pytest.raises(ValueError, match="conv_layers"):
+        CodeFrontEnd(book, grid, 16, conv_layers=-1)
+
+
 def test_front_end_refuses_codes_of_another_grid_or_codebook():
     f = frontend()
     with pytest.raises(ValueError, match="grid"):

@@ -6,7 +6,7 @@ import pytest
 
 from lgvq.metrics.captions import caption_scores
 from lgvq.metrics.grounding import cxcywh_norm_to_xywh, grounding_accuracy, iou_xywh, xywh_to_cxcywh_norm
-from lgvq.metrics.vqa import accuracy, per_type_accuracy, vqa_v2_accuracy, wup, wups
+from lgvq.metrics.vqa import accuracy, per_type_accuracy, type_accuracy_metrics, vqa_v2_accuracy, wup, wups
 
 REFS = {1: ["a red circle next to a blue square", "a blue box beside a red disc"],
         2: ["two green triangles on a dark background", "a pair of green wedges"]}
@@ -45,6 +45,15 @@ def test_wups_on_hand_checked_pairs():
 def test_accuracy_and_per_type():
     assert accuracy(["Red", "two"], ["red", "three"]) == 0.5
     assert per_type_accuracy(["red", "two", "left"], ["red", "three", "left"], [2, 1, 3]) == {1: 0.0, 2: 1.0, 3: 1.0}
+
+
+def test_per_type_accuracy_columns_are_named_by_type_in_coco_qas_order():
+    preds = ["left", "two", "red", "square", "circle"]
+    gold = ["left", "three", "red", "circle", "circle"]
+    types = ["location", "number", "color", "object", "object"]
+    got = type_accuracy_metrics(preds, gold, types)
+    assert list(got) == ["Accuracy[object]", "Accuracy[number]", "Accuracy[color]", "Accuracy[location]"]
+    assert got == {"Accuracy[object]": 0.5, "Accuracy[number]": 0.0, "Accuracy[color]": 1.0, "Accuracy[location]": 1.0}
 
 
 def test_vqa_v2_soft_accuracy():

@@ -81,6 +81,9 @@ def test_majority_per_type_scores_its_answers_with_the_vqa_metric(monkeypatch):
     assert m.metrics["Accuracy"] == pytest.approx(2 / 4)
     assert m.labels["majority_answer"] == {"object": "dog", "number": "two"}
     assert m.labels["per_type_accuracy"] == {"object": 0.5, "number": 1.0, "color": 0.0}
+    # the same per-type numbers as the Table 9 columns a head's rows have, so each type is judged against it
+    assert {k: v for k, v in m.metrics.items() if k.startswith("Accuracy[")} == {
+        "Accuracy[object]": 0.5, "Accuracy[number]": 1.0, "Accuracy[color]": 0.0}
     assert 0.5 <= m.metrics["WUPS@0.9"] <= 1.0  # the matches count 1, the misses their WordNet similarity
 
 

@@ -13,6 +13,12 @@ A translation plus one scale keeps the codebook's geometry (nearest-code order, 
 distances): the head sees the same codes, at a usable scale. The position embedding is a fixed
 2-D sine-cosine grid (DETR) plus a learned residual, at the scale of the projected features, so
 a cell's position is legible from the first step instead of drowned by its content.
+
+`conv_layers` (downstream.frontend_conv; 0 = none, the paper's input): residual 3x3 convolutions over the
+projected code grid before the position code is added, so each token carries its neighbourhood. A code
+covers a few pixels; an object's shape is a pattern over several codes, and a small head trained from
+scratch that reads the grid as a set of tokens (2 layers, one attention head) learns colours but not
+shapes (medium's VQA heads answered shape questions at chance). See README, differences.
 """
 
 from __future__ import annotations
@@ -42,8 +48,20 @@ def standardized(codebook: Tensor) -> Tensor:
     return c / c.pow(2).mean().sqrt().clamp_min(1e-12)
 
 
+class GridConv(nn.Module):
+    """x + conv3x3(GELU(x)) over a (B, width, h, w) grid: a token sees its 8 neighbours."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(F.gelu(x))
+
+
 class CodeFrontEnd(nn.Module):
-    def __init__(self, codebook: Tensor, grid: tuple[int, int], width: int, *, normalize: bool = True) -> None:
+    def __init__(self, codebook: Tensor, grid: tuple[int, int], width: int, *, normalize: bool = True,
+                 conv_layers: int = 0) -> None:
         super().__init__()
         if codebook.ndim != 2:
             raise ValueError(f"codebook must be (K, D), got {tuple(codebook.shape)}")
@@ -59,6 +77,9 @@ class CodeFrontEnd(nn.Module):
         else:  # the original front end: a learned embedding only, small at init
             self.register_buffer("fixed_pos", torch.zeros(n, width))
         self.pos = nn.Parameter(torch.randn(1, n, width) * 0.02)
+        if conv_layers < 0:
+            raise ValueError(f"conv_layers must be >= 0, got {conv_layers}")
+        self.conv = nn.Sequential(*(GridConv(width) for _ in range(conv_layers)))
 
     @property
     def n_tokens(self) -> int:
@@ -69,4 +90,9 @@ class CodeFrontEnd(nn.Module):
             raise ValueError(f"code grid {tuple(codes.shape[1:])} does not match the head's grid {self.grid}")
         if int(codes.max()) >= len(self.codebook) or int(codes.min()) < 0:
             raise ValueError(f"codes outside [0, {len(self.codebook)})")
-        return self.proj(F.embedding(codes.flatten(1).long(), self.codebook)) + self.fixed_pos + self.pos
+        x = self.proj(F.embedding(codes.flatten(1).long(), self.codebook))
+        if len(self.conv):
+            h, w = self.grid
+            grid = x.transpose(1, 2).reshape(len(x), self.width, h, w)
+            x = self.conv(grid).flatten(2).transpose(1, 2)
+        return x + self.fixed_pos + self.pos

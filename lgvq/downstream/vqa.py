@@ -8,6 +8,7 @@ after that position, so causal attention keeps it out without a mask.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,8 @@ class VQATask(DownstreamTask):
 
     def setup(self, ctx: HeadContext) -> HeadSetup:
         from lgvq.downstream.vocab import AnswerVocab, WordVocab, pad_batch
-        from lgvq.metrics.vqa import COCOQA_QUESTION_TYPES, accuracy, per_type_accuracy, wups
+        from lgvq.metrics.vqa import (COCOQA_QUESTION_TYPES, accuracy, per_type_accuracy, type_accuracy_metrics,
+                                      type_metric, wups)
 
         source, frontend, train_codes, test_codes, dev = ctx.source, ctx.frontend, ctx.train_codes, ctx.test_codes, ctx.device
         d = ctx.settings
@@ -94,6 +96,9 @@ class VQATask(DownstreamTask):
                                  f"{len(answers)}-class vocabulary)",
                      "WUPS@0.9": "WordNet Wu-Palmer set similarity, threshold 0.9 (0.1 weight below it)",
                      "WUPS@0.0": "WordNet Wu-Palmer set similarity, no threshold"}
+            metrics |= type_accuracy_metrics(preds, gold, types)
+            notes |= {type_metric(t): f"exact match over the {n} test questions of COCO-QA type '{t}'"
+                      for t, n in Counter(types).items()}
             rows = [{"image_id": q.image_id, "question": q.question, "answer": q.answer, "prediction": p, "type": t}
                     for q, p, t in zip(test, preds, types)]
             return Evaluation(metrics, notes, rows, {"per_type_accuracy": per_type_accuracy(preds, gold, types),

@@ -67,6 +67,21 @@ def per_type_accuracy(predictions: Sequence[str], answers: Sequence[str],
     return {t: hit[t] / n[t] for t in sorted(n)}
 
 
+def type_metric(qtype: str) -> str:
+    """The metric name of one question type's accuracy: `Accuracy[object]`."""
+    return f"Accuracy[{qtype}]"
+
+
+def type_accuracy_metrics(predictions: Sequence[str], answers: Sequence[str],
+                          types: Sequence[str]) -> dict[str, float]:
+    """`Accuracy[<type>]` per question type, named as given (COCO-QA's: object, number, color, location), in
+    COCO-QA's order (other names after, sorted). A head can clear a baseline on the overall accuracy while one
+    type stays at chance (on the embedded data: what the object is, its shape); these columns show it."""
+    order = {name: i for i, name in enumerate(COCOQA_QUESTION_TYPES.values())}
+    by_type = per_type_accuracy(predictions, answers, types)
+    return {type_metric(t): by_type[t] for t in sorted(by_type, key=lambda t: (order.get(t, len(order)), str(t)))}
+
+
 # --- WUPS ---------------------------------------------------------------------------------------
 
 def nltk_data_dir() -> Path:

@@ -71,7 +71,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     dist, dev = process_group(cfg)  # one process unless torchrun started several (downstream.gpus > 1)
     seed_everything(seed)
     frontend = CodeFrontEnd(codebook, train_codes.grid, head.prefix_width(d) or d.width,
-                            normalize=d.codebook_norm == "standardize")
+                            normalize=d.codebook_norm == "standardize", conv_layers=d.frontend_conv)
     setup = head.setup(HeadContext(d, dataset_settings(cfg, dataset), dataset_source(cfg, dataset), frontend,
                                    train_codes, test_codes, dev, seed))
     model = setup.model.to(dev)

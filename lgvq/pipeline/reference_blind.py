@@ -46,7 +46,7 @@ def blind_setup(cfg: dict[str, Any], task: str, dataset: str, source, device, se
     head = HEADS.get(task, key="--task")
     d = downstream_settings(cfg)
     codes = ConstantCodes()
-    frontend = CodeFrontEnd(torch.zeros(1, 1), codes.grid, head.prefix_width(d) or d.width)
+    frontend = CodeFrontEnd(torch.zeros(1, 1), codes.grid, head.prefix_width(d) or d.width, conv_layers=d.frontend_conv)
     return head.setup(HeadContext(d, dataset_settings(cfg, dataset), source, frontend, codes, codes, device, seed))
 
 

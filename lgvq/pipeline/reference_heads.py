@@ -47,7 +47,7 @@ def majority_answers(pairs: Iterable[tuple[Hashable, str]]) -> tuple[dict[Hashab
 
 def majority_per_type(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None, seed: int) -> dict[str, Measured]:
     from lgvq.io import ArtifactError
-    from lgvq.metrics.vqa import COCOQA_QUESTION_TYPES, accuracy, per_type_accuracy, wups
+    from lgvq.metrics.vqa import COCOQA_QUESTION_TYPES, accuracy, per_type_accuracy, type_accuracy_metrics, wups
 
     source = dataset_source(cfg, dataset)
     train, test = source.qa("train"), source.qa("test")
@@ -63,6 +63,7 @@ def majority_per_type(cfg: dict[str, Any], ref: Reference, dataset: str, tokeniz
     metrics = {"Accuracy": accuracy(preds, gold), "WUPS@0.9": wups(preds, gold, 0.9), "WUPS@0.0": wups(preds, gold, 0.0)}
     types = [COCOQA_QUESTION_TYPES.get(q.qtype, str(q.qtype)) for q in test]
     per_type = {str(k): v for k, v in per_type_accuracy(preds, gold, types).items()}
+    metrics |= type_accuracy_metrics(preds, gold, types)
     answers = {COCOQA_QUESTION_TYPES.get(t, str(t)): a for t, a in by_type.items()}
     return {"vqa": Measured(metrics, {m: how for m in metrics},
                             labels={"per_type_accuracy": per_type, "majority_answer": answers})}
