@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +51,28 @@ def job_minutes(results: Path) -> tuple[float, int]:
     """Sum of the wall times recorded by every job's manifest (minutes) and the number of jobs."""
     jobs = jobs_of(results)
     return sum(float(j.get("wall_time_s", 0.0)) for j in jobs) / 60, len(jobs)
+
+
+def later_jobs(results: Path, revision: str) -> str:
+    """A sentence naming the jobs whose manifests were written at another git revision than `revision` (jobs
+    re-run after the run, e.g. to add a metric), by kind, and how many of them only re-read a finished
+    checkpoint (manifest `training`: resumed at its last step), whose wall time is not the training's. '' if none."""
+    later: dict[str, Counter] = {}
+    for j in jobs_of(results):
+        rev = str((j.get("git") or {}).get("revision", ""))[:7]
+        if rev and rev != revision[:7]:
+            training = j.get("training") or {}
+            reread = bool(training) and training.get("resumed_at_step") == training.get("steps")
+            later.setdefault(rev, Counter())[(j.get("step", "?"), reread)] += 1
+    if not later:
+        return ""
+    parts = []
+    for rev, kinds in sorted(later.items()):
+        jobs = ", ".join(f"{n} {step}" + (" re-reading trained checkpoints" if reread else "")
+                         for (step, reread), n in sorted(kinds.items()))
+        parts.append(f"at git {rev}: {jobs}")
+    return ("Jobs re-run after the run, " + "; ".join(parts) + ". A job that re-read its checkpoint trained nothing: "
+            "its wall time above is the re-evaluation's.")
 
 
 def precisions(results: Path) -> dict[str, dict[str, int]]:
@@ -111,6 +134,9 @@ def section(results: Path, wall: str | None, config: str = "config/config.yaml",
         out.append("")
         out.append(f"Compute: the {jobs} jobs' manifests sum to {minutes:.0f} job-minutes on the CPU (each job's own "
                    "wall time; jobs that share the cores overlap, so this is more than the whole DAG's wall time).")
+        rerun = later_jobs(results, str(m["git"]["revision"]))
+        if rerun:
+            out += ["", rerun]
         out.append("")
         out.append(f"Precision, from each job's manifest (`execution.precision`): {precision_text(results)}.")
         out.append("")

@@ -56,6 +56,19 @@ def test_per_type_accuracy_columns_are_named_by_type_in_coco_qas_order():
     assert got == {"Accuracy[object]": 0.5, "Accuracy[number]": 0.0, "Accuracy[color]": 1.0, "Accuracy[location]": 1.0}
 
 
+def test_a_caption_names_exactly_the_shapes_and_colours_of_its_image_or_not():
+    from lgvq.metrics.named import named_exactly
+
+    two = [{"shape": "cross", "colour": "red"}, {"shape": "circle", "colour": "red"}]
+    got = named_exactly(["a red plus sign next to a red disc",     # synonyms: both shapes, the one colour
+                         "an image showing a red plus shape",        # a shape missing
+                         "a red cross and a blue circle"],           # a colour too many
+                        [two, two, two])
+    assert got == {"named_exactly[shape]": pytest.approx(2 / 3), "named_exactly[colour]": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="2 captions for 1 images"):
+        named_exactly(["a", "b"], [two])
+
+
 def test_vqa_v2_soft_accuracy():
     assert vqa_v2_accuracy("yes", ["yes"] * 10) == 1.0
     assert vqa_v2_accuracy("yes", ["yes"] * 2 + ["no"] * 8) == pytest.approx((8 * 2 / 3 + 2 * 1 / 3) / 10)

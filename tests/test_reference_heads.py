@@ -138,6 +138,23 @@ def test_most_frequent_caption_is_output_for_every_test_image_and_scored(monkeyp
     assert scored["preds"] == {3: "a red circle", 4: "a red circle"}  # eval_limit: the heads' first 2 test images
     assert scored["refs"] == {3: ["a red circle"], 4: ["a green star"]}
     assert m.metrics["BLEU4"] == pytest.approx(50.0)  # on the paper's x100 scale, like the heads' records
+    assert not any(k.startswith("named_exactly") for k in m.metrics)  # no ground-truth objects: not scored
+
+
+def test_the_most_frequent_caption_is_scored_on_the_shapes_it_names(monkeypatch):
+    """With ground-truth objects (the embedded data) the baseline gets the same named_exactly columns as the heads."""
+    def rec(i, objects):
+        return ImageRecord(i, Path(f"{i}.png"), ("a red circle",), attributes={"objects": objects})
+
+    red_circle, blue_box = {"shape": "circle", "colour": "red"}, {"shape": "square", "colour": "blue"}
+    train = [rec(1, [red_circle])]
+    test = [rec(2, [red_circle]), rec(3, [blue_box]), rec(4, [{"shape": "circle", "colour": "blue"}])]
+    monkeypatch.setattr(rh, "dataset_source", lambda cfg, ds: Source(records={"train": train, "test": test}))
+    cfg = load_config(ROOT / "config" / "smoke.yaml")
+    m = rh.most_frequent_caption_baseline(cfg, get_reference("most-frequent-caption"), "shapes", None, 0)["captioning"]
+    assert m.metrics["named_exactly[shape]"] == pytest.approx(2 / 3)   # images 2 and 4 show a circle
+    assert m.metrics["named_exactly[colour]"] == pytest.approx(1 / 3)  # only image 2 is red
+    assert "names exactly the shapes" in m.notes["named_exactly[shape]"]
 
 
 # --- VQA: the blind head -----------------------------------------------------------------------------

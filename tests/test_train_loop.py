@@ -74,6 +74,17 @@ def test_finished_run_is_not_retrained(tmp_path):
     assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == mtime
 
 
+def test_the_loop_state_says_where_this_job_started_so_a_manifest_can_tell_training_from_re_reading(tmp_path):
+    def state_of(tmp, **kw):
+        return train_loop(ToyTask(), batches, out_dir=tmp, max_steps=11, seed=7, config_hash="abc", ckpt_every=3,
+                          log_every=1, **kw).record()
+
+    assert state_of(tmp_path / "a") == {"steps": 11, "resumed_at_step": 0}   # trained here from the start
+    assert state_of(tmp_path / "a") == {"steps": 11, "resumed_at_step": 11}  # re-read: this job trained nothing
+    state_of(tmp_path / "b", stop_after=5)  # stopped after step 5, its checkpoint written at the stop
+    assert state_of(tmp_path / "b") == {"steps": 11, "resumed_at_step": 5}
+
+
 def test_checkpoint_from_another_config_is_set_aside_never_resumed_and_restored_when_the_config_returns(tmp_path, capsys):
     run(tmp_path, stop_after=3)
     first = (tmp_path / "checkpoint.pt").read_bytes()

@@ -23,7 +23,7 @@ per-beam key/value caches and gives the same result.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,25 @@ if TYPE_CHECKING:
     from lgvq.settings import DownstreamSettings
 
 IGNORE = -100
+
+
+def named_attributes(records: Sequence[Any], captions: Mapping[int, str]) -> dict[str, float]:
+    """`named_exactly[shape|colour]` (lgvq.metrics.attributes) of each record's caption in `captions` (by image
+    id), when every record has ground-truth objects (the embedded data); {} where the dataset has none."""
+    from lgvq.metrics.named import named_exactly
+
+    objects = [(r.attributes or {}).get("objects") for r in records]
+    if not records or any(o is None for o in objects):
+        return {}
+    return named_exactly([captions[r.image_id] for r in records], objects)
+
+
+def named_notes(named: Mapping[str, float], whose: str, n: int) -> dict[str, str]:
+    """The table notes of `named_attributes`' metrics."""
+    from lgvq.metrics.named import NAMED_KINDS, named_metric
+
+    return {named_metric(k): f"share of {n} test images where {whose} names exactly the {k}s the image shows "
+                             "(synonyms resolved); embedded data only" for k in NAMED_KINDS if named_metric(k) in named}
 
 
 def caption_labels(tokens: Tensor, lengths: Tensor, n_prefix: int) -> Tensor:
@@ -230,6 +249,9 @@ class CaptioningTask(DownstreamTask):
             n = len(test)
             notes = {k: f"pycocoevalcap {k} x100, beam {d.beam}, {n} test images, all references per image; "
                         f"decoder: {decoder}" for k in scores}
+            named = named_attributes(test, beam)
+            scores |= named
+            notes |= named_notes(named, f"the head's beam-{d.beam} caption", n)
             preds = [{"image_id": r.image_id, "image": str(r.path), "references": list(r.captions), "beam": beam[r.image_id],
                       "greedy": greedy[r.image_id]} for r in test]
             return Evaluation(scores, notes, preds, {"greedy": greedy_scores, "examples": preds[:EXAMPLES_SHOWN]})

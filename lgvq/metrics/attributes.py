@@ -14,6 +14,7 @@ its condition still scores whatever its images' share of absent slots is, and a 
 images read as wrong shapes whatever the caption. `CaptionFollowing` scores each sample against its
 own caption and against a mismatched one (the next condition's): the difference, `caption_following`,
 is 0 in expectation for images that do not depend on their caption, whatever they look like.
+The other direction, what a caption of an image names: lgvq.metrics.named.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ METRICS: dict[str, MetricInfo] = {
     "attribute_accuracy": MetricInfo(percent=True, about="shapes-cnn: attributes a sample shows vs its caption's"),
     "caption_following": MetricInfo(percent=True, about="attribute accuracy against the own caption minus against "
                                                         "another condition's (points; 0: the caption is ignored)"),
+    "named_exactly": MetricInfo(percent=True, about="captions naming exactly the shapes (colours) their image shows"),
     "Accuracy": MetricInfo(percent=True, about="exact match"),
     "WUPS@0.9": _FRACTION, "WUPS@0.0": _FRACTION,
     "Accuracy@0.5": MetricInfo(percent=True, about="boxes with IoU > 0.5"),

@@ -79,13 +79,13 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         atomic_write_json(work / "vocab.json", setup.vocab)
     trainer = HeadTask(model, setup.loss_terms, lr=d.lr, dist=dist, fast_path=d.fast_path,
                        cpu_bf16=d.cpu_bf16)
-    train_loop(trainer,
-               shuffled_batches(setup.n_train, d.batch_size, seed, setup.make_batch, dist=dist,
-                                key="downstream.batch_size"),
-               out_dir=work, max_steps=d.steps, seed=seed, config_hash=h, ckpt_every=d.ckpt_every,
-               log_every=max(1, min(10, d.steps)), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
-               validate=validation(setup.loss_terms, model, setup.val_batches, d.val_items),
-               val_every=d.val_every)
+    state = train_loop(trainer,
+                       shuffled_batches(setup.n_train, d.batch_size, seed, setup.make_batch, dist=dist,
+                                        key="downstream.batch_size"),
+                       out_dir=work, max_steps=d.steps, seed=seed, config_hash=h, ckpt_every=d.ckpt_every,
+                       log_every=max(1, min(10, d.steps)), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
+                       validate=validation(setup.loss_terms, model, setup.val_batches, d.val_items),
+                       val_every=d.val_every)
     if not dist.is_main:
         return out / paths.METRICS_NAME  # rank 0 evaluates and writes
     model.eval()
@@ -98,5 +98,6 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                 "tokenizer_class": tokenizer_settings(cfg, tokenizer).class_,
                 **({"decoder": setup.vocab["decoder"]} if "decoder" in setup.vocab else {})},
         extra={**ev.extra, **convergence_extra(work)}).write(out)
-    record.write(out, head_dir=str(work), processes=dist.world, execution=trainer.execution.record())
+    record.write(out, head_dir=str(work), processes=dist.world, execution=trainer.execution.record(),
+                 training=state.record())
     return out / paths.METRICS_NAME

@@ -64,15 +64,16 @@ def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
     # The same execution as the heads it controls for (lgvq.pipeline.downstream): CPU bf16 autocast too.
     trainer = HeadTask(model, setup.loss_terms, lr=d.lr, fast_path=d.fast_path, cpu_bf16=d.cpu_bf16)
     work = paths.reference_dir(cfg["results_dir"], kind, dataset, ref.name, None, seed) / "head"
-    train_loop(trainer, shuffled_batches(setup.n_train, d.batch_size, seed, setup.make_batch,
-                                         key="downstream.batch_size"),
-               out_dir=work, max_steps=d.steps, seed=seed,
-               config_hash=config_hash(jobs.reference(cfg, ref.name, dataset, None, seed)),
-               ckpt_every=d.ckpt_every, log_every=max(1, min(10, d.steps)), desc=f"{ref.name}/seed{seed}")
+    state = train_loop(trainer, shuffled_batches(setup.n_train, d.batch_size, seed, setup.make_batch,
+                                                 key="downstream.batch_size"),
+                       out_dir=work, max_steps=d.steps, seed=seed,
+                       config_hash=config_hash(jobs.reference(cfg, ref.name, dataset, None, seed)),
+                       ckpt_every=d.ckpt_every, log_every=max(1, min(10, d.steps)), desc=f"{ref.name}/seed{seed}")
     model.eval()
     ev = setup.evaluate(model)
     how = (f"the {kind} head ({type(model).__name__}: width {d.width}, {d.layers} layers, {d.heads} heads, "
            f"{d.steps} steps, batch {d.batch_size}, seed {seed}) on the question alone: every code grid "
            f"replaced by one constant {BLIND_GRID[0]}x{BLIND_GRID[1]} grid (the text alone)")
     notes = {m: f"{ev.notes.get(m, m)}; {how}" for m in ev.metrics}
-    return {kind: Measured(ev.metrics, notes, labels={"head": how}, execution=trainer.execution.record())}
+    return {kind: Measured(ev.metrics, notes, labels={"head": how}, execution=trainer.execution.record(),
+                           training=state.record())}

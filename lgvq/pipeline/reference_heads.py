@@ -115,6 +115,7 @@ def most_frequent_caption(captions: Iterable[str]) -> str:
 
 def most_frequent_caption_baseline(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None,
                                    seed: int) -> dict[str, Measured]:
+    from lgvq.downstream.captioning import named_attributes, named_notes
     from lgvq.metrics.captions import caption_scores, to_paper_scale
 
     source = dataset_source(cfg, dataset)
@@ -128,4 +129,7 @@ def most_frequent_caption_baseline(cfg: dict[str, Any], ref: Reference, dataset:
     scores = to_paper_scale(caption_scores({i: caption for i in refs}, refs))
     how = (f"pycocoevalcap x100, the most frequent of {sum(len(r.captions) for r in train)} training captions "
            f"('{caption}') for each of {len(test)} test images, all references per image")
-    return {"captioning": Measured(scores, {m: how for m in scores}, labels={"caption": caption})}
+    notes = {m: how for m in scores}
+    named = named_attributes(test, {i: caption for i in refs})
+    return {"captioning": Measured(scores | named, notes | named_notes(named, f"'{caption}'", len(test)),
+                                   labels={"caption": caption})}

@@ -29,6 +29,7 @@ class Measured:
     labels: dict[str, Any] = field(default_factory=dict)
     not_computed: dict[str, str] = field(default_factory=dict)
     execution: dict[str, Any] | None = None    # how a trained reference's steps ran (the manifest's `execution`)
+    training: dict[str, int] | None = None     # a trained reference's LoopState.record() (the manifest's `training`)
 
 
 Compute = Callable[[dict[str, Any], Reference, str, "str | None", int], dict[str, Measured]]
@@ -58,7 +59,8 @@ def _run(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str | None, se
         labels = {"reference": ref.description, **m.labels}
         MetricRecord(kind, dataset, ref.record_tokenizer(tokenizer), ref.variant, seed, m.metrics, m.notes,
                      labels=labels, not_computed=m.not_computed).write(out)
-        record.write(out, **({"execution": m.execution} if m.execution is not None else {}))
+        record.write(out, **({"execution": m.execution} if m.execution is not None else {}),
+                     **({"training": m.training} if m.training is not None else {}))
     return paths.reference_metrics_file(R, ref.kinds[0], dataset, name, tokenizer, seed)
 
 

@@ -88,16 +88,17 @@ def train_labelmap_vq(cfg: dict[str, Any], dataset: str) -> Path:
     model.to(dev)
     trainer = HeadTask(model, lambda m, b: m.loss(b), lr=s.lr, fast_path=s.fast_path,
                        cpu_bf16=s.cpu_bf16)
-    train_loop(trainer,
-               shuffled_batches(len(maps), s.batch_size, seed, lambda idx, _: maps.batch(idx).to(dev)), out_dir=out,
-               max_steps=s.steps, seed=seed, config_hash=h, ckpt_every=s.ckpt_every,
-               log_every=max(1, min(10, s.steps)), desc=f"label-map VQ {dataset}")
+    state = train_loop(trainer,
+                       shuffled_batches(len(maps), s.batch_size, seed, lambda idx, _: maps.batch(idx).to(dev)),
+                       out_dir=out,
+                       max_steps=s.steps, seed=seed, config_hash=h, ckpt_every=s.ckpt_every,
+                       log_every=max(1, min(10, s.steps)), desc=f"label-map VQ {dataset}")
     model.eval()
     first = maps.batch(range(min(256, len(maps))))
     acc = float((model.reconstruct(first.to(dev)).cpu() == first).float().mean())
     atomic_torch_save(out / "model.pt", {"state": model.state_dict(), "meta": meta})
     atomic_write_json(out / "meta.json", {**meta, "train_pixel_accuracy": acc})
-    record.write(out, train_pixel_accuracy=acc, execution=trainer.execution.record())
+    record.write(out, train_pixel_accuracy=acc, execution=trainer.execution.record(), training=state.record())
     return out / "model.pt"
 
 
@@ -182,12 +183,13 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     loss_terms = lambda m, b: {"ce": spec.loss(m, *b)}  # noqa: E731
     trainer = HeadTask(model, loss_terms, lr=s.lr, dist=dist, fast_path=s.fast_path,
                        cpu_bf16=s.cpu_bf16)
-    train_loop(trainer,
-               shuffled_batches(len(train_recs), s.batch_size, seed, make_batch, dist=dist, key="stage2.batch_size"), out_dir=work,
-               max_steps=s.steps, seed=seed, config_hash=h, ckpt_every=s.ckpt_every,
-               log_every=max(1, min(10, s.steps)), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
-               validate=validation(loss_terms, model, val_batches if val_recs else None, s.val_items),
-               val_every=s.val_every)
+    state = train_loop(trainer,
+                       shuffled_batches(len(train_recs), s.batch_size, seed, make_batch, dist=dist, key="stage2.batch_size"),
+                       out_dir=work,
+                       max_steps=s.steps, seed=seed, config_hash=h, ckpt_every=s.ckpt_every,
+                       log_every=max(1, min(10, s.steps)), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
+                       validate=validation(loss_terms, model, val_batches if val_recs else None, s.val_items),
+                       val_every=s.val_every)
     model.eval()
 
     # --- generate, decode, score -------------------------------------------------------------------
@@ -263,7 +265,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
         labels={"generator": spec.describe(model, s), "text_encoder": cond.text_encoder},
         not_computed=fid.not_computed, extra={"task": task, **convergence_extra(work)}).write(out)
     record.write(out, fid=fid.description, work_dir=str(work), processes=dist.world,
-                 execution=trainer.execution.record())
+                 execution=trainer.execution.record(), training=state.record())
     return out / paths.METRICS_NAME
 
 

@@ -185,6 +185,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
                                    "lg_weights": weights, "steps": state.step})
     record.write(out, tokenizer_description=model.describe(), lg_weights=weights, init_from=init,
                  text_encoder=cache.describe() if cache is not None else None, steps=state.step, lr=lr, processes=dist.world,
+                 training=state.record(),
                  execution={**task.execution.record(), "fast_path": t.fast_path,
                             "cpu_bf16": t.cpu_bf16, "device": str(dev)})
     return model_path

@@ -110,6 +110,12 @@ class LoopState:
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
     log: list[dict[str, float]] | None = None
+    resumed_at: int = 0     # the step this job started from: 0 trained from the start here, the last step only re-read
+
+    def record(self) -> dict[str, int]:
+        """The manifest's `training`: steps completed, and the step this job resumed at. Equal, the job trained
+        nothing (a finished checkpoint re-read, e.g. to re-evaluate): its wall time is not the training's."""
+        return {"steps": self.step, "resumed_at_step": self.resumed_at}
 
 
 def train_loop(
@@ -172,7 +178,8 @@ def train_loop(
             # checkpoint was written. Name the file instead of a bare state-dict traceback.
             raise ArtifactError(f"checkpoint {ckpt_path} does not fit this model ({type(e).__name__}: "
                                 f"{str(e)[:300]}); delete it to retrain from scratch") from e
-        state = LoopState(payload["step"], payload["epoch"], payload["batch_in_epoch"], list(payload["log"]))
+        state = LoopState(payload["step"], payload["epoch"], payload["batch_in_epoch"], list(payload["log"]),
+                          resumed_at=payload["step"])
         set_rng_state(payload["rng"])
         if dist.is_main and state.step < max_steps:
             print(f"lgvq: resuming {ckpt_path} at step {state.step} of {max_steps}", flush=True)
