@@ -132,9 +132,10 @@ def section(results: Path, wall: str | None, config: str = "config/config.yaml",
                    f"CPU ({m['device'].get('cpu_count')} cores)." + (f" Whole DAG wall time: {wall}." if wall else ""))
         minutes, jobs = job_minutes(results)
         out.append("")
-        out.append(f"Compute: the {jobs} jobs' manifests sum to {minutes:.0f} job-minutes on the CPU (each job's own "
-                   "wall time; jobs that share the cores overlap, so this is more than the whole DAG's wall time).")
         rerun = later_jobs(results, str(m["git"]["revision"]))
+        out.append(f"Compute: the {jobs} jobs' manifests sum to {minutes:.0f} job-minutes on the CPU (each job's own "
+                   "wall time; jobs that share the cores overlap, so this is more than the whole DAG's wall time"
+                   + ("; a job re-run after the run counts with its re-run's time, next line" if rerun else "") + ").")
         if rerun:
             out += ["", rerun]
         out.append("")
