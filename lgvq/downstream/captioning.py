@@ -40,7 +40,7 @@ IGNORE = -100
 
 
 def named_attributes(records: Sequence[Any], captions: Mapping[int, str]) -> dict[str, float]:
-    """`named_exactly[shape|colour]` (lgvq.metrics.attributes) of each record's caption in `captions` (by image
+    """`named_exactly[shape|colour]` (lgvq.metrics.named) of each record's caption in `captions` (by image
     id), when every record has ground-truth objects (the embedded data); {} where the dataset has none."""
     from lgvq.metrics.named import named_exactly
 

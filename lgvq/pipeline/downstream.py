@@ -94,6 +94,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     MetricRecord(
         task, dataset, tokenizer, variant, seed, ev.metrics, ev.notes,
         labels={"head": f"{type(model).__name__}: width {d.width}, {d.layers} layers, {d.heads} heads, "
+                        + (f"{d.frontend_conv} 3x3 conv layers over the code grid, " if d.frontend_conv else "") +
                         f"trained from scratch for {d.steps} steps (batch {d.batch_size}) on the train split's codes",
                 "tokenizer_class": tokenizer_settings(cfg, tokenizer).class_,
                 **({"decoder": setup.vocab["decoder"]} if "decoder" in setup.vocab else {})},
