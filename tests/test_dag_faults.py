@@ -184,6 +184,7 @@ CHANGES = {
     "downstream.tokenizers.vqa": ["vqvae"],
     "downstream.grounding_head": "transvg",
     "downstream.codebook_norm": "none",
+    "downstream.frontend_conv": 1,
     "train.val_every": 7,
     "train.val_items": 3,
     "stage2.val_every": 7,
