@@ -304,7 +304,6 @@ def tokenizer_needs_text(cfg: dict[str, Any], dataset: str, tokenizer: str, vari
     if any(w > 0 for w in lg_weights_for(cfg, dataset, variant).values()):
         return True
     from lgvq.tokenizers.registry import tokenizer_needs
-
     return tokenizer_needs(cfg["tokenizers"][tokenizer]["class"], f"tokenizers.{tokenizer}.class").reads_text
 
 
