@@ -23,7 +23,7 @@ per-beam key/value caches and gives the same result.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -32,30 +32,12 @@ from torch import Tensor, nn
 from lgvq.downstream.frontend import CodeFrontEnd
 from lgvq.downstream.registry import EXAMPLES_SHOWN, DownstreamTask, Evaluation, HeadContext, HeadSetup
 from lgvq.downstream.vocab import WordVocab
+from lgvq.metrics.named import named_attributes, named_notes
 
 if TYPE_CHECKING:
     from lgvq.settings import DownstreamSettings
 
 IGNORE = -100
-
-
-def named_attributes(records: Sequence[Any], captions: Mapping[int, str]) -> dict[str, float]:
-    """`named_exactly[shape|colour]` (lgvq.metrics.named) of each record's caption in `captions` (by image
-    id), when every record has ground-truth objects (the embedded data); {} where the dataset has none."""
-    from lgvq.metrics.named import named_exactly
-
-    objects = [(r.attributes or {}).get("objects") for r in records]
-    if not records or any(o is None for o in objects):
-        return {}
-    return named_exactly([captions[r.image_id] for r in records], objects)
-
-
-def named_notes(named: Mapping[str, float], whose: str, n: int) -> dict[str, str]:
-    """The table notes of `named_attributes`' metrics."""
-    from lgvq.metrics.named import NAMED_KINDS, named_metric
-
-    return {named_metric(k): f"share of {n} test images where {whose} names exactly the {k}s the image shows "
-                             "(synonyms resolved); embedded data only" for k in NAMED_KINDS if named_metric(k) in named}
 
 
 def caption_labels(tokens: Tensor, lengths: Tensor, n_prefix: int) -> Tensor:

@@ -9,8 +9,7 @@ Kept free of torch, so the tables import the metric names without it.
 
 from __future__ import annotations
 
-from typing import Sequence
-
+from typing import Any, Mapping, Sequence
 
 NAMED_KINDS = ("shape", "colour")
 
@@ -39,3 +38,18 @@ def named_exactly(captions: Sequence[str], objects: Sequence[list[dict]]) -> dic
         slots = [i for i, name in enumerate(ATTRIBUTE_NAMES) if name.startswith(f"{kind}:")]
         out[named_metric(kind)] = float((said[:, slots] == shown[:, slots]).all(1).mean())
     return out
+
+
+def named_attributes(records: Sequence[Any], captions: Mapping[int, str]) -> dict[str, float]:
+    """`named_exactly` of each record's caption in `captions` (by image id), when every record has ground-truth
+    objects (`attributes["objects"]`: the embedded data); {} where the dataset has none."""
+    objects = [(r.attributes or {}).get("objects") for r in records]
+    if not records or any(o is None for o in objects):
+        return {}
+    return named_exactly([captions[r.image_id] for r in records], objects)
+
+
+def named_notes(named: Mapping[str, float], whose: str, n: int) -> dict[str, str]:
+    """The table notes of `named_attributes`' metrics."""
+    return {named_metric(k): f"share of {n} test images where {whose} names exactly the {k}s the image shows "
+                             "(synonyms resolved); embedded data only" for k in NAMED_KINDS if named_metric(k) in named}

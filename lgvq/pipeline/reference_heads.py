@@ -115,7 +115,7 @@ def most_frequent_caption(captions: Iterable[str]) -> str:
 
 def most_frequent_caption_baseline(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: None,
                                    seed: int) -> dict[str, Measured]:
-    from lgvq.downstream.captioning import named_attributes, named_notes
+    from lgvq.metrics.named import named_attributes, named_notes
     from lgvq.metrics.captions import caption_scores, to_paper_scale
 
     source = dataset_source(cfg, dataset)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lgvq.metrics.named import NAMED_KINDS, named_metric
 from lgvq.metrics.catalogue import metric_info
+from lgvq.metrics.named import NAMED_KINDS, named_metric
 from lgvq.metrics.vqa import COCOQA_QUESTION_TYPES, type_metric
 from lgvq.tables.names import display_name
 
@@ -69,7 +69,7 @@ VQCT_CITED = "The paper's 'VQCT [51]' row is our VQCT run's row."
 
 # COCO-QA's question types, one accuracy column each (lgvq.metrics.vqa.type_accuracy_metrics)
 VQA_TYPE_COLUMNS = tuple(type_metric(t) for t in COCOQA_QUESTION_TYPES.values())
-# What a caption names, against what its image shows (lgvq.metrics.attributes.named_exactly)
+# What a caption names, against what its image shows (lgvq.metrics.named.named_exactly)
 CAPTION_NAMED_COLUMNS = tuple(named_metric(k) for k in NAMED_KINDS)
 
 
