@@ -237,3 +237,16 @@ def test_the_blind_head_trains_with_the_heads_execution_and_records_it(monkeypat
     monkeypatch.setattr(rb, "dataset_source", lambda cfg, dataset: Source(qa=qa))
     measured = rb.blind_head(cfg, get_reference("blind-head"), "shapes", None, 0)
     assert measured["vqa"].execution["precision"] == precision
+    assert "conv layers" not in measured["vqa"].labels["head"]
+
+
+def test_the_blind_heads_label_names_the_front_end_convolutions_it_trained_with(monkeypatch, tmp_path):
+    import lgvq.pipeline.reference_blind as rb
+
+    cfg = smoke()
+    cfg["results_dir"] = str(tmp_path)
+    cfg["downstream"].update(steps=1, frontend_conv=2, ckpt_every=1)
+    qa = {"train": [QARecord(1, "what shape is it", "circle", 0)], "test": [QARecord(1, "what shape is it", "circle", 0)]}
+    monkeypatch.setattr(rb, "dataset_source", lambda cfg, dataset: Source(qa=qa))
+    measured = rb.blind_head(cfg, get_reference("blind-head"), "shapes", None, 0)
+    assert "2 3x3 conv layers over the code grid" in measured["vqa"].labels["head"]

@@ -48,6 +48,13 @@ def test_worse_than_the_baseline_never_clears_and_one_seed_says_the_spread_is_un
     assert lg.verdict == "spread unknown (one seed)" and math.isnan(lg.spread)
 
 
+def test_a_tie_with_the_baseline_is_called_not_better_and_a_loss_worse():
+    # base ties the blind head exactly (24 vs 24), +LG is below it (20 vs 24)
+    note = baseline_note(vqa_table([0.23, 0.24, 0.25], [0.19, 0.20, 0.21], [0.23, 0.24, 0.25]))
+    assert "VQ-GAN Accuracy 24.00 vs baseline: blind-head 24.00 (not better)" in note
+    assert "Accuracy 20.00 vs baseline: blind-head 24.00 (worse)" in note
+
+
 def test_lower_is_better_metrics_and_tokenizer_specific_baselines():
     records = [rec("unconditional", "vqgan", "base", s, {"FID[shapes-cnn]": f}) for s, f in enumerate([900.0, 1000.0])]
     records += [rec("unconditional", "cvq", "base", s, {"FID[shapes-cnn]": f}) for s, f in enumerate([700.0, 720.0])]

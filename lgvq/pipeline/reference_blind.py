@@ -72,7 +72,8 @@ def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
     model.eval()
     ev = setup.evaluate(model)
     how = (f"the {kind} head ({type(model).__name__}: width {d.width}, {d.layers} layers, {d.heads} heads, "
-           f"{d.steps} steps, batch {d.batch_size}, seed {seed}) on the question alone: every code grid "
+           + (f"{d.frontend_conv} 3x3 conv layers over the code grid, " if d.frontend_conv else "")
+           + f"{d.steps} steps, batch {d.batch_size}, seed {seed}) on the question alone: every code grid "
            f"replaced by one constant {BLIND_GRID[0]}x{BLIND_GRID[1]} grid (the text alone)")
     notes = {m: f"{ev.notes.get(m, m)}; {how}" for m in ev.metrics}
     return {kind: Measured(ev.metrics, notes, labels={"head": how}, execution=trainer.execution.record(),

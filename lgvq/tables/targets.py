@@ -72,7 +72,7 @@ def baseline_note(df: pd.DataFrame) -> str | None:
     parts = []
     for v in failing:
         why = "one seed: spread unknown" if v.verdict.startswith("spread") else (
-            "worse" if v.margin <= 0 else f"margin {v.margin:.2f} <= spread {v.spread:.2f}")
+            "worse" if v.margin < 0 else "not better" if v.margin == 0 else f"margin {v.margin:.2f} <= spread {v.spread:.2f}")
         parts.append(f"{v.row} {v.metric} {v.mean:.2f} vs {v.baseline_row} {v.baseline_mean:.2f} ({why})")
     return ("not clearing the strongest baseline by more than the seed spread (lgvq/tables/targets.py): "
             + "; ".join(parts))
