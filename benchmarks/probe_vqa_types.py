@@ -3,7 +3,8 @@ SHAPES_DIR: a run's `<results_dir>/shapes` (the embedded data under data/generat
 MODEL: gpt2 (lgvq's VQAModel: the code prefix then the question, causal) | enc-causal | enc-bidir (torch's pre-norm
 TransformerEncoder over the same tokens, causal or not: code tokens see the question when bidirectional).
 keys: seed=0 variant=base conv=0 (downstream.frontend_conv) layers=2 heads=1 width=64 lr=5e-4 bs=32
-      only=object (train and test on one question type) objw=1 (loss weight of object questions).
+      types=object,number,color,location (the question types trained and tested on) objw=1 (loss weight of object
+      questions) warm=0 (the first N steps on object questions only, then on `types`).
 Prints the loss and per-type accuracy on 600 training questions and on the test split, object accuracy split by the
 number of objects in the image (object@1 needs no colour binding) and the most predicted object answers. One torch
 thread; a scratch loop (random batches, AdamW, clip 1.0), not the pipeline job: `lgvq downstream run --task vqa` is
@@ -22,7 +23,7 @@ R, model_kind, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 kw = dict(a.split("=", 1) for a in sys.argv[4:])
 seed, conv, layers = int(kw.get("seed", 0)), int(kw.get("conv", 0)), int(kw.get("layers", 2))
 heads, width, lr, bs = int(kw.get("heads", 1)), int(kw.get("width", 64)), float(kw.get("lr", 5e-4)), int(kw.get("bs", 32))
-only, objw = kw.get("only"), float(kw.get("objw", 1))
+types, objw, warm = set(kw.get("types", "object,number,color,location").split(",")), float(kw.get("objw", 1)), int(kw.get("warm", 0))
 TYPES = {0: "object", 1: "number", 2: "color", 3: "location"}
 tok = f"{R}/tokenizers/vqgan/{kw.get('variant', 'base')}/seed{seed}/codes"
 torch.manual_seed(seed)
@@ -36,8 +37,9 @@ grid = tuple(next(iter(codes["train"].values())).shape)
 qa = {s: src.qa(s) for s in ("train", "test")}
 words = WordVocab.build(q.question for q in qa["train"])
 answers = AnswerVocab.build((q.answer for q in qa["train"]), 100)
-train = [q for q in qa["train"] if answers.lookup(q.answer) >= 0 and only in (None, TYPES[q.qtype])]
-test = [q for q in qa["test"] if only in (None, TYPES[q.qtype])]
+train = [q for q in qa["train"] if answers.lookup(q.answer) >= 0 and TYPES[q.qtype] in types]
+test = [q for q in qa["test"] if TYPES[q.qtype] in types]
+train_object = [q for q in train if q.qtype == 0]
 print(model_kind, steps, kw, "grid", grid, "train questions", len(train), "test questions", len(test), flush=True)
 fe = CodeFrontEnd(book, grid, width, conv_layers=conv)
 
@@ -84,14 +86,15 @@ def evaluate(qs, split):
         for k in keys:
             hit[k] += p == q.answer; n[k] += 1
     out = {k: round(hit[k] / n[k], 3) for k in sorted(n)}
-    out["all"] = round(sum(hit[k] for k in TYPES.values()) / len(qs), 4)
+    out["all"] = round(sum(hit[k] for k in TYPES.values() if k in n) / len(qs), 4)
     out["object_predictions"] = dict(Counter(p for q, p in zip(qs, preds) if q.qtype == 0).most_common(3))
     return out
 
 
 g = torch.Generator().manual_seed(seed); t0 = time.time()
 for step in range(1, steps + 1):
-    qs = [train[i] for i in torch.randint(len(train), (bs,), generator=g).tolist()]
+    pool = train_object if step <= warm else train
+    qs = [pool[i] for i in torch.randint(len(pool), (bs,), generator=g).tolist()]
     target = torch.tensor([answers.lookup(q.answer) for q in qs])
     w = torch.tensor([objw if q.qtype == 0 else 1.0 for q in qs])
     loss = (F.cross_entropy(m(*batch(qs, "train")), target, reduction="none") * w).sum() / w.sum()
