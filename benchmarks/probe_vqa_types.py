@@ -25,6 +25,10 @@ seed, conv, layers = int(kw.get("seed", 0)), int(kw.get("conv", 0)), int(kw.get(
 heads, width, lr, bs = int(kw.get("heads", 1)), int(kw.get("width", 64)), float(kw.get("lr", 5e-4)), int(kw.get("bs", 32))
 types, objw, warm = set(kw.get("types", "object,number,color,location").split(",")), float(kw.get("objw", 1)), int(kw.get("warm", 0))
 TYPES = {0: "object", 1: "number", 2: "color", 3: "location"}
+unknown = (set(kw) - {"seed", "variant", "conv", "layers", "heads", "width", "lr", "bs", "types", "objw", "warm"},
+           types - set(TYPES.values()), {model_kind} - {"gpt2", "enc-causal", "enc-bidir"})
+if any(unknown):
+    sys.exit(f"probe_vqa_types.py: unknown keys / question types / model: {unknown} (see the docstring)")
 tok = f"{R}/tokenizers/vqgan/{kw.get('variant', 'base')}/seed{seed}/codes"
 torch.manual_seed(seed)
 src = get_source("shapes", f"{R}/data/generated")
