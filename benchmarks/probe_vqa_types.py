@@ -10,11 +10,14 @@ number of objects in the image (object@1 needs no colour binding) and the most p
 thread; a scratch loop (random batches, AdamW, clip 1.0), not the pipeline job: `lgvq downstream run --task vqa` is
 the measured one."""
 import json, sys, time
+from pathlib import Path
 from collections import Counter, defaultdict
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 
 torch.set_num_threads(1)
 from lgvq.data.registry import get_source
+from lgvq.metrics.vqa import COCOQA_QUESTION_TYPES as TYPES
+from lgvq.pipeline.artifacts import CodeTable
 from lgvq.downstream.frontend import CodeFrontEnd
 from lgvq.downstream.vocab import AnswerVocab, WordVocab, pad_batch
 from lgvq.downstream.vqa import VQAModel
@@ -24,20 +27,18 @@ kw = dict(a.split("=", 1) for a in sys.argv[4:])
 seed, conv, layers = int(kw.get("seed", 0)), int(kw.get("conv", 0)), int(kw.get("layers", 2))
 heads, width, lr, bs = int(kw.get("heads", 1)), int(kw.get("width", 64)), float(kw.get("lr", 5e-4)), int(kw.get("bs", 32))
 types, objw, warm = set(kw.get("types", "object,number,color,location").split(",")), float(kw.get("objw", 1)), int(kw.get("warm", 0))
-TYPES = {0: "object", 1: "number", 2: "color", 3: "location"}
 unknown = (set(kw) - {"seed", "variant", "conv", "layers", "heads", "width", "lr", "bs", "types", "objw", "warm"},
            types - set(TYPES.values()), {model_kind} - {"gpt2", "enc-causal", "enc-bidir"})
 if any(unknown):
     sys.exit(f"probe_vqa_types.py: unknown keys / question types / model: {unknown} (see the docstring)")
-tok = f"{R}/tokenizers/vqgan/{kw.get('variant', 'base')}/seed{seed}/codes"
+tok = Path(R) / "tokenizers" / "vqgan" / kw.get("variant", "base") / f"seed{seed}"
 torch.manual_seed(seed)
 src = get_source("shapes", f"{R}/data/generated")
 n_objects = {s: {int(k): len(v["objects"]) for k, v in json.load(open(f"{R}/data/generated/attributes_{s}.json")).items()}
              for s in ("train", "test")}
-book = torch.as_tensor(np.load(f"{tok}/codebook.npy")).float()
-codes = {s: dict(zip(np.load(f"{tok}/{s}_image_ids.npy").tolist(), torch.as_tensor(np.load(f"{tok}/{s}.npy")).long()))
-         for s in ("train", "test")}
-grid = tuple(next(iter(codes["train"].values())).shape)
+book = torch.as_tensor(np.load(tok / "codes" / "codebook.npy")).float()
+codes = {s: CodeTable(tok, (s,)) for s in ("train", "test")}  # the heads' reader: grids stay on disk
+grid = codes["train"].grid
 qa = {s: src.qa(s) for s in ("train", "test")}
 words = WordVocab.build(q.question for q in qa["train"])
 answers = AnswerVocab.build((q.answer for q in qa["train"]), 100)
@@ -75,7 +76,8 @@ opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=0.01)
 
 def batch(qs, split):
     t, lengths = pad_batch([words.encode(q.question, 20, eos=True) for q in qs])
-    return torch.stack([codes[split][q.image_id] for q in qs]), t, lengths
+    table = codes[split]
+    return table.batch([table(q.image_id) for q in qs], "cpu"), t, lengths
 
 
 def evaluate(qs, split):
