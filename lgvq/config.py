@@ -158,6 +158,7 @@ def _load_plugins_and_check_tasks(cfg: dict[str, Any], source: str) -> None:
         check_text_encoder(cfg["text_encoder"]["name"], "text_encoder.name")
         HEADS.check(cfg["downstream"]["tasks"], "downstream.tasks")
         HEADS.check(cfg["downstream"]["tokenizers"], "downstream.tokenizers")
+        HEADS.check(cfg["downstream"]["per_task"], "downstream.per_task")
         STAGE2_TASKS.check(cfg["stage2"]["tasks"], "stage2.tasks")
         STAGE2_TASKS.check(cfg["stage2"]["tokenizers"], "stage2.tokenizers")
         for name, ds in cfg["datasets"].items():
@@ -174,6 +175,8 @@ def _hint(err) -> str:
             float(err.instance)
         except ValueError:
             return ""
+        if err.instance.strip().lstrip("+-").isdigit():  # only a quoted integer is read as a string
+            return f" (a quoted number: write it without quotes, e.g. {int(err.instance)})"
         # PyYAML follows YAML 1.1: a float needs a dot, so `2e-4` is read as the string '2e-4'.
         return f" (YAML reads {err.instance} as a string: write it with a dot, e.g. {float(err.instance)!r})"
     if err.validator == "type" and isinstance(err.instance, bool) and err.validator_value == "string":
@@ -378,12 +381,29 @@ SAMPLING_ONLY_KEYS = ("guidance_scale", "samples_per_caption", "truncation_rate"
 LABELMAP_ONLY_KEYS = ("labelmap_ch",)
 
 
-def head_settings(cfg: dict[str, Any], stage: str, *, data_parallel: bool = True) -> dict[str, Any]:
-    """The settings of one second-stage or downstream model (its section minus the keys that only
-    select which jobs run): narrowing `tasks` or `tokenizers` must not invalidate finished jobs.
+# Keys a task may set for itself in its section's `per_task` map (downstream.per_task.vqa.steps): how one task's
+# heads are trained and see the codes. Not the keys that say which jobs run, how many processes, or what a task
+# alone reads (beam, grounding_head, max_answers, eval_limit: already per task).
+PER_TASK_KEYS = ("steps", "batch_size", "lr", "width", "layers", "heads", "dropout", "codebook_norm", "frontend_conv")
+
+
+def task_section(cfg: dict[str, Any], stage: str, task: str | None) -> dict[str, Any]:
+    """A stage's section as one task's models see it: the section's keys, with the task's entry of its
+    `per_task` map (when the section has one) in place of the shared values; `per_task` itself dropped.
+    `task=None`: the shared values."""
+    section = cfg[stage]
+    own = (section.get("per_task") or {}).get(task, {}) if task is not None else {}
+    return {**{k: v for k, v in section.items() if k != "per_task"}, **own}
+
+
+def head_settings(cfg: dict[str, Any], stage: str, *, task: str | None = None,
+                  data_parallel: bool = True) -> dict[str, Any]:
+    """The settings of one second-stage or downstream model of `task` (its section with the task's
+    `per_task` entry applied, minus the keys that only select which jobs run): narrowing `tasks` or
+    `tokenizers` must not invalidate finished jobs, nor may one task's `per_task` entry another task's.
     `gpus` counts when above 1 for a data-parallel job (it multiplies the global batch), never
     for a single-process one (`data_parallel=False`, the label-map VQ)."""
-    return {k: v for k, v in cfg[stage].items()
+    return {k: v for k, v in task_section(cfg, stage, task).items()
             if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS, *SAMPLING_ONLY_KEYS, *LABELMAP_ONLY_KEYS)
             and not (k == "gpus" and (v == 1 or not data_parallel))
             and not hash_neutral(k, v)}
@@ -397,4 +417,4 @@ def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str |
 
 
 __all__ = ["ConfigError", "load_config", "validate_config", "lg_weights_for", "learning_rate",
-           "tokenizer_job_slice", "config_hash", "VARIANT_TERMS", "VARIANT_PATTERN", "dose_variant", "parse_variant"]
+           "tokenizer_job_slice", "task_section", "head_settings", "PER_TASK_KEYS", "config_hash", "VARIANT_TERMS", "VARIANT_PATTERN", "dose_variant", "parse_variant"]

@@ -7,7 +7,7 @@ dataclass lacks (or the reverse) is a `ConfigError` naming the section, so the t
 silently (tests/test_settings.py checks every shipped config).
 
     stage2_settings(cfg)       -> Stage2Settings        (the `stage2` section)
-    downstream_settings(cfg)   -> DownstreamSettings    (the `downstream` section)
+    downstream_settings(cfg, task) -> DownstreamSettings (the `downstream` section, `task`'s `per_task` applied)
     text_encoder_settings(cfg) -> TextEncoderSettings   (the `text_encoder` section)
     dataset_settings(cfg, n)   -> DatasetSettings       (the `datasets.<n>` entry)
     data_settings(cfg)         -> DataSettings          (the `data` section: the input pipeline)
@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Mapping, TypeVar
 
-from lgvq.config import ConfigError
+from lgvq.config import ConfigError, task_section
 
 S = TypeVar("S")
 
@@ -204,8 +204,9 @@ def stage2_settings(cfg: Mapping[str, Any]) -> Stage2Settings:
     return from_section(Stage2Settings, cfg["stage2"], "stage2")
 
 
-def downstream_settings(cfg: Mapping[str, Any]) -> DownstreamSettings:
-    return from_section(DownstreamSettings, cfg["downstream"], "downstream")
+def downstream_settings(cfg: Mapping[str, Any], task: str | None = None) -> DownstreamSettings:
+    """The `downstream` section as `task`'s heads see it: its `per_task` entry applied (None: the shared values)."""
+    return from_section(DownstreamSettings, task_section(dict(cfg), "downstream", task), "downstream")
 
 
 def text_encoder_settings(cfg: Mapping[str, Any]) -> TextEncoderSettings:

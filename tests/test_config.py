@@ -193,6 +193,13 @@ def test_a_float_yaml_reads_as_a_string_gets_a_hint_how_to_write_it(tmp_path):
         load_config(path)
 
 
+def test_a_quoted_integer_gets_a_hint_to_drop_the_quotes_not_to_add_a_dot(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("datasets: {shapes: {source: shapes}}\ntokenizers: {vqgan: {class: vqgan}}\ntrain: {steps: '600'}\n")
+    with pytest.raises(ConfigError, match=r"train\.steps: .*a quoted number: write it without quotes, e\.g\. 600\)"):
+        load_config(path)
+
+
 def test_a_base_tokenizers_hash_ignores_the_lg_module_and_the_text_encoder_it_does_not_use():
     from lgvq.config import tokenizer_job_slice
 

@@ -185,6 +185,7 @@ CHANGES = {
     "downstream.grounding_head": "transvg",
     "downstream.codebook_norm": "none",
     "downstream.frontend_conv": 1,
+    "downstream.per_task.vqa.steps": 5,
     "train.val_every": 7,
     "train.val_items": 3,
     "stage2.val_every": 7,

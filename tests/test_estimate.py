@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lgvq.config import load_config, validate_config
+from lgvq.config import load_config, task_section, validate_config
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
 from lgvq.pipeline.estimate import (DEFAULT_BENCHMARK, INPUT_IMAGES_PER_S, SPLIT_IMAGES, estimate, input_throughput,
@@ -24,7 +24,7 @@ def test_paper_profile_prices_every_training_job_of_its_dag():
     assert sum(r.jobs for r in tok) == len(list(plan.tokenizer_runs(cfg)))
     for stage, task in (("stage2", "semantic"), ("downstream", "vqa")):
         row = next(r for r in rows if r.kind == f"{stage} {task}")
-        assert row.jobs == len(plan.task_runs(cfg, stage, task)) and row.steps == cfg[stage]["steps"]
+        assert row.jobs == len(plan.task_runs(cfg, stage, task)) and row.steps == task_section(cfg, stage, task)["steps"]
     text = render(rows, peak_flops=989e12, mfu=0.3, source="config/paper.yaml")
     assert "MFU 0.3" in text and "assumption" in text and "total:" in text
 

@@ -350,3 +350,19 @@ def test_the_paper_profile_sets_each_switch_as_the_authors_code_does():
     assert all(p["disc_start"] == 10000 for name, p in tok.items() if name != "vqvae")
     assert cfg["lg"] == {"layers": 2, "heads": 1, "dropout": 0.1, "mtp_input": "paper"}
     assert cfg["stage2"]["dropout"] == 0.0
+
+
+def test_the_paper_profile_trains_each_head_for_the_papers_epochs_at_its_batch():
+    """Appendix A.1: captioning 100 epochs at batch 60, VQA 50 at 60, grounding 100 at 30, over the training items the
+    paper states (CUB: 5,994 train images x 10 captions; COCO-QA: 78,736 questions; 42,404 expressions)."""
+    import math
+    from pathlib import Path
+
+    from lgvq.config import load_config
+    from lgvq.settings import downstream_settings
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "paper.yaml")
+    for task, epochs, items, batch in (("captioning", 100, 5994 * 10, 60), ("vqa", 50, 78736, 60),
+                                       ("grounding", 100, 42404, 30)):
+        d = downstream_settings(cfg, task)
+        assert (d.batch_size, d.steps) == (batch, math.ceil(epochs * items / batch)), task

@@ -59,7 +59,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     head = HEADS.get(task, key="--task")
-    R, d = cfg["results_dir"], downstream_settings(cfg)
+    R, d = cfg["results_dir"], downstream_settings(cfg, task)
     h = config_hash(jobs.downstream_training(cfg, task, dataset, tokenizer, variant, seed))  # the checkpoint's
     work = paths.downstream_dir(R, task, dataset, tokenizer, variant, seed)
     out = paths.eval_dir(R, task, dataset, tokenizer, variant, seed)

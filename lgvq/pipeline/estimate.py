@@ -50,6 +50,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
+from lgvq.config import task_section
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
 from lgvq.settings import stage2_settings, text_encoder_settings
@@ -333,8 +334,8 @@ def _inference_rows(cfg, measured, benchmark, input_benchmark) -> list[JobEstima
 def _head_rows(cfg: dict[str, Any]) -> list[JobEstimate]:
     rows = []
     for stage, tasks in (("stage2", plan.stage2_table_tasks().values()), ("downstream", cfg["downstream"]["tasks"])):
-        s = cfg[stage]
         for task in dict.fromkeys(t for group in tasks for t in ((group,) if isinstance(group, str) else group)):
+            s = task_section(cfg, stage, task)  # a downstream task's `per_task` entry: its own steps, width, ...
             runs = plan.task_runs(cfg, stage, task)
             if (stage, task) == ("downstream", "vqa"):  # the dose-response's VQA column trains heads of its own
                 runs = list(dict.fromkeys([*runs, *plan.dose_vqa_runs(cfg)]))

@@ -173,8 +173,8 @@ def stage2_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant:
 def downstream_training(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str,
                         seed: int) -> dict[str, Any]:
     """What an understanding head's checkpoint holds."""
-    return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed), "downstream": head_settings(cfg, "downstream"),
-            "task": task}
+    return {"tokenizer": tokenizer(cfg, dataset, name, variant, seed),
+            "downstream": head_settings(cfg, "downstream", task=task), "task": task}
 
 
 def downstream_job(cfg: dict[str, Any], task: str, dataset: str, name: str, variant: str, seed: int) -> dict[str, Any]:
@@ -203,8 +203,9 @@ def reference(cfg: dict[str, Any], name: str, dataset: str, tokenizer: str | Non
         out["eval_limit"] = cfg["downstream"]["eval_limit"]  # the test images the captioning rows score
     if tokenizer is not None:
         out["run"] = tokenizer_job_slice(cfg, dataset, tokenizer, "base", seed)
-    if ref.head_seeds:  # a trained head: its settings and its own seed
-        out["downstream"], out["head_seed"] = head_settings(cfg, "downstream"), seed
+    if ref.head_seeds:  # a trained head: the settings of the task it controls for, and its own seed
+        (task,) = ref.kinds
+        out["downstream"], out["head_seed"] = head_settings(cfg, "downstream", task=task), seed
     return out
 
 

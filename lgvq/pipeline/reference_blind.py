@@ -44,7 +44,7 @@ def blind_setup(cfg: dict[str, Any], task: str, dataset: str, source, device, se
     from lgvq.downstream.registry import HEADS, HeadContext
 
     head = HEADS.get(task, key="--task")
-    d = downstream_settings(cfg)
+    d = downstream_settings(cfg, task)
     codes = ConstantCodes()
     frontend = CodeFrontEnd(torch.zeros(1, 1), codes.grid, head.prefix_width(d) or d.width, conv_layers=d.frontend_conv)
     return head.setup(HeadContext(d, dataset_settings(cfg, dataset), source, frontend, codes, codes, device, seed))
@@ -56,7 +56,7 @@ def blind_head(cfg: dict[str, Any], ref: Reference, dataset: str, tokenizer: Non
     from lgvq.train.loop import seed_everything, shuffled_batches, train_loop
 
     (kind,) = ref.kinds
-    d = downstream_settings(cfg)
+    d = downstream_settings(cfg, kind)  # the settings of the heads it controls for (downstream.per_task)
     _, dev = process_group(cfg)
     seed_everything(seed)
     setup = blind_setup(cfg, kind, dataset, dataset_source(cfg, dataset), dev, seed)

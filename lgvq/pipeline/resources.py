@@ -13,7 +13,8 @@ pinned in the rules and the SLURM profile. Per rule:
   256 px carries the model, its optimiser and the batch in flight, so a CPU-sized config (16-32 px)
   asks for little more than `base`.
 - runtime (minutes): `start-up + items x seconds per item at 256 px x (image_size / 256)^2 x 1.5`, at
-  least `MIN_RUNTIME`. Items: steps x batch for training (per process: ranks run in parallel), the
+  least `MIN_RUNTIME`. Items: steps x batch for training (per process: ranks run in parallel; a downstream job's task's
+  `downstream.per_task` entry where it has one), the
   dataset's images for encoding and data preparation, the evaluation images for the evaluations.
   Seconds per item are assumptions for one A100/H100-class GPU (no GPU measurement exists in this
   project); the 1.5 is the margin. A job that outlives its time limit is not lost: the profile asks
@@ -31,7 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lgvq.config import ConfigError
+from lgvq.config import ConfigError, task_section
 from lgvq.data.registry import GENERATED_SOURCES
 
 MIN_RUNTIME = 30     # minutes: below this a queue's scheduling granularity dominates
@@ -84,19 +85,24 @@ def dataset_images(cfg: dict[str, Any], dataset: str) -> int:
     return NOMINAL_IMAGES.get(ds["source"], DEFAULT_IMAGES)
 
 
-def _batch(cfg: dict[str, Any], items: str) -> int:
+def _section(cfg: dict[str, Any], items: str, task: str | None) -> dict[str, Any] | None:
+    """The training section a rule iterates, as `task`'s models see it (its `per_task` entry applied)."""
     section = {"train": "train", "stage2": "stage2", "labelmap": "stage2", "downstream": "downstream"}.get(items)
-    return int(cfg[section]["batch_size"]) if section else 32
+    return task_section(cfg, section, task) if section else None
+
+
+def _batch(cfg: dict[str, Any], items: str, task: str | None = None) -> int:
+    section = _section(cfg, items, task)
+    return int(section["batch_size"]) if section else 32
 
 
 def _processes(cfg: dict[str, Any], m: Model) -> int:
     return int(cfg[m.gpu]["gpus"]) if m.gpu in ("train", "stage2", "downstream") else 1
 
 
-def _count(cfg: dict[str, Any], m: Model, dataset: str | None) -> int:
+def _count(cfg: dict[str, Any], m: Model, dataset: str | None, task: str | None = None) -> int:
     if m.items in ("train", "stage2", "downstream", "labelmap"):
-        section = {"labelmap": "stage2"}.get(m.items, m.items)
-        return int(cfg[section]["steps"]) * _batch(cfg, m.items)
+        return int(_section(cfg, m.items, task)["steps"]) * _batch(cfg, m.items, task)
     if dataset is None or m.items == "none":
         return 0
     n = dataset_images(cfg, dataset)
@@ -106,8 +112,10 @@ def _count(cfg: dict[str, Any], m: Model, dataset: str | None) -> int:
             "captions": n * CAPTIONS_PER_IMAGE}[m.items]
 
 
-def model_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None) -> dict[str, int]:
-    """The model's values for one job of `rule` on `dataset` (no config overrides)."""
+def model_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None,
+                    task: str | None = None) -> dict[str, int]:
+    """The model's values for one job of `rule` on `dataset`, of `task` where the rule's jobs are per task
+    (a `downstream.per_task` entry changes that task's steps and batch; no config overrides)."""
     if rule not in RULES:
         raise ConfigError(f"resources: no resource model for rule '{rule}' (rules: {', '.join(RULES)})")
     m = RULES[rule]
@@ -115,11 +123,11 @@ def model_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None) 
     if dataset is not None:
         scale = (int(cfg["datasets"][dataset]["image_size"]) / 256) ** 2
     procs = _processes(cfg, m)
-    mem = procs * (m.base_mb + m.per_item_mb * _batch(cfg, m.items) * scale)
+    mem = procs * (m.base_mb + m.per_item_mb * _batch(cfg, m.items, task) * scale)
     if rule == "encode_codes" and dataset is not None:
         side = int(cfg["datasets"][dataset]["image_size"]) // 16  # the paper's 16x downsampling; smaller grids cost less
         mem += dataset_images(cfg, dataset) * side * side * 8 / 2**20
-    seconds = _count(cfg, m, dataset) * m.sec_per_item * scale * MARGIN
+    seconds = _count(cfg, m, dataset, task) * m.sec_per_item * scale * MARGIN
     runtime = max(MIN_RUNTIME, m.startup_min + seconds / 60)
     gpus = {"none": 0, "one": 1}.get(m.gpu, procs)
     cpus = CPUS_PER_PROCESS * procs if m.loads_images else 1
@@ -127,11 +135,12 @@ def model_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None) 
             "gpus": gpus}
 
 
-def rule_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None) -> dict[str, int]:
+def rule_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None,
+                   task: str | None = None) -> dict[str, int]:
     """mem_mb, runtime (minutes), cpus_per_task and gpus of one job: the model, then the config's
     `resources.<rule>` overrides. A data-parallel rule's `gpus` override must be 0 (CPU processes)
     or its stage's `gpus`: torchrun starts that many processes and each must get its own GPU."""
-    out = model_resources(cfg, rule, dataset)
+    out = model_resources(cfg, rule, dataset, task)
     override = (cfg.get("resources") or {}).get(rule) or {}
     m = RULES[rule]
     if "gpus" in override and m.gpu in ("train", "stage2", "downstream"):

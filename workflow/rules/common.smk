@@ -113,7 +113,9 @@ def resources_of(rule_name: str) -> dict:
     from lgvq.pipeline.resources import RULES, rule_resources
 
     def value(key):
-        return lambda wc: rule_resources(config, rule_name, getattr(wc, "dataset", None))[key]
+        # a downstream job's own task: its `downstream.per_task` entry may give it other steps and batch
+        return lambda wc: rule_resources(config, rule_name, getattr(wc, "dataset", None),
+                                         getattr(wc, "dstask", None))[key]
 
     res = {"mem_mb": value("mem_mb"), "runtime": value("runtime"), "cpus_per_task": value("cpus_per_task")}
     if RULES[rule_name].gpu != "none":
