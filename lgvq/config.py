@@ -325,6 +325,12 @@ HASH_NEUTRAL_VALUES = {
 }
 
 
+# How often and on how many val items the validation curve is measured: like log_every, only the
+# log (and the convergence verdict read off it) depends on them; the training is bit-identical
+# (lgvq.train.loop restores every RNG after validating), so no checkpoint is invalidated.
+VALIDATION_KEYS = ("val_every", "val_items")
+
+
 def hash_neutral(key: str, value: Any) -> bool:
     """Whether a setting is at its HASH_NEUTRAL_VALUES value (left out of the job hashes)."""
     return key in HASH_NEUTRAL_VALUES and value == HASH_NEUTRAL_VALUES[key]
@@ -366,49 +372,6 @@ def tokenizer_job_slice(cfg: dict[str, Any], dataset: str, tokenizer: str, varia
     }
 
 
-# Keys of `stage2` / `downstream` that choose which jobs run, not what one job computes; and
-# `ckpt_every`, how often a checkpoint is written (resume is exact at any cadence, as for `train`).
-_RUN_SELECTION_KEYS = ("enabled", "tasks", "tokenizers", "ckpt_every")
-# How often and on how many val items the validation curve is measured: like log_every, only the
-# log (and the convergence verdict read off it) depends on them; the training is bit-identical
-# (lgvq.train.loop restores every RNG after validating), so no checkpoint is invalidated.
-VALIDATION_KEYS = ("val_every", "val_items")
-# Keys read only when sampling from a finished checkpoint: in the sampling job's hash (lgvq.pipeline.jobs.stage2_job),
-# not the checkpoint's, so changing them re-samples without retraining.
-SAMPLING_ONLY_KEYS = ("guidance_scale", "samples_per_caption", "truncation_rate", "diffusion_sampler")
-# Keys of `stage2` read only by the label-map VQ's job (lgvq.pipeline.jobs.labelmap_vq): a generator's checkpoint
-# does not hold them; the semantic jobs, which read the label-map VQ, rerun when its model.pt is rewritten.
-LABELMAP_ONLY_KEYS = ("labelmap_ch",)
-
-
-# Keys a task may set for itself in its section's `per_task` map (downstream.per_task.vqa.steps): how one task's
-# heads are trained and see the codes. Not the keys that say which jobs run, how many processes, or what a task
-# alone reads (beam, grounding_head, max_answers, eval_limit: already per task).
-PER_TASK_KEYS = ("steps", "batch_size", "lr", "width", "layers", "heads", "dropout", "codebook_norm", "frontend_conv")
-
-
-def task_section(cfg: dict[str, Any], stage: str, task: str | None) -> dict[str, Any]:
-    """A stage's section as one task's models see it: the section's keys, with the task's entry of its
-    `per_task` map (when the section has one) in place of the shared values; `per_task` itself dropped.
-    `task=None`: the shared values."""
-    section = cfg[stage]
-    own = (section.get("per_task") or {}).get(task, {}) if task is not None else {}
-    return {**{k: v for k, v in section.items() if k != "per_task"}, **own}
-
-
-def head_settings(cfg: dict[str, Any], stage: str, *, task: str | None = None,
-                  data_parallel: bool = True) -> dict[str, Any]:
-    """The settings of one second-stage or downstream model of `task` (its section with the task's
-    `per_task` entry applied, minus the keys that only select which jobs run): narrowing `tasks` or
-    `tokenizers` must not invalidate finished jobs, nor may one task's `per_task` entry another task's.
-    `gpus` counts when above 1 for a data-parallel job (it multiplies the global batch), never
-    for a single-process one (`data_parallel=False`, the label-map VQ)."""
-    return {k: v for k, v in task_section(cfg, stage, task).items()
-            if k not in (*_RUN_SELECTION_KEYS, *VALIDATION_KEYS, *SAMPLING_ONLY_KEYS, *LABELMAP_ONLY_KEYS)
-            and not (k == "gpus" and (v == 1 or not data_parallel))
-            and not hash_neutral(k, v)}
-
-
 def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str | None = None) -> None:
     if dataset is not None and dataset not in cfg["datasets"]:
         raise ConfigError(f"datasets.{dataset}: not in the config (configured: {', '.join(cfg['datasets'])})")
@@ -417,4 +380,4 @@ def require(cfg: dict[str, Any], *, dataset: str | None = None, tokenizer: str |
 
 
 __all__ = ["ConfigError", "load_config", "validate_config", "lg_weights_for", "learning_rate",
-           "tokenizer_job_slice", "task_section", "head_settings", "PER_TASK_KEYS", "config_hash", "VARIANT_TERMS", "VARIANT_PATTERN", "dose_variant", "parse_variant"]
+           "tokenizer_job_slice", "config_hash", "VARIANT_TERMS", "VARIANT_PATTERN", "dose_variant", "parse_variant"]

@@ -25,7 +25,8 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Mapping, TypeVar
 
-from lgvq.config import ConfigError, task_section
+from lgvq.config import ConfigError
+from lgvq.sections import task_section
 
 S = TypeVar("S")
 

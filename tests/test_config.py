@@ -123,7 +123,7 @@ def test_a_task_runs_only_on_its_listed_tokenizers_and_unlisted_tasks_on_all():
 
 
 def test_narrowing_which_jobs_run_keeps_the_finished_jobs_hashes():
-    from lgvq.config import head_settings
+    from lgvq.sections import head_settings
 
     wide = validate_config({**MINIMAL, "stage2": {"enabled": True}})
     narrow = validate_config({**MINIMAL, "stage2": {"enabled": True, "tasks": ["completion"], "tokenizers": {"completion": ["vqgan"]}}})
@@ -133,7 +133,7 @@ def test_narrowing_which_jobs_run_keeps_the_finished_jobs_hashes():
 
 
 def test_single_process_jobs_and_datasets_ignore_keys_that_do_not_change_them():
-    from lgvq.config import head_settings
+    from lgvq.sections import head_settings
     from lgvq.pipeline import jobs
 
     one = validate_config({**MINIMAL, "stage2": {"enabled": True}})

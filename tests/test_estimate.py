@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lgvq.config import load_config, task_section, validate_config
+from lgvq.config import load_config, validate_config
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
+from lgvq.sections import task_section
 from lgvq.pipeline.estimate import (DEFAULT_BENCHMARK, INPUT_IMAGES_PER_S, SPLIT_IMAGES, estimate, input_throughput,
                                     render)
 

@@ -50,9 +50,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from lgvq.config import task_section
 from lgvq.io import ArtifactError
 from lgvq.pipeline import plan
+from lgvq.sections import task_section
 from lgvq.settings import stage2_settings, text_encoder_settings
 from lgvq.stage2.registry import STAGE2_TASKS
 from lgvq.tokenizers import PRETRAINED

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lgvq.config import head_settings, tokenizer_job_slice
+from lgvq.config import tokenizer_job_slice
 from lgvq.manifest import config_hash
+from lgvq.sections import head_settings
 
 __all__ = ["data", "text_cache", "tokenizer", "feature_extractor", "reconstruction", "text_alignment",
            "labelmap_vq", "stage2_training", "stage2_job", "downstream_training", "downstream_job", "reference",

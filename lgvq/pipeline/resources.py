@@ -32,8 +32,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lgvq.config import ConfigError, task_section
+from lgvq.config import ConfigError
 from lgvq.data.registry import GENERATED_SOURCES
+from lgvq.sections import task_section
 
 MIN_RUNTIME = 30     # minutes: below this a queue's scheduling granularity dominates
 MARGIN = 1.5
