@@ -159,9 +159,11 @@ def test_every_rule_has_a_resource_model_and_the_schema_names_exactly_those_rule
             asked = re.findall(r'resources_of\("(\w+)"', body)
             assert len(asked) == 1, f"rule {name} ({smk.name}) asks for no resource model"
             models |= set(asked)
-    # the baseline/ceiling rules are made in a loop (references.smk) and share one model, `reference`
-    assert re.findall(r'resources_of\("(\w+)"\)', (ROOT / "workflow/rules/references.smk").read_text()) == ["reference"]
-    models.add("reference")
+    # the baseline/ceiling rules are made in a loop (references.smk) and share two models: `reference_head` for a
+    # baseline that trains a head (sized by the steps of the task it controls for), `reference` for the others
+    asked = re.findall(r'resources_of\("(\w+)"', (ROOT / "workflow/rules/references.smk").read_text())
+    assert asked == ["reference_head", "reference"]
+    models |= set(asked)
     rules = models
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     assert rules == set(RULES) == set(schema["properties"]["resources"]["propertyNames"]["enum"])

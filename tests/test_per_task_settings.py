@@ -99,6 +99,10 @@ def test_the_cluster_time_limit_and_the_estimate_follow_the_tasks_steps():
     vqa, grounding = (rule_resources(cfg, "downstream", "coco", task) for task in ("vqa", "grounding"))
     assert vqa["runtime"] > grounding["runtime"]
     assert grounding == rule_resources(cfg, "downstream", "coco")  # no entry: the shared budget
+    # the blind head trains as long as VQA's heads, so its job asks for as long (one process, one GPU)
+    blind = rule_resources(cfg, "reference_head", "coco", "vqa")
+    assert blind["runtime"] == vqa["runtime"] > rule_resources(cfg, "reference_head", "coco", "grounding")["runtime"]
+    assert blind["gpus"] == 1
     rows = {r.kind: r for r in _head_rows(cfg)}
     assert rows["downstream vqa"].steps == 4 * steps and rows["downstream grounding"].steps == steps
     assert rows["downstream vqa"].flops_per_job == pytest.approx(4 * rows["downstream grounding"].flops_per_job)

@@ -13,9 +13,9 @@ pinned in the rules and the SLURM profile. Per rule:
   256 px carries the model, its optimiser and the batch in flight, so a CPU-sized config (16-32 px)
   asks for little more than `base`.
 - runtime (minutes): `start-up + items x seconds per item at 256 px x (image_size / 256)^2 x 1.5`, at
-  least `MIN_RUNTIME`. Items: steps x batch for training (per process: ranks run in parallel; a downstream job's task's
-  `downstream.per_task` entry where it has one), the
-  dataset's images for encoding and data preparation, the evaluation images for the evaluations.
+  least `MIN_RUNTIME`. Items: steps x batch for training (per process: ranks run in parallel; for a head, and for
+  a baseline that trains one, its task's `downstream.per_task` entry where it has one), the dataset's images for
+  encoding and data preparation, the evaluation images for the evaluations.
   Seconds per item are assumptions for one A100/H100-class GPU (no GPU measurement exists in this
   project); the 1.5 is the margin. A job that outlives its time limit is not lost: the profile asks
   for SIGTERM before the limit, training checkpoints and exits, and `retries` resumes it.
@@ -73,6 +73,8 @@ RULES: dict[str, Model] = {
     "downstream": Model(2000, per_item_mb=50, sec_per_item=0.005, items="downstream", gpu="downstream"),
     # every baseline/ceiling rule (lgvq.pipeline.references): a few evaluation images, decoded or scored once
     "reference": Model(2000, per_item_mb=150, sec_per_item=0.02, items="eval", gpu="one", loads_images=True),
+    # a baseline that trains a head (the blind and text-only heads): the steps of the task it controls for, one process
+    "reference_head": Model(2000, per_item_mb=50, sec_per_item=0.005, items="downstream", gpu="one"),
     "tables": Model(1500, startup_min=5),
     "table": Model(1500, startup_min=5),
     "report": Model(1500, startup_min=5),

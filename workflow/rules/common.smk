@@ -105,7 +105,7 @@ TRAIN_LAUNCH = launcher(config["train"]["gpus"])
 GPU_LGVQ = launcher(1)  # the other rules that run a model: one process, one GPU when the job has one
 
 
-def resources_of(rule_name: str) -> dict:
+def resources_of(rule_name: str, task: str | None = None) -> dict:
     """A rule's cluster resources from lgvq.pipeline.resources (callables: they depend on the dataset).
     `gpu` is snakemake-executor-plugin-slurm's GPU count (sbatch --gpus) and what a local
     `--resources gpu=N` counts. GPU jobs are one task (tasks_per_gpu=0: the plugin adds no
@@ -113,9 +113,10 @@ def resources_of(rule_name: str) -> dict:
     from lgvq.pipeline.resources import RULES, rule_resources
 
     def value(key):
-        # a downstream job's own task: its `downstream.per_task` entry may give it other steps and batch
+        # a downstream job's own task (or the task a trained baseline controls for): its `downstream.per_task`
+        # entry may give it other steps and batch
         return lambda wc: rule_resources(config, rule_name, getattr(wc, "dataset", None),
-                                         getattr(wc, "dstask", None))[key]
+                                         task or getattr(wc, "dstask", None))[key]
 
     res = {"mem_mb": value("mem_mb"), "runtime": value("runtime"), "cpus_per_task": value("cpus_per_task")}
     if RULES[rule_name].gpu != "none":

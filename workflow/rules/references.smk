@@ -74,6 +74,7 @@ for _ref in REFERENCES:
             reference_log(_ref),
         threads: 1
         resources:
-            **resources_of("reference"),
+            # a trained baseline (blind / text-only head) runs as long as the heads of its task
+            **(resources_of("reference_head", _ref.kinds[0]) if _ref.head_seeds else resources_of("reference")),
         shell:
             f"{GPU_LAUNCH} {{params.command}}"
