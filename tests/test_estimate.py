@@ -145,14 +145,14 @@ def test_memory_column_is_a_hook_for_a_per_rule_model(tmp_path):
     cfg = _shapes_cfg()
     asked = []
 
-    def memory(cfg_, rule, dataset):
-        asked.append((rule, dataset))
+    def memory(cfg_, rule, dataset, task):
+        asked.append((rule, dataset, task))
         return {"train_tokenizer": 4096, "encode_codes": 2048}.get(rule)
 
     rows = {r.kind: r for r in estimate(cfg, _bench(tmp_path), input_benchmark=None, memory=memory)}
     assert rows["tokenizer vqgan (32 px, embedded data)"].memory_mb == 4096
     assert rows["encode codes (shapes)"].memory_mb == 2048
-    assert rows["text cache (shapes)"].memory_mb is None and ("text_cache", "shapes") in asked
+    assert rows["text cache (shapes)"].memory_mb is None and ("text_cache", "shapes", None) in asked
     text = render(list(rows.values()), peak_flops=1e12, mfu=0.5, source="x")
     assert " 4096 " in text and "mem MB" in text
     plain = estimate(cfg, _bench(tmp_path), input_benchmark=None)

@@ -108,6 +108,20 @@ def test_the_cluster_time_limit_and_the_estimate_follow_the_tasks_steps():
     assert rows["downstream vqa"].flops_per_job == pytest.approx(4 * rows["downstream grounding"].flops_per_job)
 
 
+def test_the_estimates_memory_column_prices_a_tasks_own_batch():
+    """The paper's grounding heads train at batch 30 where the others train at 60: their jobs ask for less
+    memory, and `lgvq plan estimate` prints what they ask for."""
+    from lgvq.pipeline.estimate import estimate
+    from lgvq.pipeline.resources import job_memory_mb
+
+    cfg = load_config(ROOT / "config" / "paper.yaml")
+    assert cfg["downstream"]["per_task"]["grounding"]["batch_size"] < cfg["downstream"]["batch_size"]
+    rows = {r.kind: r for r in estimate(cfg, memory=job_memory_mb)}
+    grounding, shared = (rule_resources(cfg, "downstream", "coco", task)["mem_mb"] for task in ("grounding", None))
+    assert rows["downstream grounding"].memory_mb == grounding < shared
+    assert rows["downstream vqa"].memory_mb == rule_resources(cfg, "downstream", "coco", "vqa")["mem_mb"] == shared
+
+
 def test_the_blind_head_trains_with_the_vqa_entry(monkeypatch, tmp_path):
     """The control must get the budget of the heads it controls for, not the shared one."""
     import lgvq.pipeline.reference_blind as rb

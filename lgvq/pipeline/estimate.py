@@ -69,7 +69,7 @@ TEXT_ENCODER_PARAMS = {"minilm": 22.7e6, "clip": 63.2e6}  # all-MiniLM-L6-v2; CL
 # as val and test (docs/real_datasets.md), and captions per image. The embedded data's come from `synth`.
 SPLIT_IMAGES = {"cub": (5994, 5794, 10), "mmceleba": (24000, 6000, 10), "textcaps": (21953, 3166, 5),
                 "coco": (82783, 40504, 5)}
-MemoryModel = Callable[[dict[str, Any], str, str], "int | None"]  # (cfg, rule, dataset) -> mem_mb
+MemoryModel = Callable[[dict[str, Any], str, str, "str | None"], "int | None"]  # (cfg, rule, dataset, task) -> mem_mb
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ class JobEstimate:
     input: InputThroughput | None = None
     processes: int = 1  # per job (torchrun ranks, one device each): every one waits for its own images
     memory_mb: int | None = None  # the hook: filled by `estimate(memory=...)`, else left empty
+    task: str | None = None  # a per-task rule's task (its `downstream.per_task` batch prices its memory)
 
     def compute_hours(self, peak_flops: float, mfu: float) -> float:
         return self.jobs * self.flops_per_job / (peak_flops * mfu) / 3600
@@ -214,7 +215,7 @@ def estimate(cfg: dict[str, Any], benchmark: Path = DEFAULT_BENCHMARK,
              input_benchmark: Path | None = DEFAULT_INPUT_BENCHMARK, memory: MemoryModel | None = None
              ) -> list[JobEstimate]:
     """One row per job kind of the DAG. `input_benchmark=None` uses the documented input constant;
-    `memory(cfg, rule, dataset) -> mem_mb` fills each row's memory column (the largest over its datasets)."""
+    `memory(cfg, rule, dataset, task) -> mem_mb` fills each row's memory column (the largest over its datasets)."""
     measured = _measured_step_flops(benchmark)
     rows = _tokenizer_rows(cfg, measured, benchmark, input_benchmark)
     rows += _inference_rows(cfg, measured, benchmark, input_benchmark)
@@ -223,7 +224,7 @@ def estimate(cfg: dict[str, Any], benchmark: Path = DEFAULT_BENCHMARK,
         return rows
     out = []
     for r in rows:
-        mems = [m for m in (memory(cfg, r.rule, ds) for ds in r.datasets) if m is not None]
+        mems = [m for m in (memory(cfg, r.rule, ds, r.task) for ds in r.datasets) if m is not None]
         out.append(JobEstimate(**{**r.__dict__, "memory_mb": max(mems) if mems else None}))
     return out
 
@@ -354,7 +355,7 @@ def _head_rows(cfg: dict[str, Any]) -> list[JobEstimate]:
             rows.append(JobEstimate(f"{stage} {task}", len(runs), s["steps"],
                                     s["steps"] * _transformer_flops(s["width"], layers, tokens),
                                     f"6 x params x tokens: width {s['width']}, {layers} layers, {grid}+{extra} tokens",
-                                    stage, tuple(dict.fromkeys(r.dataset for r in runs))))
+                                    stage, tuple(dict.fromkeys(r.dataset for r in runs)), task=task))
     return rows
 
 

@@ -94,18 +94,14 @@ def _section(cfg: dict[str, Any], items: str, task: str | None) -> dict[str, Any
     return task_section(cfg, section, task) if section else None
 
 
-def _batch(cfg: dict[str, Any], items: str, task: str | None = None) -> int:
-    section = _section(cfg, items, task)
-    return int(section["batch_size"]) if section else 32
-
-
 def _processes(cfg: dict[str, Any], m: Model) -> int:
     return int(cfg[m.gpu]["gpus"]) if m.gpu in ("train", "stage2", "downstream") else 1
 
 
-def _count(cfg: dict[str, Any], m: Model, dataset: str | None, task: str | None = None) -> int:
-    if m.items in ("train", "stage2", "downstream", "labelmap"):
-        return int(_section(cfg, m.items, task)["steps"]) * _batch(cfg, m.items, task)
+def _count(cfg: dict[str, Any], m: Model, dataset: str | None, section: dict[str, Any] | None) -> int:
+    """Items one job processes: steps x batch for a training rule (`section`: its section, see `_section`)."""
+    if section is not None:
+        return int(section["steps"]) * int(section["batch_size"])
     if dataset is None or m.items == "none":
         return 0
     n = dataset_images(cfg, dataset)
@@ -126,11 +122,13 @@ def model_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None,
     if dataset is not None:
         scale = (int(cfg["datasets"][dataset]["image_size"]) / 256) ** 2
     procs = _processes(cfg, m)
-    mem = procs * (m.base_mb + m.per_item_mb * _batch(cfg, m.items, task) * scale)
+    section = _section(cfg, m.items, task)
+    batch = int(section["batch_size"]) if section else 32
+    mem = procs * (m.base_mb + m.per_item_mb * batch * scale)
     if rule == "encode_codes" and dataset is not None:
         side = int(cfg["datasets"][dataset]["image_size"]) // 16  # the paper's 16x downsampling; smaller grids cost less
         mem += dataset_images(cfg, dataset) * side * side * 8 / 2**20
-    seconds = _count(cfg, m, dataset, task) * m.sec_per_item * scale * MARGIN
+    seconds = _count(cfg, m, dataset, section) * m.sec_per_item * scale * MARGIN
     runtime = max(MIN_RUNTIME, m.startup_min + seconds / 60)
     gpus = {"none": 0, "one": 1}.get(m.gpu, procs)
     cpus = CPUS_PER_PROCESS * procs if m.loads_images else 1
@@ -155,10 +153,10 @@ def rule_resources(cfg: dict[str, Any], rule: str, dataset: str | None = None,
     return out
 
 
-def job_memory_mb(cfg: dict[str, Any], rule: str, dataset: str) -> int | None:
-    """The memory one job of `rule` asks for (`lgvq plan estimate`'s memory column); None for a rule
-    without a model."""
-    return rule_resources(cfg, rule, dataset)["mem_mb"] if rule in RULES else None
+def job_memory_mb(cfg: dict[str, Any], rule: str, dataset: str, task: str | None = None) -> int | None:
+    """The memory one job of `rule` (of `task`, for a per-task rule) asks for (`lgvq plan estimate`'s memory
+    column); None for a rule without a model."""
+    return rule_resources(cfg, rule, dataset, task)["mem_mb"] if rule in RULES else None
 
 
 def resource_table(cfg: dict[str, Any], dataset: str) -> str:
