@@ -328,7 +328,7 @@ HASH_NEUTRAL_VALUES = {
 # How often and on how many val items the validation curve is measured: like log_every, only the
 # log (and the convergence verdict read off it) depends on them; the training is bit-identical
 # (lgvq.train.loop restores every RNG after validating), so no checkpoint is invalidated.
-VALIDATION_KEYS = ("val_every", "val_items")
+VALIDATION_KEYS = ("val_every", "val_items", "val_max_points")
 
 
 def hash_neutral(key: str, value: Any) -> bool:

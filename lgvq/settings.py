@@ -109,6 +109,7 @@ class TrainSettings:
     log_every: int
     val_every: int
     val_items: int
+    val_max_points: int          # the most validation points a run logs (0 = no cap): lgvq.train.loop
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class TrainedStageSettings:
     cpu_bf16: str
     val_every: int
     val_items: int
+    val_max_points: int          # the most validation points a run logs (0 = no cap): lgvq.train.loop
     width: int
     layers: int
     heads: int

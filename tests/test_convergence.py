@@ -8,7 +8,7 @@ import torch
 
 from lgvq.tables.build import write_table
 from lgvq.train.convergence import convergence, relative_drop
-from lgvq.train.loop import train_loop
+from lgvq.train.loop import train_loop, validation_interval
 
 from test_train_loop import ToyTask, batches
 
@@ -65,6 +65,28 @@ def test_the_loop_logs_validation_and_trains_exactly_as_without_it(tmp_path):
     assert [r["step"] for r in state.log if "val_loss" in r] == [4, 8, 11]  # every val_every and the last step
     assert len(calls) == 3 and plain.net.training  # modules back in training mode
     assert "val_loss" in (tmp_path / "b" / "log.csv").read_text().splitlines()[0]
+
+
+def test_a_long_run_validates_at_most_val_max_points_times(tmp_path):
+    """The cadence widens with the run (paper profile: 200,000 tokenizer steps validate every 2,000, not every
+    25), and a short run keeps its `val_every`; the training itself is the same either way."""
+    assert validation_interval(25, 200_000, 100) == 2000
+    assert validation_interval(25, 2000, 100) == 25  # short enough: val_every as given
+    assert validation_interval(25, 2501, 100) == 26  # ceil: never more than max_points
+    assert validation_interval(25, 200_000, 0) == 25 and validation_interval(0, 200_000, 100) == 0  # no cap / none
+
+    def run(out, max_points):
+        task = ToyTask()
+        state = train_loop(task, batches, out_dir=out, max_steps=11, seed=7, config_hash="abc", ckpt_every=3,
+                           log_every=1, validate=lambda: {"loss": 1.0}, val_every=1, val_max_points=max_points)
+        return task, [r["step"] for r in state.log if "val_loss" in r]
+
+    capped, steps = run(tmp_path / "a", 3)
+    assert steps == [4, 8, 11]  # ceil(11 / 3) = 4, and the last step
+    uncapped, every = run(tmp_path / "b", 0)
+    assert every == list(range(1, 12))
+    for p, q in zip(capped.net.parameters(), uncapped.net.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_a_flagged_run_is_named_in_its_tables_notes(tmp_path):

@@ -85,7 +85,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                        out_dir=work, max_steps=d.steps, seed=seed, config_hash=h, ckpt_every=d.ckpt_every,
                        log_every=max(1, min(10, d.steps)), desc=f"{task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
                        validate=validation(setup.loss_terms, model, setup.val_batches, d.val_items),
-                       val_every=d.val_every)
+                       val_every=d.val_every, val_max_points=d.val_max_points)
     if not dist.is_main:
         return out / paths.METRICS_NAME  # rank 0 evaluates and writes
     model.eval()

@@ -189,7 +189,7 @@ def run(cfg: dict[str, Any], task: str, dataset: str, tokenizer: str, variant: s
                        max_steps=s.steps, seed=seed, config_hash=h, ckpt_every=s.ckpt_every,
                        log_every=max(1, min(10, s.steps)), desc=f"stage2 {task}/{tokenizer}/{variant}/seed{seed}", dist=dist,
                        validate=validation(loss_terms, model, val_batches if val_recs else None, s.val_items),
-                       val_every=s.val_every)
+                       val_every=s.val_every, val_max_points=s.val_max_points)
     model.eval()
 
     # --- generate, decode, score -------------------------------------------------------------------

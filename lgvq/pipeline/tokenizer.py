@@ -175,6 +175,7 @@ def train(cfg: dict[str, Any], dataset: str, tokenizer: str, variant: str, seed:
     state = train_loop(task, epoch_batches, out_dir=out, max_steps=steps, seed=seed, config_hash=h,
                        ckpt_every=t.ckpt_every, log_every=t.log_every,
                        desc=f"{tokenizer}/{variant}/seed{seed}", dist=dist, validate=validate, val_every=t.val_every,
+                       val_max_points=t.val_max_points,
                        on_checkpoint=lambda step: _save_val_grid(originals, ds, model, paths.val_step_grid_file(out, step), dev))
     if not dist.is_main:
         return out / "model.pt"  # rank 0 writes the outputs

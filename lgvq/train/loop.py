@@ -18,7 +18,8 @@ and that a crash must not lose:
   128 + the signal number: 130, 143, 138), so a requeued job or Snakemake's `--retries` resumes it;
 - a tqdm progress bar and a CSV loss log (`log.csv`: step + one column per term, each the term's value
   at the log step, not a mean over the window);
-- an optional validation curve: `validate()` every `val_every` steps and at the last step, its terms
+- an optional validation curve: `validate()` every `val_every` steps (widened so that a run logs at most
+  `val_max_points`: `validation_interval`) and at the last step, its terms
   logged as `val_<term>` beside the training terms (lgvq.train.convergence reads them). It runs with the
   modules in eval mode and every RNG stream saved and restored, so a run with validation trains on
   exactly the numbers a run without it does, and a resumed run matches an uninterrupted one.
@@ -27,6 +28,7 @@ and that a crash must not lose:
 from __future__ import annotations
 
 import inspect
+import math
 import random
 import signal
 import threading
@@ -91,6 +93,17 @@ class TrainTask(Protocol):
     def train_step(self, batch: Any, step: int) -> Mapping[str, Tensor | float]: ...  # detached scalar terms
 
 
+def validation_interval(val_every: int, max_steps: int, max_points: int) -> int:
+    """Steps between validations: `val_every`, widened to ceil(max_steps / max_points) when the run is
+    longer than `max_points` validations at `val_every` (0 = no cap). A validation pass costs a fixed
+    number of forward passes, so validating every few steps of a long run is a tax on every step (and
+    under data parallelism the other ranks wait for rank 0's pass); a bounded number of points is all
+    the convergence verdict reads (lgvq.train.convergence: a line through the last fifth)."""
+    if val_every <= 0 or max_points <= 0:
+        return val_every
+    return max(val_every, math.ceil(max_steps / max_points))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -135,6 +148,7 @@ def train_loop(
     dist: "DistInfo | None" = None,
     validate: Callable[[], Mapping[str, float]] | None = None,
     val_every: int = 0,
+    val_max_points: int = 0,
 ) -> LoopState:
     """Run `task` for `max_steps` optimisation steps, resuming from `out_dir/checkpoint.pt`.
 
@@ -152,6 +166,7 @@ def train_loop(
     from lgvq.train.distributed import SINGLE, barrier
 
     dist = dist or SINGLE
+    val_every = validation_interval(val_every, max_steps, val_max_points)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT_NAME
