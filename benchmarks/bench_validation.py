@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -44,6 +45,7 @@ import torch  # noqa: E402
 
 from lgvq.config import load_config  # noqa: E402
 from lgvq.io import atomic_write_json  # noqa: E402
+from lgvq.manifest import cpu_model  # noqa: E402
 from lgvq.pipeline import downstream, tokenizer  # noqa: E402
 from lgvq.pipeline.data import prepare  # noqa: E402
 from lgvq.sections import task_section  # noqa: E402
@@ -179,7 +181,7 @@ def main() -> None:
                for kind in ("tokenizer", "vqa_head")}
     atomic_write_json(a.out, {
         "benchmark": "validation curve: its share of a training job, uncapped vs val_max_points (bench_validation.py)",
-        "device": {"cpu": platform.processor() or platform.machine(), "platform": platform.platform(),
+        "device": {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                    "threads": 1, "precision": "fp32 (cpu_bf16 auto: off without bf16 matrix units)"},
         "note": "uncapped: the per-step tax of validating every val_every steps (what every run paid before the cap); "
                 "capped: the same job with the cap binding (val_max_points = --capped-points on these short runs, as "
