@@ -27,7 +27,6 @@ their validations before and after the default cap.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -138,7 +137,7 @@ def main() -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="bench_validation_"))
 
     def config(name: str, kind: str, results: Path, capped: bool) -> dict:
-        cfg = copy.deepcopy(load_config(ROOT / "config" / name))
+        cfg = load_config(ROOT / "config" / name)  # a fresh dict per call
         cfg["results_dir"] = str(results)
         section = "train" if kind == "tokenizer" else "downstream"
         cfg[section]["steps"] = a.tokenizer_steps if kind == "tokenizer" else a.head_steps
